@@ -1,0 +1,95 @@
+//! Decide: allow or deny, with every reason, from Rego policies over trust data.
+//!
+//! The pipeline calls one function, [`Decide::decide`], with one narrow input,
+//! [`PolicyInput`]; the same call serves proxied Docker requests, the admin API,
+//! the file API and `trust/check`. There is no second path.
+//!
+//! (Skeleton: the policy helper adds the regorus engine.)
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::classify::Resource;
+use crate::identify::Caller;
+use crate::resolve::Target;
+
+/// The request as the policy sees it (documented in `policies/README.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestInfo {
+    pub method: String,
+    /// Decoded path without the version prefix.
+    pub path: String,
+    /// Query (and merged form) parameters: every value, in order, per key.
+    pub query: BTreeMap<String, Vec<String>>,
+    /// The `/vX.Y` prefix, if any.
+    pub version: Option<String>,
+}
+
+/// A bind or volume mount a file path falls in (file actions only).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MountInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+}
+
+/// The file a file action touches.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileContext {
+    /// The normalized requested path.
+    pub path: String,
+    /// The path with symlinks resolved inside the container (what the daemon touches).
+    pub resolved_path: String,
+    /// The mount the resolved path falls in, if any (binds reach the host).
+    pub mount: Option<MountInfo>,
+    /// For archive uploads: every entry's full destination path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<String>,
+}
+
+/// Everything a policy decides on.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyInput {
+    pub caller: Caller,
+    pub action: String,
+    pub resource: Resource,
+    pub target: Target,
+    pub request: RequestInfo,
+    /// The canonical body (see [`crate::inspect`]); `null` when not inspected.
+    pub body: Value,
+    pub file: Option<FileContext>,
+    /// RFC 3339 time of the decision, for expiry checks.
+    pub now: String,
+}
+
+/// The narrow type that leaves this stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Every deny message (or, when allowed, why).
+    pub reasons: Vec<String>,
+    /// The trust relationship that matched, if any.
+    pub trust_id: Option<String>,
+    /// Hash of the loaded policy set and the trust data revision.
+    pub policy_version: String,
+}
+
+impl Decision {
+    pub fn deny(reason: impl Into<String>, policy_version: &str) -> Self {
+        Decision {
+            allowed: false,
+            reasons: vec![reason.into()],
+            trust_id: None,
+            policy_version: policy_version.to_string(),
+        }
+    }
+}
+
+/// The decision step. Implementations must fail closed: an evaluation error is a deny.
+pub trait Decide: Send + Sync {
+    fn decide(&self, input: &PolicyInput) -> Decision;
+}

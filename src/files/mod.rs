@@ -1,0 +1,1 @@
+//! The file API (in progress).

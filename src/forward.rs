@@ -1,0 +1,1 @@
+//! forward (in progress)

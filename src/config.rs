@@ -1,1 +1,264 @@
-//! config (in progress)
+//! Serve-time configuration: embedded defaults that work with no file and no
+//! arguments, overridden by flags and `PORTCULLIS_*` environment variables.
+//!
+//! Why these defaults: root gets the paths an operator expects
+//! (`/run/portcullis.sock`, `/var/lib/portcullis`); anyone else gets paths they
+//! can write (`$XDG_RUNTIME_DIR`, `~/.local/share`), so `portcullis serve`
+//! always starts.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where requests are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl FromStr for UpstreamAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix://") {
+            Ok(UpstreamAddr::Unix(PathBuf::from(p)))
+        } else if let Some(a) = s.strip_prefix("tcp://") {
+            Ok(UpstreamAddr::Tcp(a.trim_end_matches('/').to_string()))
+        } else if s.starts_with('/') {
+            Ok(UpstreamAddr::Unix(PathBuf::from(s)))
+        } else {
+            Err(format!("upstream {s:?}: expected unix:///path or tcp://host:port"))
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+            UpstreamAddr::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// The transport of one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Unix(PathBuf),
+    Tcp(String),
+    /// TCP with TLS; client certificates are required.
+    Tls(String),
+}
+
+/// One `--listen` value: `unix:///path[?mode=660&group=docker&caller=NAME]`,
+/// `tcp://HOST:PORT[?caller=NAME]` or `tls://HOST:PORT[?caller=NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub addr: ListenAddr,
+    /// File mode of a unix socket (octal).
+    pub mode: Option<u32>,
+    /// Group owning a unix socket (name or gid).
+    pub group: Option<String>,
+    /// Every connection on this listener *is* this caller.
+    pub caller: Option<String>,
+}
+
+impl ListenerSpec {
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        ListenerSpec {
+            addr: ListenAddr::Unix(path.into()),
+            mode: None,
+            group: None,
+            caller: None,
+        }
+    }
+
+    /// A short label for logs and audit records.
+    pub fn label(&self) -> String {
+        match &self.addr {
+            ListenAddr::Unix(p) => format!("unix://{}", p.display()),
+            ListenAddr::Tcp(a) => format!("tcp://{a}"),
+            ListenAddr::Tls(a) => format!("tls://{a}"),
+        }
+    }
+}
+
+impl FromStr for ListenerSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (base, query) = s.split_once('?').unwrap_or((s, ""));
+        let addr = if let Some(p) = base.strip_prefix("unix://") {
+            ListenAddr::Unix(PathBuf::from(p))
+        } else if let Some(a) = base.strip_prefix("tcp://") {
+            ListenAddr::Tcp(a.to_string())
+        } else if let Some(a) = base.strip_prefix("tls://") {
+            ListenAddr::Tls(a.to_string())
+        } else if base.starts_with('/') {
+            ListenAddr::Unix(PathBuf::from(base))
+        } else {
+            return Err(format!(
+                "listener {s:?}: expected unix:///path, tcp://host:port or tls://host:port"
+            ));
+        };
+        let mut spec = ListenerSpec {
+            addr,
+            mode: None,
+            group: None,
+            caller: None,
+        };
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "mode" => {
+                    spec.mode = Some(u32::from_str_radix(&v, 8).map_err(|_| {
+                        format!("listener {s:?}: mode {v:?} is not an octal file mode")
+                    })?)
+                }
+                "group" => spec.group = Some(v.into_owned()),
+                "caller" if !v.is_empty() => spec.caller = Some(v.into_owned()),
+                other => return Err(format!("listener {s:?}: unknown option {other:?}")),
+            }
+        }
+        if spec.mode.is_some() || spec.group.is_some() {
+            if !matches!(spec.addr, ListenAddr::Unix(_)) {
+                return Err(format!("listener {s:?}: mode and group apply to unix sockets only"));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Enforce decisions, or only record what would have been refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Enforce,
+    /// Decide and record every request, enforce nothing (for rolling out).
+    AuditOnly,
+}
+
+/// TLS material for `tls://` listeners.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA that client certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
+/// Limits against hostile clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_inspect: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    /// Upper bound on the request head (request line + headers) in bytes.
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_inspect: 4 * 1024 * 1024,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// Everything `portcullis serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listeners: Vec<ListenerSpec>,
+    pub upstream: UpstreamAddr,
+    pub data_dir: PathBuf,
+    pub mode: Mode,
+    /// A directory of `*.rego` that replaces the embedded policies.
+    pub policies: Option<PathBuf>,
+    /// The embedded policy template: strict, standard or permissive.
+    pub template: String,
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+    /// Start even if the audit chain does not verify.
+    pub allow_broken_chain: bool,
+    /// Unix uids that are the built-in administrator (the process owner and root).
+    pub admin_uids: Vec<u32>,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+/// `/run/portcullis.sock` for root, `$XDG_RUNTIME_DIR/portcullis.sock` otherwise.
+pub fn default_socket() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/portcullis.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => Path::new(&dir).join("portcullis.sock"),
+        None => home().join(".portcullis").join("portcullis.sock"),
+    }
+}
+
+/// `/var/lib/portcullis` for root, `$XDG_DATA_HOME/portcullis` otherwise.
+pub fn default_data_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/portcullis");
+    }
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(dir) => Path::new(&dir).join("portcullis"),
+        None => home().join(".local/share/portcullis"),
+    }
+}
+
+/// The process owner and root: the built-in administrators.
+pub fn default_admin_uids() -> Vec<u32> {
+    let me = nix::unistd::geteuid().as_raw();
+    if me == 0 {
+        vec![0]
+    } else {
+        vec![0, me]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_specs_parse_with_options() {
+        let s: ListenerSpec = "unix:///run/t.sock?mode=660&group=docker&caller=traefik"
+            .parse()
+            .unwrap();
+        assert_eq!(s.addr, ListenAddr::Unix("/run/t.sock".into()));
+        assert_eq!(s.mode, Some(0o660));
+        assert_eq!(s.group.as_deref(), Some("docker"));
+        assert_eq!(s.caller.as_deref(), Some("traefik"));
+        let t: ListenerSpec = "tls://0.0.0.0:2376".parse().unwrap();
+        assert_eq!(t.addr, ListenAddr::Tls("0.0.0.0:2376".into()));
+        assert!("tcp://1.2.3.4:1?mode=600".parse::<ListenerSpec>().is_err());
+        assert!("unix:///x?mode=9z".parse::<ListenerSpec>().is_err());
+        assert!("unix:///x?bogus=1".parse::<ListenerSpec>().is_err());
+        assert!("http://x".parse::<ListenerSpec>().is_err());
+    }
+
+    #[test]
+    fn upstreams_parse() {
+        assert_eq!(
+            "unix:///var/run/docker.sock".parse::<UpstreamAddr>().unwrap(),
+            UpstreamAddr::Unix("/var/run/docker.sock".into())
+        );
+        assert_eq!(
+            "tcp://127.0.0.1:2375".parse::<UpstreamAddr>().unwrap(),
+            UpstreamAddr::Tcp("127.0.0.1:2375".into())
+        );
+        assert!("ftp://x".parse::<UpstreamAddr>().is_err());
+    }
+}

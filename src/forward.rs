@@ -1,1 +1,252 @@
-//! forward (in progress)
+//! Forward: send an allowed request to the daemon over a pooled connection and
+//! stream the answer back, including connections the daemon takes over.
+//!
+//! Why so little happens here: every decision is already made. This layer
+//! only moves bytes: request bodies and responses stream without buffering
+//! (logs, events, pulls and tar downloads stay open as long as the daemon keeps
+//! them open: no idle timeout), and an `Upgrade: tcp` answer (attach, exec
+//! start) becomes a raw two-way pipe whose half-closes pass through.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection as ClientConnection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::config::UpstreamAddr;
+use crate::reply::{self, BoxError, ProxyBody};
+
+/// The daemon, reached over a pool of connections.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<Connector, ProxyBody>,
+    addr: UpstreamAddr,
+}
+
+/// Why forwarding failed. Both are 502s for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("the Docker daemon at {addr} is unreachable: {source}")]
+    Unreachable { addr: String, source: BoxError },
+    #[error("invalid upstream request: {0}")]
+    Request(String),
+}
+
+impl Upstream {
+    pub fn new(addr: UpstreamAddr) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(Connector { addr: addr.clone() });
+        Upstream { client, addr }
+    }
+
+    pub fn addr(&self) -> &UpstreamAddr {
+        &self.addr
+    }
+
+    /// Forward `parts` with `body` exactly; `path_and_query` is what the daemon
+    /// sees (the client's own request-target unless the target was pinned).
+    pub async fn send(
+        &self,
+        mut parts: http::request::Parts,
+        path_and_query: &str,
+        body: ProxyBody,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let hijack = is_upgrade(&parts.headers);
+        strip_hop_by_hop(&mut parts.headers, hijack);
+        parts.uri = format!("http://docker{path_and_query}")
+            .parse::<Uri>()
+            .map_err(|e| ForwardError::Request(e.to_string()))?;
+        parts.version = http::Version::HTTP_11;
+        let req = Request::from_parts(parts, body);
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| ForwardError::Unreachable {
+                addr: self.addr.to_string(),
+                source: Box::new(e),
+            })
+    }
+}
+
+/// Whether the client asked for `Connection: Upgrade` (attach, exec start).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Remove hop-by-hop headers (RFC 9110 §7.6.1); keep `Upgrade` only for hijacks.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !(keep_upgrade && t == "upgrade"))
+        .collect();
+    for name in listed {
+        headers.remove(name.as_str());
+    }
+    for name in ["keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "host"] {
+        headers.remove(name);
+    }
+    headers.remove(header::CONNECTION);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Turn the daemon's response into the client's. A `101` becomes a two-way
+/// pipe between the client's and the daemon's upgraded connections.
+pub fn relay(client_req: Option<hyper::upgrade::OnUpgrade>, mut resp: Response<Incoming>) -> Response<ProxyBody> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut resp);
+        match client_req {
+            Some(client) => {
+                tokio::spawn(async move {
+                    match tokio::try_join!(client, upstream) {
+                        Ok((c, u)) => {
+                            let mut c = TokioIo::new(c);
+                            let mut u = TokioIo::new(u);
+                            // copy_bidirectional shuts down each write side when
+                            // the other read side ends: the half-close passes through.
+                            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                                tracing::debug!(error = %e, "hijacked stream ended with an error");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "upgrade failed"),
+                    }
+                });
+            }
+            None => {
+                return reply::error(StatusCode::BAD_GATEWAY, "portcullis: the daemon upgraded a connection that asked for no upgrade");
+            }
+        }
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, reply::empty());
+    }
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONNECTION);
+    parts.headers.remove("keep-alive");
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+}
+
+/// Collect a (small) response body, e.g. a container list to filter.
+pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, BoxError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    Ok(limited.collect().await?.to_bytes())
+}
+
+/// Connects to the configured daemon socket whatever the URI's host says.
+#[derive(Clone)]
+pub struct Connector {
+    addr: UpstreamAddr,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<UpstreamStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            let stream = match addr {
+                UpstreamAddr::Unix(path) => UpstreamStream::Unix(UnixStream::connect(path).await?),
+                UpstreamAddr::Tcp(a) => {
+                    let s = TcpStream::connect(a).await?;
+                    s.set_nodelay(true)?;
+                    UpstreamStream::Tcp(s)
+                }
+            };
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// A connection to the daemon.
+pub enum UpstreamStream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl ClientConnection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            UpstreamStream::Unix($s) => $e,
+            UpstreamStream::Tcp($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_but_upgrade_kept_for_hijacks() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade, X-Drop".parse().unwrap());
+        h.insert("upgrade", "tcp".parse().unwrap());
+        h.insert("x-drop", "1".parse().unwrap());
+        h.insert("keep-alive", "5".parse().unwrap());
+        h.insert("x-registry-auth", "abc".parse().unwrap());
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "tcp");
+        assert_eq!(h.get("connection").unwrap(), "Upgrade");
+        assert!(h.get("x-drop").is_none() && h.get("keep-alive").is_none());
+        assert_eq!(h.get("x-registry-auth").unwrap(), "abc");
+
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", "tcp".parse().unwrap());
+        assert!(!is_upgrade(&h));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("upgrade").is_none());
+    }
+}

@@ -1,1 +1,399 @@
-//! listen (in progress)
+//! Listen: accept connections on unix sockets, TCP and TLS, and hand each
+//! HTTP/1.1 request to the pipeline together with who is on the other end.
+//!
+//! Why here: everything identity rests on is known only at accept time (the
+//! unix peer's credentials, the TLS client certificate, which listener), and
+//! the limits against hostile clients (connection count, header size and
+//! read time, HTTP/2 prior knowledge) are cheapest to enforce before hyper
+//! parses anything.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use anyhow::{bail, Context as _};
+use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+use crate::config::{Limits, ListenAddr, ListenerSpec, TlsFiles};
+use crate::reply::ProxyBody;
+
+/// Who is on the other end of a connection, as far as the transport can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Unix {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
+    Tcp {
+        addr: SocketAddr,
+    },
+    /// A TLS connection whose client certificate verified against the CA.
+    Tls {
+        addr: SocketAddr,
+        common_name: Option<String>,
+    },
+}
+
+/// One accepted connection, shared by every request on it.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: u64,
+    /// The listener's label, e.g. `unix:///run/portcullis.sock`.
+    pub listener: String,
+    /// Set when the listener is pinned to one caller.
+    pub pinned_caller: Option<String>,
+    pub peer: Peer,
+}
+
+/// What the pipeline provides: a request and its connection in, a response out.
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>, Arc<Connection>) -> BoxFuture<'static, Response<ProxyBody>> + Send + Sync>;
+
+enum Socket {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+    Tls(TcpListener, tokio_rustls::TlsAcceptor),
+}
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    spec: ListenerSpec,
+    socket: Socket,
+}
+
+impl Listener {
+    pub fn label(&self) -> String {
+        self.spec.label()
+    }
+
+    /// For `tcp://127.0.0.1:0`: the port the OS chose.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.socket {
+            Socket::Tcp(l) | Socket::Tls(l, _) => l.local_addr().ok(),
+            Socket::Unix(_) => None,
+        }
+    }
+}
+
+/// Bind one listener. A stale unix socket file is replaced; any other file at
+/// that path is an error, never overwritten.
+pub async fn bind(spec: &ListenerSpec, tls: Option<&TlsFiles>) -> anyhow::Result<Listener> {
+    let socket = match &spec.addr {
+        ListenAddr::Unix(path) => Socket::Unix(bind_unix(path, spec)?),
+        ListenAddr::Tcp(addr) => Socket::Tcp(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding tcp://{addr}"))?,
+        ),
+        ListenAddr::Tls(addr) => {
+            let files = tls.context("a tls:// listener needs --tls-cert, --tls-key and --tls-client-ca")?;
+            let acceptor = tls_acceptor(files)?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding tls://{addr}"))?;
+            Socket::Tls(l, acceptor)
+        }
+    };
+    Ok(Listener {
+        spec: spec.clone(),
+        socket,
+    })
+}
+
+fn bind_unix(path: &Path, spec: &ListenerSpec) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket; refusing to replace it", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    // 0660 by default: a local user who is neither owner nor in the group has no
+    // business even talking to the proxy.
+    let mode = spec.mode.unwrap_or(0o660);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))?;
+    if let Some(group) = &spec.group {
+        let gid = match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => nix::unistd::Group::from_name(group)
+                .with_context(|| format!("looking up group {group}"))?
+                .with_context(|| format!("no such group {group}"))?
+                .gid
+                .as_raw(),
+        };
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .with_context(|| format!("chgrp {group} {}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &read(&files.cert)?[..])
+        .collect::<Result<_, _>>()
+        .context("parsing --tls-cert")?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &read(&files.key)?[..])
+        .context("parsing --tls-key")?
+        .context("no private key in --tls-key")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut &read(&files.client_ca)?[..]) {
+        roots.add(ca.context("parsing --tls-client-ca")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .context("building the client certificate verifier")?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .context("loading the server certificate")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The common name of a DER certificate's subject.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
+}
+
+static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Serve every listener until the process ends.
+pub async fn serve(listeners: Vec<Listener>, limits: Limits, handler: Handler) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let limits = Arc::new(limits);
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let (slots, limits, handler) = (slots.clone(), limits.clone(), handler.clone());
+        tasks.push(tokio::spawn(accept_loop(listener, slots, limits, handler)));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn accept_loop(listener: Listener, slots: Arc<Semaphore>, limits: Arc<Limits>, handler: Handler) {
+    let label = listener.label();
+    let pinned = listener.spec.caller.clone();
+    loop {
+        let accepted = match &listener.socket {
+            Socket::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+            Socket::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+            Socket::Tls(l, acc) => l.accept().await.map(|(s, a)| Accepted::Tls(s, a, acc.clone())),
+        };
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %label, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = slots.clone().try_acquire_owned();
+        let (label, pinned, limits, handler) = (label.clone(), pinned.clone(), limits.clone(), handler.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = permit else {
+                accepted.refuse_busy().await;
+                return;
+            };
+            let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
+            match accepted {
+                Accepted::Unix(s) => {
+                    let peer = match s.peer_cred() {
+                        Ok(c) => Peer::Unix {
+                            uid: c.uid(),
+                            gid: c.gid(),
+                            pid: c.pid(),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "SO_PEERCRED failed; closing");
+                            return;
+                        }
+                    };
+                    let conn = Connection { id, listener: label, pinned_caller: pinned, peer };
+                    serve_connection(s, conn, &limits, handler).await
+                }
+                Accepted::Tcp(s, addr) => {
+                    let conn = Connection { id, listener: label, pinned_caller: pinned, peer: Peer::Tcp { addr } };
+                    serve_connection(s, conn, &limits, handler).await
+                }
+                Accepted::Tls(s, addr, acceptor) => {
+                    let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s)).await;
+                    let tls = match handshake {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(%addr, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let common_name = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| common_name(c.as_ref()));
+                    let conn = Connection {
+                        id,
+                        listener: label,
+                        pinned_caller: pinned,
+                        peer: Peer::Tls { addr, common_name },
+                    };
+                    serve_connection(tls, conn, &limits, handler).await
+                }
+            }
+        });
+    }
+}
+
+enum Accepted {
+    Unix(UnixStream),
+    Tcp(TcpStream, SocketAddr),
+    Tls(TcpStream, SocketAddr, tokio_rustls::TlsAcceptor),
+}
+
+impl Accepted {
+    /// Over the connection limit: say so in Docker's format, then close.
+    async fn refuse_busy(self) {
+        let msg = raw_error(503, "Service Unavailable", "portcullis: too many connections; try again later");
+        match self {
+            Accepted::Unix(mut s) => {
+                let _ = s.write_all(msg.as_bytes()).await;
+            }
+            Accepted::Tcp(mut s, ..) => {
+                let _ = s.write_all(msg.as_bytes()).await;
+            }
+            // Writing plain HTTP into a TLS handshake would be noise: just close.
+            Accepted::Tls(..) => {}
+        }
+    }
+}
+
+/// A complete HTTP/1.1 error response written by hand, for refusals that happen
+/// before hyper owns the connection.
+fn raw_error(status: u16, reason: &str, message: &str) -> String {
+    let body = serde_json::json!({ "message": message }).to_string();
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+async fn serve_connection<IO>(mut io: IO, conn: Connection, limits: &Limits, handler: Handler)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // HTTP/2 prior knowledge would reach BuildKit's gRPC server past every
+    // check; hyper would only drop it silently. Look at the first bytes and
+    // refuse it in words.
+    let mut head = Vec::with_capacity(H2_PREFACE.len());
+    let peeked = tokio::time::timeout(limits.header_read_timeout, async {
+        let mut byte = [0u8; 64];
+        while head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&head) {
+            let want = H2_PREFACE.len() - head.len();
+            let n = io.read(&mut byte[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&byte[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(peeked, Ok(Ok(()))) || head.is_empty() {
+        return;
+    }
+    if head == H2_PREFACE {
+        tracing::warn!(listener = %conn.listener, peer = ?conn.peer, "refused HTTP/2 prior-knowledge connection");
+        let msg = raw_error(
+            400,
+            "Bad Request",
+            "portcullis: HTTP/2 prior knowledge (h2c) is refused: it is an opaque tunnel to BuildKit",
+        );
+        let _ = io.write_all(msg.as_bytes()).await;
+        let _ = io.shutdown().await;
+        return;
+    }
+
+    let conn = Arc::new(conn);
+    let io = TokioIo::new(Prefixed { head, pos: 0, inner: io });
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let fut = handler(req, conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    if let Err(e) = builder.serve_connection(io, service).with_upgrades().await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A stream that first replays the bytes already read for the preface check.
+struct Prefixed<IO> {
+    head: Vec<u8>,
+    pos: usize,
+    inner: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.pos < self.head.len() {
+            let n = (self.head.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.head[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    // Half-close reaches the client: attach and exec rely on it.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -148,6 +148,8 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_inspect: usize,
+    /// `docker cp` uploads are read whole so every entry is checked before any is forwarded.
+    pub max_archive_inspect: usize,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     /// Upper bound on the request head (request line + headers) in bytes.
@@ -159,6 +161,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_inspect: 4 * 1024 * 1024,
+            max_archive_inspect: 256 * 1024 * 1024,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,

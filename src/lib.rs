@@ -35,4 +35,5 @@ pub mod pipeline;
 pub mod record;
 pub mod reply;
 pub mod resolve;
+pub mod stages;
 pub mod trust;

@@ -44,6 +44,9 @@ pub struct Target {
     /// For containers: their mounts (the file API needs them).
     #[serde(skip)]
     pub mounts: Vec<MountInfo>,
+    /// Whether this answer came from the cache (see the module docs).
+    #[serde(skip)]
+    pub from_cache: bool,
 }
 
 impl Target {
@@ -219,6 +222,7 @@ impl Resolver {
             exists: true,
             kind: Some(ResourceKind::Container),
             mounts: c.mounts.clone(),
+            from_cache: true,
         })
     }
 
@@ -260,6 +264,7 @@ impl Resolver {
                     exists: true,
                     kind: Some(ResourceKind::Container),
                     mounts,
+                    from_cache: false,
                 })
             }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(Target {

@@ -65,3 +65,6 @@ pub(super) fn classify(
         path: path_and_query.to_string(),
     })
 }
+
+/// Re-derive the resource name after a form body was merged (stub until the table lands).
+pub fn refine(_classified: &mut Classified, _form: &[(String, String)]) {}

@@ -47,3 +47,33 @@ pub enum BodyError {
     #[error("error reading request body: {0}")]
     Read(String),
 }
+
+/// Read a body whole, up to `limit` (stub until the inspect module lands).
+pub async fn read_bounded<B>(body: B, _headers: &http::HeaderMap, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let collected = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| BodyError::Read(e.to_string()))?;
+    Ok(collected.to_bytes())
+}
+
+/// Decode a read body (stub until the inspect module lands).
+pub fn inspect(
+    _route: &crate::classify::Route,
+    _method: &str,
+    _headers: &http::HeaderMap,
+    query: &[(String, String)],
+    bytes: Bytes,
+) -> Result<Inspected, BodyError> {
+    let canonical = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| BodyError::Json(e.to_string()))?
+    };
+    Ok(Inspected { bytes, canonical, sha256: None, form: query.to_vec() })
+}

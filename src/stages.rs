@@ -1,0 +1,448 @@
+//! The stage functions [`crate::pipeline::handle`] calls, one per step, each
+//! with narrow inputs and outputs. Kept apart so the pipeline reads as a story.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, Method, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::classify::{Classified, ClassifyError, ResourceKind};
+use crate::decide::{Decision, FileContext, PolicyInput, RequestInfo};
+use crate::filter;
+use crate::forward;
+use crate::identify::Caller;
+use crate::inspect::{self, BodyError, Inspected};
+use crate::listen::Connection;
+use crate::pipeline::Gateway;
+use crate::record::AuditRecord;
+use crate::reply::{self, BoxError, ProxyBody};
+use crate::resolve::{Freshness, Target};
+
+/// What the pipeline knows of a request before it is classified: enough to
+/// record it whatever happens next.
+pub struct Life {
+    pub request_id: String,
+    pub method: String,
+    /// The request-target exactly as received (path and query).
+    pub raw_target: String,
+    pub action: String,
+}
+
+impl Life {
+    pub fn begin(parts: &http::request::Parts, _conn: &Connection) -> Self {
+        Life {
+            request_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+            method: parts.method.as_str().to_string(),
+            raw_target: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
+            action: String::new(),
+        }
+    }
+
+    pub fn path_only(&self) -> &str {
+        self.raw_target.split('?').next().unwrap_or("/")
+    }
+
+    fn base_record(&self, caller: &Caller, decision: &Decision, enforced: bool) -> AuditRecord {
+        AuditRecord {
+            request_id: self.request_id.clone(),
+            caller: caller.name.clone(),
+            identified_by: caller.via.summary(),
+            action: if self.action.is_empty() { "unclassified".into() } else { self.action.clone() },
+            method: self.method.clone(),
+            path: self.path_only().to_string(),
+            allowed: decision.allowed,
+            enforced,
+            reasons: decision.reasons.clone(),
+            trust_id: decision.trust_id.clone(),
+            policy_version: decision.policy_version.clone(),
+            ..AuditRecord::default()
+        }
+    }
+
+    /// The record of a request refused before it could be decided.
+    pub fn early_record(&self, caller: &Caller, decision: &Decision, _enforced: bool) -> AuditRecord {
+        // Structural refusals (bad credential, unknown route, unreadable body)
+        // are enforced even in audit-only mode: there is nothing safe to forward.
+        self.base_record(caller, decision, true)
+    }
+
+    /// The record of a decided request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        caller: &Caller,
+        request: &Classified,
+        target: &Target,
+        file: Option<&FileContext>,
+        inspected: &Inspected,
+        decision: &Decision,
+        enforced: bool,
+    ) -> AuditRecord {
+        AuditRecord {
+            path: request.path.clone(),
+            target_id: target.id.clone(),
+            target_name: target.name.clone().or_else(|| target.reference.clone()),
+            resource_path: file.map(|f| f.path.clone()),
+            body_sha256: inspected.sha256.clone(),
+            ..self.base_record(caller, decision, enforced)
+        }
+    }
+}
+
+/// The status for a request the table cannot classify.
+pub fn classify_status(e: &ClassifyError) -> StatusCode {
+    match e {
+        ClassifyError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+        .unwrap_or(false)
+}
+
+fn body_status(e: &BodyError) -> StatusCode {
+    match e {
+        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::Unbounded => StatusCode::LENGTH_REQUIRED,
+        BodyError::ContentType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Read and decode the body when the route's body grants power (or a form
+/// body may override the query); otherwise leave it to stream.
+pub async fn inspect(
+    gw: &Gateway,
+    request: &mut Classified,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<(Inspected, Option<Incoming>), (StatusCode, String)> {
+    use crate::classify::BodyRule;
+    let writes = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    let limit = match request.route.body {
+        BodyRule::Tar => gw.limits.max_archive_inspect,
+        _ => gw.limits.max_body_inspect,
+    };
+    let must_read = matches!(request.route.body, BodyRule::Json | BodyRule::Tar) || (writes && is_form(&parts.headers));
+    if !must_read {
+        let inspected = Inspected {
+            form: request.query.clone(),
+            ..Inspected::default()
+        };
+        return Ok((inspected, Some(body)));
+    }
+    let bytes = inspect::read_bounded(body, &parts.headers, limit)
+        .await
+        .map_err(|e| (body_status(&e), e.to_string()))?;
+    let inspected = inspect::inspect(request.route, parts.method.as_str(), &parts.headers, &request.query, bytes)
+        .map_err(|e| (body_status(&e), e.to_string()))?;
+    crate::classify::routes::refine(request, &inspected.form);
+    if request.route.hijack && !forward::is_upgrade(&parts.headers) && !detached(&inspected) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "attach and exec start need `Connection: Upgrade` and `Upgrade: tcp` through portcullis".into(),
+        ));
+    }
+    Ok((inspected, None))
+}
+
+/// `POST /exec/{id}/start` with `{"Detach": true}` does not take the connection over.
+fn detached(inspected: &Inspected) -> bool {
+    inspected.canonical.get("Detach").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Resolve the request's target, and for file actions the file it touches.
+pub async fn resolve(
+    gw: &Gateway,
+    caller: &Caller,
+    request: &Classified,
+    inspected: &Inspected,
+    freshness: Freshness,
+) -> Result<(Target, Option<FileContext>), (StatusCode, String)> {
+    let name = request.resource.name.as_deref();
+    let unreachable = |e: crate::resolve::ResolveError| (StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
+    let mut target = match (request.resource.kind, name) {
+        (ResourceKind::Container, Some(n)) if request.action.0 != "container.create" => {
+            gw.resolver.container(n, freshness).await.map_err(unreachable)?
+        }
+        (ResourceKind::Exec, Some(n)) => gw.resolver.exec_container(n, freshness).await.map_err(unreachable)?,
+        (kind, n) => Target::none(kind, n),
+    };
+    if request.action.0 == "container.create" {
+        target.image = inspected.canonical.get("Image").and_then(Value::as_str).map(str::to_string);
+    }
+    let file = gw
+        .services
+        .file_context(gw, caller, request, &target, inspected)
+        .await
+        .map_err(|(s, e)| (s, format!("portcullis: {e}")))?;
+    Ok((target, file))
+}
+
+/// The policy's input for one decision.
+pub fn policy_input(
+    caller: &Caller,
+    request: &Classified,
+    target: &Target,
+    inspected: &Inspected,
+    file: Option<FileContext>,
+) -> PolicyInput {
+    let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &inspected.form {
+        query.entry(k.clone()).or_default().push(v.clone());
+    }
+    PolicyInput {
+        caller: caller.clone(),
+        action: request.action.0.to_string(),
+        resource: request.resource.clone(),
+        target: target.clone(),
+        request: RequestInfo {
+            method: request.route.method.to_string(),
+            path: request.path.clone(),
+            query,
+            version: request.version.map(|v| v.to_string()),
+        },
+        body: inspected.canonical.clone(),
+        file,
+        now: now_rfc3339(),
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Whether a decision made on cached container data must be made again on a
+/// fresh look: a denial (the cache may be behind), or an allow that matched a
+/// trust selector which depends on the container's name.
+pub fn needs_fresh_look(gw: &Gateway, caller: &Caller, target: &Target, decision: &Decision) -> bool {
+    if caller.admin || !target.from_cache {
+        return false;
+    }
+    if !decision.allowed {
+        return true;
+    }
+    match &decision.trust_id {
+        Some(id) => !(gw.selector_is_immutable)(id),
+        None => true,
+    }
+}
+
+/// The audit log cannot be written: refuse, in Docker's format.
+pub fn log_unavailable(e: &str) -> Response<ProxyBody> {
+    tracing::error!(error = %e, "decision log unavailable; refusing requests");
+    reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("portcullis: the decision log cannot be written, so no request is served: {e}"),
+    )
+}
+
+/// The answer to a denied request.
+pub fn refusal(caller: &Caller, request: &Classified, target: &Target, decision: &Decision, id: u64) -> Response<ProxyBody> {
+    // A container the caller may not see does not exist, as far as it can tell.
+    if request.action.0 == "container.inspect" {
+        let reference = target.reference.clone().unwrap_or_default();
+        return reply::error(StatusCode::NOT_FOUND, format!("No such container: {reference}"));
+    }
+    let reason = if decision.reasons.is_empty() {
+        "no policy rule allows it".to_string()
+    } else {
+        decision.reasons.join("; ")
+    };
+    let target_name = match (&target.name, &target.reference) {
+        (Some(n), _) | (None, Some(n)) => n.clone(),
+        _ => request.resource.name.clone().unwrap_or_else(|| "-".into()),
+    };
+    reply::refusal(
+        StatusCode::FORBIDDEN,
+        &caller.name,
+        request.action.0,
+        &target_name,
+        &reason,
+        &id.to_string(),
+    )
+}
+
+/// What is handed to the forward (or local service) stage.
+pub struct Forwardable {
+    pub parts: http::request::Parts,
+    /// The unread body, for routes whose body is streamed.
+    pub body: Option<Incoming>,
+    pub inspected: Inspected,
+    pub client_upgrade: hyper::upgrade::OnUpgrade,
+    pub decision_id: u64,
+}
+
+impl Forwardable {
+    /// The body to send on: exactly the inspected bytes, or the stream.
+    pub fn take_body(&mut self) -> ProxyBody {
+        use http_body_util::BodyExt;
+        match self.body.take() {
+            Some(stream) => stream.map_err(|e| Box::new(e) as BoxError).boxed(),
+            None => reply::full(self.inspected.bytes.clone()),
+        }
+    }
+}
+
+/// portcullis's own services behind the same pipeline: the admin API and the
+/// file API (and the file facts the decide stage needs).
+pub trait LocalServices: Send + Sync {
+    /// Serve an allowed admin or file API request.
+    #[allow(clippy::too_many_arguments)]
+    fn serve<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        caller: &'a Caller,
+        request: &'a Classified,
+        target: &'a Target,
+        file: Option<FileContext>,
+        work: Forwardable,
+        life: &'a Life,
+    ) -> BoxFuture<'a, Response<ProxyBody>>;
+
+    /// The file a file action touches (normalized, symlinks resolved, mount),
+    /// or `None` for other actions.
+    fn file_context<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        caller: &'a Caller,
+        request: &'a Classified,
+        target: &'a Target,
+        inspected: &'a Inspected,
+    ) -> BoxFuture<'a, Result<Option<FileContext>, (StatusCode, String)>>;
+}
+
+/// Rewrite `/containers/{name}/…` to `/containers/{id}/…` so the daemon acts
+/// on exactly the container that was decided on.
+fn pinned_target(request: &Classified, target: &Target, raw_target: &str) -> String {
+    let (Some(id), Some(name)) = (&target.id, &request.resource.name) else {
+        return raw_target.to_string();
+    };
+    if request.resource.kind != ResourceKind::Container || !target.exists {
+        return raw_target.to_string();
+    }
+    let prefix = format!("/containers/{name}");
+    let Some(rest) = request.path.strip_prefix(&prefix) else {
+        return raw_target.to_string();
+    };
+    let version = request.version.map(|v| format!("/v{v}")).unwrap_or_default();
+    let query = raw_target.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{version}/containers/{id}{rest}{query}")
+}
+
+/// Forward an allowed request to the daemon and filter what comes back.
+pub async fn forward(gw: &Arc<Gateway>, caller: &Caller, request: &Classified, target: &Target, mut work: Forwardable) -> Response<ProxyBody> {
+    let raw = work.parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let path = pinned_target(request, target, &raw);
+    let body = work.take_body();
+    let hijack = request.route.hijack;
+    let resp = match gw.upstream.send(work.parts, &path, body).await {
+        Ok(r) => r,
+        Err(e) => return reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}")),
+    };
+    if hijack || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return forward::relay(Some(work.client_upgrade), resp);
+    }
+    if !resp.status().is_success() {
+        return forward::relay(None, resp);
+    }
+    match request.action.0 {
+        "container.exec" => remember_exec(gw, target, resp).await,
+        "container.list" if !caller.admin => filter_list(gw, caller, request, resp).await,
+        "system.events" if !caller.admin => {
+            let (parts, body) = resp.into_parts();
+            let (gw2, gw3, caller, request) = (gw.clone(), gw.clone(), caller.clone(), request.clone());
+            let visible = move |t: &Target| gw2.visible(&caller, &request, t);
+            let known = move |id: &str| gw3.cached_target(id);
+            Response::from_parts(parts, filter::event_stream(body, visible, known))
+        }
+        "container.inspect" if !caller.admin && !gw.may(caller, request, target, "container.inspect_secrets") => {
+            rewrite_body(resp, filter::redact_inspect).await
+        }
+        _ => forward::relay(None, resp),
+    }
+}
+
+impl Gateway {
+    /// Whether the caller may perform `action` on `target` (for filters).
+    pub fn may(&self, caller: &Caller, request: &Classified, target: &Target, action: &'static str) -> bool {
+        let mut input = policy_input(caller, request, target, &Inspected::default(), None);
+        input.action = action.to_string();
+        input.body = Value::Null;
+        self.decider.decide(&input).allowed
+    }
+
+    /// Whether the caller may see a container at all.
+    pub fn visible(&self, caller: &Caller, request: &Classified, target: &Target) -> bool {
+        self.may(caller, request, target, "container.inspect")
+    }
+}
+
+async fn collect_or_502(resp: Response<Incoming>) -> Result<(http::response::Parts, Bytes), Response<ProxyBody>> {
+    let (parts, body) = resp.into_parts();
+    match forward::collect(body, 64 * 1024 * 1024).await {
+        Ok(b) => Ok((parts, b)),
+        Err(e) => Err(reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: reading the daemon's answer: {e}"))),
+    }
+}
+
+fn with_body(mut parts: http::response::Parts, bytes: Bytes) -> Response<ProxyBody> {
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Response::from_parts(parts, reply::full(bytes))
+}
+
+async fn rewrite_body(resp: Response<Incoming>, f: fn(&[u8]) -> Result<Bytes, String>) -> Response<ProxyBody> {
+    let (parts, body) = match collect_or_502(resp).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match f(&body) {
+        Ok(b) => with_body(parts, b),
+        // Fail closed: an answer we cannot filter is not passed on.
+        Err(e) => reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}")),
+    }
+}
+
+async fn filter_list(gw: &Gateway, caller: &Caller, request: &Classified, resp: Response<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = match collect_or_502(resp).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match filter::container_list(&body, &|t| gw.visible(caller, request, t)) {
+        Ok(b) => with_body(parts, Bytes::from(b)),
+        Err(e) => reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}")),
+    }
+}
+
+/// Exec create answers `{"Id": …}`: remember which container the exec runs in,
+/// so exec start and resize are decided against it.
+async fn remember_exec(gw: &Gateway, target: &Target, resp: Response<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = match collect_or_502(resp).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let (Ok(v), Some(cid)) = (serde_json::from_slice::<Value>(&body), &target.id) {
+        if let Some(exec_id) = v.get("Id").and_then(Value::as_str) {
+            gw.resolver.remember_exec(exec_id, cid);
+        }
+    }
+    with_body(parts, body)
+}

@@ -1,0 +1,140 @@
+//! Assembly: build every stage from a [`ServeConfig`] and serve.
+//!
+//! Why here and not in `main`: tests and benchmarks start the same server in
+//! process, and a reviewer finds every wiring decision in one place.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::classify::{ApiVersion, VersionRange};
+use crate::config::{ServeConfig, UpstreamAddr};
+use crate::decide::{Decide, Decision, PolicyInput};
+use crate::forward::Upstream;
+use crate::identify::Credentials;
+use crate::listen::{self, Handler};
+use crate::pipeline::{self, Gateway, Record};
+use crate::record::AuditRecord;
+use crate::resolve::Resolver;
+
+/// Learn the daemon's API range from `/version`, as the daemon itself enforces it.
+pub async fn daemon_versions(upstream: &Upstream) -> Option<VersionRange> {
+    use http_body_util::BodyExt;
+    let (parts, _) = http::Request::get("/version").body(()).ok()?.into_parts();
+    let resp = upstream.send(parts, "/version", crate::reply::empty()).await.ok()?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let max = ApiVersion::parse(v.get("ApiVersion")?.as_str()?)?;
+    let min = v
+        .get("MinAPIVersion")
+        .and_then(|m| m.as_str())
+        .and_then(ApiVersion::parse)
+        .unwrap_or(ApiVersion::new(1, 24));
+    Some(VersionRange { min, max })
+}
+
+pub fn docker_client(addr: &UpstreamAddr) -> anyhow::Result<bollard::Docker> {
+    match addr {
+        UpstreamAddr::Unix(p) => bollard::Docker::connect_with_unix(
+            &p.to_string_lossy(),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .with_context(|| format!("connecting bollard to {}", p.display())),
+        UpstreamAddr::Tcp(a) => bollard::Docker::connect_with_http(&format!("tcp://{a}"), 120, bollard::API_DEFAULT_VERSION)
+            .with_context(|| format!("connecting bollard to {a}")),
+    }
+}
+
+/// Build the gateway and serve until the process ends.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let upstream = Upstream::new(config.upstream.clone());
+    let versions = match daemon_versions(&upstream).await {
+        Some(v) => v,
+        None => {
+            tracing::warn!(upstream = %config.upstream, "the daemon did not answer /version; assuming API 1.24–1.56");
+            VersionRange::default()
+        }
+    };
+    let resolver = Resolver::new(docker_client(&config.upstream)?);
+    resolver.spawn_event_feed();
+
+    let parts = crate::assemble::assemble(&config).await?;
+    let gateway = Arc::new(Gateway {
+        upstream,
+        versions,
+        admin_uids: config.admin_uids.clone(),
+        credentials: parts.credentials,
+        decider: parts.decider,
+        recorder: parts.recorder,
+        resolver,
+        services: parts.services,
+        selector_is_immutable: parts.selector_is_immutable,
+        mode: config.mode,
+        limits: config.limits.clone(),
+    });
+
+    let mut listeners = Vec::new();
+    for spec in &config.listeners {
+        let l = listen::bind(spec, config.tls.as_ref()).await?;
+        let pinned = spec.caller.as_deref().map(|c| format!(" (pinned to caller {c})")).unwrap_or_default();
+        println!("portcullis listening on {}{pinned}", l.label());
+        listeners.push(l);
+    }
+    if let Some(first) = config.listeners.first() {
+        if let crate::config::ListenAddr::Unix(p) = &first.addr {
+            println!("  export DOCKER_HOST=unix://{}", p.display());
+        }
+    }
+    println!(
+        "forwarding to {} (API {versions}); data in {}; mode {:?}",
+        config.upstream,
+        config.data_dir.display(),
+        config.mode
+    );
+    let handler: Handler = {
+        let gw = gateway.clone();
+        Arc::new(move |req, conn| pipeline::handle(gw.clone(), req, conn).boxed())
+    };
+    listen::serve(listeners, config.limits.clone(), handler).await;
+    Ok(())
+}
+
+/// The parts whose implementations live in the policy, trust and record modules.
+pub struct Parts {
+    pub credentials: Arc<dyn Credentials>,
+    pub decider: Arc<dyn Decide>,
+    pub recorder: Arc<dyn Record>,
+    pub services: Arc<dyn crate::stages::LocalServices>,
+    pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+/// Until policies are loaded: the administrator is allowed, everyone else refused.
+pub struct AdminOnly;
+
+impl Decide for AdminOnly {
+    fn decide(&self, input: &PolicyInput) -> Decision {
+        if input.caller.admin {
+            Decision { allowed: true, reasons: vec!["administrator".into()], trust_id: None, policy_version: "admin-only".into() }
+        } else {
+            Decision::deny("no policy is loaded; only the administrator is allowed", "admin-only")
+        }
+    }
+}
+
+/// A recorder that keeps nothing durable: only for tests of other stages.
+#[doc(hidden)]
+pub struct CountingRecorder(pub std::sync::atomic::AtomicU64, pub std::sync::Mutex<Vec<AuditRecord>>);
+
+impl Record for CountingRecorder {
+    fn append(&self, mut record: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
+        let seq = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        record.seq = seq;
+        self.1.lock().expect("lock").push(record);
+        async move { Ok(seq) }.boxed()
+    }
+}

@@ -7,6 +7,16 @@
 //! path, `path.Clean` canonical form, greedy image names, case-sensitive
 //! methods, first registered route wins. Anything the table does not know is
 //! refused by the caller of [`classify`].
+//!
+//! Why refuse rather than normalise: the daemon answers a non-canonical path
+//! with a redirect and a bad query with 400, so refusing them costs a real
+//! client nothing, while "fixing" them would make the proxy judge one request
+//! and the daemon possibly serve another.
+//!
+//! Some actions depend on parameters, not on the path (`images/create` pulls
+//! or imports, `/build` names its image in `t`). [`classify`] settles them from
+//! the query; the pipeline calls [`refine`] again once a form body is merged,
+//! because the daemon lets body values override the query.
 
 pub mod path;
 pub mod routes;
@@ -14,7 +24,7 @@ pub mod routes;
 use std::fmt;
 
 pub use path::{ApiVersion, VersionRange};
-pub use routes::{BodyRule, Route, Service, ROUTES};
+pub use routes::{pull_reference, refine, BodyRule, Route, Service, ROUTES};
 
 /// The kind of object a request acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -77,10 +87,35 @@ pub struct Classified {
 }
 
 impl Classified {
-    /// The last value of a query parameter (Go's `r.Form.Get` returns the first;
-    /// see [`path::form_get`] for the daemon's exact rule).
+    /// The first value of a query parameter, as Go's `r.Form.Get` returns it
+    /// (see [`path::form_get`]).
     pub fn query_get(&self, key: &str) -> Option<&str> {
         path::form_get(&self.query, key)
+    }
+
+    /// The in-container path a file action names: query `path` for the archive
+    /// routes (`file.stat`, `file.read`, `file.write`) and the file API. `None`
+    /// for other actions, or when absent (the file API's PUT carries its path in
+    /// the body; the pipeline takes it from there).
+    pub fn resource_path(&self) -> Option<&str> {
+        if self.action.0.starts_with("file.") {
+            self.query_get("path")
+        } else {
+            None
+        }
+    }
+
+    /// The value of a route variable by the pattern's name for it, e.g.
+    /// `checkpoint` for `DELETE /containers/{name}/checkpoints/{checkpoint}` or
+    /// `id` for `DELETE /api/v1/callers/{name}/tokens/{id}`.
+    pub fn path_param(&self, name: &str) -> Option<String> {
+        routes::path_param(self.route, &self.path, name)
+    }
+
+    /// Whether the route takes the connection over or tunnels an opaque
+    /// protocol (the forward stage must not treat it as one request/response).
+    pub fn takes_over_connection(&self) -> bool {
+        self.route.hijack || self.route.tunnel
     }
 }
 

@@ -177,9 +177,8 @@ pub fn clean(p: &str) -> String {
         out.push('/');
         out.push_str(s);
     }
-    if out.is_empty() {
-        out.push('/');
-    } else if p.ends_with('/') {
+    // Root stays `/`; otherwise gorilla/mux puts a trailing slash back.
+    if out.is_empty() || p.ends_with('/') {
         out.push('/');
     }
     out

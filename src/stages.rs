@@ -151,7 +151,7 @@ pub async fn inspect(
         .map_err(|e| (body_status(&e), e.to_string()))?;
     let inspected = inspect::inspect(request.route, parts.method.as_str(), &parts.headers, &request.query, bytes)
         .map_err(|e| (body_status(&e), e.to_string()))?;
-    crate::classify::routes::refine(request, &inspected.form);
+    crate::classify::refine(request, &inspected.form);
     if request.route.hijack && !forward::is_upgrade(&parts.headers) && !detached(&inspected) {
         return Err((
             StatusCode::BAD_REQUEST,

@@ -1207,6 +1207,3 @@ mod tests {
         assert_eq!(pull_reference("a:1@sha256:00", None), "a:1@sha256:00");
     }
 }
-
-/// Re-derive the resource name after a form body was merged (stub until the table lands).
-pub fn refine(_classified: &mut Classified, _form: &[(String, String)]) {}

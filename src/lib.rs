@@ -27,6 +27,8 @@ pub mod config;
 pub mod decide;
 pub mod files;
 pub mod filter;
+#[doc(hidden)]
+pub mod fixture;
 pub mod forward;
 pub mod identify;
 pub mod inspect;

@@ -10,7 +10,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
 use http::StatusCode;
-use portcullis::files::{ContainerFs, FileError, FileKind, WriteRequest};
+use portcullis::files::{inspect_upload, ContainerFs, FileError, FileKind, WriteRequest};
 
 const IMAGE: &str = "portcullis-test/busybox:latest";
 const DIR: &str = "/app/config/instructions";
@@ -310,6 +310,41 @@ async fn file_api_against_the_real_engine() {
         .unwrap();
     assert_eq!(written.resolved_path, "/etc/through.txt");
     assert_eq!(exec(c, &["cat", "/etc/through.txt"]), "t");
+    // docker cp uploads: entries below an existing symlink land where it points.
+    exec(c, &["ln", "-s", "/etc", "/app/config/sym"]);
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in ["plain/x.txt", "sym/evil", "top.txt"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name, &b"x"[..]).unwrap();
+    }
+    let body = builder.into_inner().unwrap();
+    let inspection = inspect_upload(&body, "/app/config").unwrap();
+    assert_eq!(
+        inspection.paths(),
+        [
+            "/app/config/plain/x.txt",
+            "/app/config/sym/evil",
+            "/app/config/top.txt"
+        ]
+    );
+    assert_eq!(
+        fs.resolve_upload(c, &inspection).await.unwrap(),
+        [
+            "/app/config/plain/x.txt",
+            "/etc/evil",
+            "/app/config/top.txt"
+        ]
+    );
+
+    // Listing the root works too (every top-level directory of the image).
+    let root = fs.list(c, "/").await.expect("list /");
+    for dir in ["app", "bin", "etc"] {
+        let entry = root.entries.iter().find(|e| e.name == dir);
+        assert_eq!(entry.map(|e| e.kind), Some(FileKind::Directory), "{dir}");
+    }
+
     // Symlink loops end in an error, not a hang.
     exec(c, &["ln", "-s", "/app/loop2", "/app/loop1"]);
     exec(c, &["ln", "-s", "/app/loop1", "/app/loop2"]);

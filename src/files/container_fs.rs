@@ -32,7 +32,7 @@
 //! to the operations, which keeps that window to what the container itself can
 //! change, and policies should treat containers' own writes as untrusted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 
 use base64::Engine;
@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::path::{child, file_name, join_segments, normalize_path, parent, segments};
 use super::stat::{format_mode, parse_mode, unix_to_rfc3339, FileKind, PathStat};
+use super::upload::UploadInspection;
 use super::FileError;
 use crate::decide::{FileContext, MountInfo};
 
@@ -224,6 +225,51 @@ impl ContainerFs {
             .await
             .map_err(|e| map_docker_error(e, container, "/"))?;
         Ok(inspect.mounts.unwrap_or_default())
+    }
+
+    /// Where each entry of an inspected `docker cp` upload really lands: the
+    /// daemon follows symlinks that already exist in the container below the
+    /// destination (but not an entry's own final component, which it replaces).
+    /// Each distinct parent directory is resolved once; the result is in entry
+    /// order, for `FileContext.entries` next to the lexical paths. Pass an
+    /// inspection made against the *resolved* destination directory (the daemon
+    /// resolves the whole destination path).
+    pub async fn resolve_upload(
+        &self,
+        container: &str,
+        inspection: &UploadInspection,
+    ) -> Result<Vec<String>, FileError> {
+        check_container_ref(container)?;
+        let mut resolved_dirs: HashMap<String, String> = HashMap::new();
+        let mut out = Vec::with_capacity(inspection.entries.len());
+        for entry in &inspection.entries {
+            let Some(name) = file_name(&entry.path) else {
+                out.push(entry.path.clone());
+                continue;
+            };
+            let dir = parent(&entry.path);
+            if entry.path == inspection.dest_dir {
+                // The destination itself (a `./` entry).
+                out.push(entry.path.clone());
+                continue;
+            }
+            let resolved_dir = match resolved_dirs.get(&dir) {
+                Some(done) => done.clone(),
+                None => {
+                    let resolved = self.resolve(container, &dir).await?;
+                    if resolved.stat.as_ref().is_some_and(|s| !s.is_dir()) {
+                        return Err(FileError::Conflict(format!(
+                            "upload entry {} needs {} to be a directory",
+                            entry.path, resolved.path
+                        )));
+                    }
+                    resolved_dirs.insert(dir.clone(), resolved.path.clone());
+                    resolved.path
+                }
+            };
+            out.push(child(&resolved_dir, name));
+        }
+        Ok(out)
     }
 
     /// Everything the policy needs about one file action: the normalized path, the
@@ -731,9 +777,10 @@ pub fn mount_for(mounts: &[MountPoint], resolved_path: &str) -> Option<MountInfo
 }
 
 /// Container names and ids go into the request path unescaped by bollard, so only
-/// Docker's own name alphabet is accepted.
+/// Docker's own name alphabet is accepted (no leading `/`: it would double the
+/// slash in the daemon path).
 fn check_container_ref(container: &str) -> Result<(), FileError> {
-    let name = container.strip_prefix('/').unwrap_or(container);
+    let name = container;
     let valid = !name.is_empty()
         && name.len() <= 255
         && name
@@ -1087,10 +1134,10 @@ mod tests {
 
     #[test]
     fn container_refs_are_checked() {
-        for good in ["armory-ideation", "abc123", "/named_one.x"] {
+        for good in ["armory-ideation", "abc123", "named_one.x"] {
             assert!(check_container_ref(good).is_ok(), "{good}");
         }
-        for bad in ["", "a/b", "../x", "a?b", "-a", "a b", "a%2fb"] {
+        for bad in ["", "/leading", "a/b", "../x", "a?b", "-a", "a b", "a%2fb"] {
             assert_eq!(
                 check_container_ref(bad).unwrap_err().status(),
                 StatusCode::BAD_REQUEST,

@@ -455,19 +455,10 @@ impl ContainerFs {
             )
             .await
             .map_err(|e| map_docker_error(e, container, &extract_at))?;
-        let final_path = if created_dirs.is_empty() {
-            resolved_path
-        } else {
-            let mut full: Vec<String> = segments(&extract_at)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            full.extend(relative);
-            join_segments(&full)
-        };
         Ok(WriteResult {
             path,
-            resolved_path: final_path,
+            // Equals extract_at + the created directories + the name.
+            resolved_path,
             size: content.len() as u64,
             mode: format_mode(mode),
             created: existing.is_none(),

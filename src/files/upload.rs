@@ -11,7 +11,8 @@
 //! or leave DIR, device nodes and FIFOs, non-UTF-8 names, a non-directory entry
 //! that would replace DIR itself (moby removes the existing path first), and an
 //! entry written through a symlink created earlier in the same archive (its real
-//! destination would differ from the checked one).
+//! destination would differ from the checked one), and any construct Go's
+//! `archive/tar` (the daemon) and the `tar` crate (us) could read differently.
 //!
 //! Not visible here: symlinks that *already exist* in the container below DIR. The
 //! daemon follows them (scoped to the container root). Callers that need exact
@@ -106,7 +107,8 @@ pub fn inspect_upload(bytes: &[u8], dest_dir: &str) -> Result<UploadInspection, 
     let mut result = Vec::new();
     let mut symlinks_in_archive: BTreeSet<String> = BTreeSet::new();
     for entry in entries {
-        let entry = entry.map_err(|e| bad_archive(format!("cannot read tar entry: {e}")))?;
+        let mut entry = entry.map_err(|e| bad_archive(format!("cannot read tar entry: {e}")))?;
+        refuse_parser_differentials(&mut entry)?;
         let header = entry.header();
         let entry_type = header.entry_type();
         if entry_type.is_pax_global_extensions() {
@@ -195,6 +197,57 @@ pub fn inspect_upload(bytes: &[u8], dest_dir: &str) -> Result<UploadInspection, 
         dest_dir,
         entries: result,
     })
+}
+
+/// The daemon reads the tar with Go's `archive/tar`; this module with the `tar`
+/// crate. Where the two could read the same bytes differently, the archive is
+/// refused, so the paths checked here are the paths the daemon extracts:
+/// - duplicate PAX keys (Go keeps the last, the `tar` crate the first);
+/// - a PAX `path`/`linkpath` overridden by a GNU long name/link;
+/// - PAX `GNU.sparse.*` records (Go renames and reshapes sparse files);
+/// - STAR headers (`tar\0` trailer: Go reads a shorter name prefix).
+fn refuse_parser_differentials<R: std::io::Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<(), FileError> {
+    let header_bytes = entry.header().as_bytes();
+    if entry.header().as_ustar().is_some() && header_bytes[508..512] == *b"tar\0" {
+        return Err(bad_archive(
+            "STAR-format headers are not accepted".to_string(),
+        ));
+    }
+    let records: Vec<(Vec<u8>, Vec<u8>)> = match entry
+        .pax_extensions()
+        .map_err(|e| bad_archive(format!("cannot read PAX header: {e}")))?
+    {
+        None => return Ok(()),
+        Some(extensions) => extensions
+            .map(|ext| {
+                ext.map(|ext| (ext.key_bytes().to_vec(), ext.value_bytes().to_vec()))
+                    .map_err(|e| bad_archive(format!("malformed PAX record: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut seen = BTreeSet::new();
+    for (key, value) in &records {
+        let key_text = String::from_utf8_lossy(key);
+        if !seen.insert(key.clone()) {
+            return Err(bad_archive(format!("duplicate PAX record {key_text:?}")));
+        }
+        if key.starts_with(b"GNU.sparse") {
+            return Err(bad_archive("sparse files are not accepted".to_string()));
+        }
+        let disagrees = match key.as_slice() {
+            b"path" => *entry.path_bytes() != **value,
+            b"linkpath" => entry.link_name_bytes().as_deref() != Some(value.as_slice()),
+            _ => false,
+        };
+        if disagrees {
+            return Err(bad_archive(format!(
+                "PAX {key_text:?} and a GNU long name disagree"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn bad_archive(message: String) -> FileError {
@@ -357,6 +410,79 @@ mod tests {
         let garbage = vec![0x41u8; 1024];
         assert!(refused(&garbage, "/app").contains("archive refused"));
         assert!(refused(b"", "relative").contains("absolute"));
+    }
+
+    /// A PAX extension header block for the next entry.
+    fn pax_block(records: &[(&str, &str)]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let body = format!(" {key}={value}\n");
+            // The length prefix counts itself.
+            let mut len = body.len() + 1;
+            while format!("{len}{body}").len() != len {
+                len += 1;
+            }
+            data.extend_from_slice(format!("{len}{body}").as_bytes());
+        }
+        let mut header = tar::Header::new_ustar();
+        header.set_path("PaxHeader").unwrap();
+        header.set_entry_type(tar::EntryType::XHeader);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        let mut out = header.as_bytes().to_vec();
+        out.extend_from_slice(&data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn plain_entry(name: &str) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, &b""[..]).unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn pax_paths_are_honoured_and_differentials_refused() {
+        let mut ok = pax_block(&[("path", "long/pax/name.txt")]);
+        ok.extend(plain_entry("short"));
+        assert_eq!(
+            inspect_upload(&ok, "/app").unwrap().paths(),
+            ["/app/long/pax/name.txt"]
+        );
+
+        let mut dup = pax_block(&[("path", "ok.txt"), ("path", "other.txt")]);
+        dup.extend(plain_entry("short"));
+        assert!(refused(&dup, "/app").contains("duplicate PAX record"));
+
+        let mut sparse = pax_block(&[("GNU.sparse.name", "elsewhere")]);
+        sparse.extend(plain_entry("short"));
+        assert!(refused(&sparse, "/app").contains("sparse"));
+
+        let mut both = pax_block(&[("path", "checked.txt")]);
+        let long_name = b"extracted-instead.txt\0";
+        let mut long = tar::Header::new_gnu();
+        long.set_path("././@LongLink").unwrap();
+        long.set_entry_type(tar::EntryType::GNULongName);
+        long.set_size(long_name.len() as u64);
+        long.set_cksum();
+        both.extend_from_slice(long.as_bytes());
+        let mut data = long_name.to_vec();
+        data.resize(512, 0);
+        both.extend(data);
+        both.extend(plain_entry("short"));
+        assert!(refused(&both, "/app").contains("disagree"));
+
+        let mut star = plain_entry("x");
+        star[508..512].copy_from_slice(b"tar\0");
+        let mut header = tar::Header::from_byte_slice(&star[..512]).clone();
+        header.set_cksum();
+        star[..512].copy_from_slice(header.as_bytes());
+        assert!(refused(&star, "/app").contains("STAR"));
     }
 
     #[test]

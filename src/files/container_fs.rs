@@ -56,6 +56,11 @@ use crate::decide::{FileContext, MountInfo};
 /// Most symlinks followed while resolving one path (Linux's MAXSYMLINKS).
 pub const MAX_SYMLINK_HOPS: usize = 40;
 
+/// Most tar entries (the whole subtree) scanned for one listing. The daemon sends
+/// every file below the directory, data included; past this the listing is
+/// refused rather than returned incomplete.
+pub const MAX_LIST_SCAN_ENTRIES: usize = 100_000;
+
 /// Output kept from the delete exec, for error messages.
 const MAX_EXEC_OUTPUT: usize = 4096;
 
@@ -296,9 +301,11 @@ impl ContainerFs {
         let dir = normalize_path(dir)?;
         let reader = self.archive_reader(container, &dir).await?;
         let dir_for_task = dir.clone();
-        let entries = tokio::task::spawn_blocking(move || list_tar(reader, &dir_for_task))
-            .await
-            .map_err(|e| FileError::Docker(format!("listing task failed: {e}")))??;
+        let entries = tokio::task::spawn_blocking(move || {
+            list_tar(reader, &dir_for_task, MAX_LIST_SCAN_ENTRIES)
+        })
+        .await
+        .map_err(|e| FileError::Docker(format!("listing task failed: {e}")))??;
         Ok(Listing { path: dir, entries })
     }
 
@@ -893,11 +900,20 @@ fn name_segments(name: &str) -> Vec<&str> {
         .collect()
 }
 
-fn list_tar(reader: impl Read, dir: &str) -> Result<Vec<ListingEntry>, FileError> {
+fn list_tar(
+    reader: impl Read,
+    dir: &str,
+    max_scanned: usize,
+) -> Result<Vec<ListingEntry>, FileError> {
     let mut archive = tar::Archive::new(reader);
     let mut root: Option<Vec<String>> = None;
     let mut out = Vec::new();
-    for entry in archive.entries().map_err(tar_error)? {
+    for (scanned, entry) in archive.entries().map_err(tar_error)?.enumerate() {
+        if scanned >= max_scanned {
+            return Err(FileError::Conflict(format!(
+                "{dir} has more than {max_scanned} entries below it; too large to list through the archive API"
+            )));
+        }
         let entry = entry.map_err(tar_error)?;
         let name_bytes = entry.path_bytes();
         let name = String::from_utf8_lossy(&name_bytes).into_owned();
@@ -1220,7 +1236,10 @@ mod tests {
 
     #[test]
     fn listing_keeps_direct_children_only() {
-        let entries = list_tar(&sample_tar()[..], "/app/instructions").unwrap();
+        let entries = list_tar(&sample_tar()[..], "/app/instructions", 100).unwrap();
+        let err = list_tar(&sample_tar()[..], "/app/instructions", 4).unwrap_err();
+        assert_eq!(err.status(), StatusCode::CONFLICT);
+        assert!(err.to_string().contains("more than 4 entries"), "{err}");
         let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["CLAUDE.md", "link", "prompts"]);
         assert_eq!(entries[0].kind, FileKind::File);

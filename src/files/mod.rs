@@ -28,7 +28,7 @@ mod upload;
 
 pub use container_fs::{
     mount_for, ContainerFs, FileContent, Listing, ListingEntry, Resolved, WriteRequest,
-    WriteResult, MAX_SYMLINK_HOPS,
+    WriteResult, MAX_LIST_SCAN_ENTRIES, MAX_SYMLINK_HOPS,
 };
 pub use events::{FileAction, FileChanged, FileEvents};
 pub use path::normalize_path;

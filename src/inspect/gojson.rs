@@ -1,3 +1,998 @@
 //! Decode JSON the way Go's `encoding/json` decodes it into the daemon's types.
 //!
-//! (Skeleton: the inspect helper fills this in.)
+//! Why: a policy is only as good as its view of the body. The daemon decodes
+//! with Go's `encoding/json`, which differs from a plain JSON parser in ways an
+//! attacker can use to make a checker see other values than the daemon:
+//!
+//! * struct keys match field names case-insensitively (after an exact match
+//!   fails) with Go's `foldName`: ASCII upper-casing and, for other runes,
+//!   `unicode.ToUpper(unicode.ToLower(r))` with simple mappings. So `privileged`,
+//!   `PRIVILEGED`, `Bindſ` (U+017F) and `NetworKMode` (U+212A) set real fields.
+//!   Older Go (before 1.21, e.g. daemon 20.10) only knew the long s and the Kelvin
+//!   sign; the newer fold is a superset, so using it can only make us see *more*
+//!   fields than an older daemon, never fewer.
+//! * duplicate keys: a scalar field takes the last value; an object decodes INTO
+//!   the existing struct or map (merge); an array decodes element `i` into the
+//!   existing element `i` of the slice's backing array and then truncates, so a
+//!   later, longer array re-exposes (and merges into) old elements. Modelled by
+//!   [`Node::Seq`], which keeps the backing elements beyond the visible length.
+//! * `null` is a no-op for bool, number, string, struct and fixed-array targets
+//!   (the previous value stays!) and resets pointers, slices and maps to nil.
+//! * map keys are exact (no folding); a duplicate map key replaces the entry
+//!   wholesale, because Go decodes each map value into a fresh zero element
+//!   (`mapElem.SetZero()` in decode.go `object()`), so map entries never merge.
+//! * type mismatches are errors (the daemon answers 400), so we refuse them.
+//!
+//! Unknown keys in a struct: Go skips them, so they never reach the daemon's
+//! logic. We still KEEP them in the canonical output, under Go's fold of the key
+//! (e.g. `fooBar` becomes `FOOBAR`), decoded permissively (see [`Schema::Generic`]).
+//! Why keep rather than drop: if our schema lacks a field the daemon knows (a
+//! newer API version, an oversight), dropping it would hide power from the
+//! policy; keeping it, under a key every case variant folds to, lets a policy
+//! deny unknown keys or look for them, and case variants merge the way Go would
+//! merge them if the field existed. Unknown keys never collide with known field
+//! names: any key folding to a known field's name IS that field.
+//!
+//! Refused outright (fail closed): invalid UTF-8 anywhere in the body (Go would
+//! silently replace it with U+FFFD), nesting deeper than [`MAX_DEPTH`] (Go allows
+//! 10000; no Docker body nests past 20, and deep recursion would risk our stack),
+//! trailing non-whitespace after the first value (the daemon refuses most of it;
+//! refusing all of it is simpler and safe).
+//!
+//! Design: one recursive-descent pass over the bytes, driven by a static
+//! [`Schema`], building a small [`Node`] tree (needed for the backing-array
+//! model), converted to a `serde_json::Value` at the end. No intermediate
+//! generic JSON tree, keys borrowed where no escapes occur.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+
+use super::BodyError;
+
+pub use super::schema::schema_for;
+
+/// Deeper nesting is refused (see module docs).
+pub const MAX_DEPTH: usize = 128;
+
+/// The shape of a Go type, as far as decoding cares.
+#[derive(Debug, Clone, Copy)]
+pub enum Schema {
+    Bool,
+    /// A signed integer of `bits` bits (Go `int` is 64).
+    Int(u8),
+    /// An unsigned integer of `bits` bits.
+    Uint(u8),
+    /// A float of 32 or 64 bits.
+    Float(u8),
+    String,
+    /// `[]byte`: a base64 (standard alphabet) string; kept as the string.
+    Base64,
+    /// `strslice.StrSlice` (Cmd, Entrypoint, Shell, CapAdd, CapDrop): a string or
+    /// an array of strings, always replaced wholesale by its `UnmarshalJSON`.
+    /// Canonical form: an array of strings.
+    StrSlice,
+    /// A value struct: objects merge into it, `null` is a no-op.
+    Struct(&'static StructSchema),
+    /// A pointer: `null` resets to nil, anything else decodes into the pointee.
+    Ptr(&'static Schema),
+    /// A slice: `null` resets, arrays reuse the backing array (see module docs).
+    Slice(&'static Schema),
+    /// A fixed-size Go array (`[2]uint`): extra elements ignored, missing zeroed.
+    Array(&'static Schema, usize),
+    /// `map[string]T`: exact keys, entries replaced wholesale; `null` resets.
+    Map(&'static Schema),
+    /// Unknown type: strict JSON, every object key folded, objects merge,
+    /// arrays and scalars replace, `null` keeps the previous value.
+    Generic,
+}
+
+/// A Go struct: its JSON field names in Go's field order (embedded structs
+/// flattened, as Go promotes their fields).
+#[derive(Debug)]
+pub struct StructSchema {
+    pub go_type: &'static str,
+    pub fields: &'static [Field],
+}
+
+/// One struct field: its JSON name (tag or Go name) and type.
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub schema: Schema,
+}
+
+impl StructSchema {
+    /// Go's lookup: exact name first, then the first field (in order) whose
+    /// folded name equals the key's fold.
+    fn lookup(&self, key: &str) -> Option<&'static Field> {
+        let fields: &'static [Field] = self.fields;
+        if let Some(f) = fields.iter().find(|f| f.name == key) {
+            return Some(f);
+        }
+        if key.is_ascii() {
+            // Field names are ASCII, so for an ASCII key Go's fold equality is
+            // exactly ASCII case-insensitive equality. No allocation.
+            return fields.iter().find(|f| f.name.eq_ignore_ascii_case(key));
+        }
+        let folded = fold_name(key);
+        fields.iter().find(|f| {
+            f.name.len() == folded.len()
+                && f.name
+                    .bytes()
+                    .zip(folded.bytes())
+                    .all(|(n, k)| n.to_ascii_uppercase() == k)
+        })
+    }
+}
+
+/// Decode `bytes` (one JSON value, optional surrounding whitespace) as the
+/// daemon would decode it into the type `schema` describes, returning the
+/// canonical view: known fields under their canonical names, unknown struct
+/// keys under their Go fold, nil pointers/slices/maps and untouched fields absent.
+pub fn decode(bytes: &[u8], schema: &Schema) -> Result<Value, BodyError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| BodyError::Json(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let mut parser = Parser {
+        s: text.as_bytes(),
+        text,
+        pos: 0,
+        depth: 0,
+    };
+    let mut root = Node::Nil;
+    parser.skip_ws();
+    if parser.pos == parser.s.len() {
+        return Err(BodyError::Json("unexpected end of JSON input".into()));
+    }
+    parser
+        .value(schema, &mut root)
+        .map_err(|e| e.into_body_error())?;
+    parser.skip_ws();
+    if parser.pos != parser.s.len() {
+        return Err(BodyError::TrailingData);
+    }
+    Ok(root.into_value())
+}
+
+/// Go's `foldName` for one key: ASCII upper-cased; other runes mapped through
+/// simple lower- then upper-casing.
+pub fn fold_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(simple_upper(simple_lower(c)));
+        }
+    }
+    out
+}
+
+/// Unicode simple lowercase mapping (Go's `unicode.ToLower`).
+pub(crate) fn simple_lower(c: char) -> char {
+    // U+0130's full lowercase is two chars; its simple mapping is 'i'.
+    if c == '\u{130}' {
+        return 'i';
+    }
+    single(c.to_lowercase()).unwrap_or(c)
+}
+
+/// Unicode simple uppercase mapping (Go's `unicode.ToUpper`).
+pub(crate) fn simple_upper(c: char) -> char {
+    if let Some(u) = single(c.to_uppercase()) {
+        return u;
+    }
+    // Full uppercase is several chars; the simple mapping exists only for the
+    // Greek letters with ypogegrammeni (to their titlecase form); others map to
+    // themselves (ß, ŉ, ligatures, ...).
+    match c as u32 {
+        0x1F80..=0x1F87 | 0x1F90..=0x1F97 | 0x1FA0..=0x1FA7 => {
+            char::from_u32(c as u32 + 8).unwrap_or(c)
+        }
+        0x1FB3 => '\u{1FBC}',
+        0x1FC3 => '\u{1FCC}',
+        0x1FF3 => '\u{1FFC}',
+        _ => c,
+    }
+}
+
+fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
+    let first = it.next()?;
+    if it.next().is_some() {
+        None
+    } else {
+        Some(first)
+    }
+}
+
+/// The decoded value being built, with Go's memory where it matters.
+#[derive(Debug, Clone)]
+enum Node {
+    /// Not set, or a nil pointer/slice/map. Omitted in structs, `null` elsewhere.
+    Nil,
+    /// An explicit JSON `null` kept by [`Schema::Generic`].
+    Null,
+    Bool(bool),
+    Num(Number),
+    Str(String),
+    Obj(Obj),
+    /// A slice: `items[..len]` is visible; `items[len..]` is the rest of the
+    /// backing array that a later, longer array would re-expose.
+    Seq {
+        items: Vec<Node>,
+        len: usize,
+    },
+}
+
+impl Node {
+    /// Go's zero value for a freshly exposed slice element or map value.
+    fn zero(schema: &Schema) -> Node {
+        match schema {
+            Schema::Bool => Node::Bool(false),
+            Schema::Int(_) | Schema::Uint(_) => Node::Num(Number::from(0u8)),
+            Schema::Float(_) => {
+                Node::Num(Number::from_f64(0.0).unwrap_or_else(|| Number::from(0u8)))
+            }
+            Schema::String => Node::Str(String::new()),
+            Schema::Struct(_) => Node::Obj(Obj::default()),
+            Schema::Array(elem, n) => Node::Seq {
+                items: (0..*n).map(|_| Node::zero(elem)).collect(),
+                len: *n,
+            },
+            Schema::Base64
+            | Schema::StrSlice
+            | Schema::Ptr(_)
+            | Schema::Slice(_)
+            | Schema::Map(_)
+            | Schema::Generic => Node::Nil,
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Node::Nil | Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(b),
+            Node::Num(n) => Value::Number(n),
+            Node::Str(s) => Value::String(s),
+            Node::Obj(obj) => {
+                let mut map = Map::with_capacity(obj.entries.len());
+                for (k, v) in obj.entries {
+                    // A struct field that is unset or nil is absent; a map entry
+                    // holding nil stays visible as null (the daemon sees the key).
+                    if matches!(v, Node::Nil) && !obj.is_map {
+                        continue;
+                    }
+                    map.insert(k.into_owned(), v.into_value());
+                }
+                Value::Object(map)
+            }
+            Node::Seq { mut items, len } => {
+                items.truncate(len);
+                Value::Array(items.into_iter().map(Node::into_value).collect())
+            }
+        }
+    }
+}
+
+/// Ordered object entries; a hash index is built only for large objects so a
+/// 4 MiB body with 100k keys cannot make lookups quadratic.
+#[derive(Debug, Clone, Default)]
+struct Obj {
+    entries: Vec<(Cow<'static, str>, Node)>,
+    index: Option<HashMap<String, usize>>,
+    /// A Go map (exact keys, nil entries visible) rather than a struct.
+    is_map: bool,
+}
+
+const INDEX_THRESHOLD: usize = 16;
+
+impl Obj {
+    fn position(&mut self, key: &str) -> Option<usize> {
+        if let Some(index) = &self.index {
+            return index.get(key).copied();
+        }
+        let found = self.entries.iter().position(|(k, _)| k.as_ref() == key);
+        if found.is_none() && self.entries.len() >= INDEX_THRESHOLD {
+            self.index = Some(
+                self.entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.to_string(), i))
+                    .collect(),
+            );
+        }
+        found
+    }
+
+    /// The slot for `key`, created as `Nil` at the end when absent.
+    fn slot(&mut self, key: Cow<'static, str>) -> &mut Node {
+        let i = match self.position(&key) {
+            Some(i) => i,
+            None => {
+                if let Some(index) = &mut self.index {
+                    index.insert(key.to_string(), self.entries.len());
+                }
+                self.entries.push((key, Node::Nil));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[i].1
+    }
+}
+
+/// A decoding failure, with the path to it filled in while unwinding.
+#[derive(Debug)]
+enum DecodeError {
+    Syntax { offset: usize, msg: String },
+    Type { path: Vec<String>, msg: String },
+    TooDeep { offset: usize },
+}
+
+impl DecodeError {
+    fn at(mut self, segment: &str) -> Self {
+        if let DecodeError::Type { path, .. } = &mut self {
+            path.push(segment.to_string());
+        }
+        self
+    }
+
+    fn into_body_error(self) -> BodyError {
+        match self {
+            DecodeError::Syntax { offset, msg } => {
+                BodyError::Json(format!("{msg} at byte offset {offset}"))
+            }
+            DecodeError::Type { mut path, msg } => {
+                path.reverse();
+                if path.is_empty() {
+                    BodyError::Json(msg)
+                } else {
+                    BodyError::Json(format!("{msg} (field {})", path.join(".")))
+                }
+            }
+            DecodeError::TooDeep { offset } => BodyError::Json(format!(
+                "JSON nested deeper than {MAX_DEPTH} levels at byte offset {offset}"
+            )),
+        }
+    }
+}
+
+type Res<T> = Result<T, DecodeError>;
+
+/// What kind of JSON value starts at the current position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Object,
+    Array,
+    String,
+    Number,
+    Bool,
+    Null,
+}
+
+impl Kind {
+    fn go_name(self) -> &'static str {
+        match self {
+            Kind::Object => "object",
+            Kind::Array => "array",
+            Kind::String => "string",
+            Kind::Number => "number",
+            Kind::Bool => "bool",
+            Kind::Null => "null",
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn syntax<T>(&self, msg: impl Into<String>) -> Res<T> {
+        Err(DecodeError::Syntax {
+            offset: self.pos,
+            msg: msg.into(),
+        })
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// Skip whitespace and classify the next value.
+    fn kind(&mut self) -> Res<Kind> {
+        self.skip_ws();
+        match self.s.get(self.pos) {
+            Some(b'{') => Ok(Kind::Object),
+            Some(b'[') => Ok(Kind::Array),
+            Some(b'"') => Ok(Kind::String),
+            Some(b'-' | b'0'..=b'9') => Ok(Kind::Number),
+            Some(b't' | b'f') => Ok(Kind::Bool),
+            Some(b'n') => Ok(Kind::Null),
+            Some(c) => self.syntax(format!(
+                "invalid character {:?} looking for beginning of value",
+                *c as char
+            )),
+            None => self.syntax("unexpected end of JSON input"),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str) -> Res<()> {
+        if self.s[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.syntax(format!("invalid literal, expected {word}"))
+        }
+    }
+
+    fn bool(&mut self) -> Res<bool> {
+        if self.s[self.pos] == b't' {
+            self.literal("true").map(|_| true)
+        } else {
+            self.literal("false").map(|_| false)
+        }
+    }
+
+    /// A number literal in JSON's (and Go's scanner's) grammar:
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Res<&'a str> {
+        let start = self.pos;
+        let s = self.s;
+        let mut i = self.pos;
+        if s.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match s.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(b'0'..=b'9') = s.get(i) {
+                    i += 1;
+                }
+            }
+            _ => {
+                self.pos = i;
+                return self.syntax("invalid number");
+            }
+        }
+        if s.get(i) == Some(&b'.') {
+            i += 1;
+            if !matches!(s.get(i), Some(b'0'..=b'9')) {
+                self.pos = i;
+                return self.syntax("invalid number: digit expected after decimal point");
+            }
+            while let Some(b'0'..=b'9') = s.get(i) {
+                i += 1;
+            }
+        }
+        if let Some(b'e' | b'E') = s.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = s.get(i) {
+                i += 1;
+            }
+            if !matches!(s.get(i), Some(b'0'..=b'9')) {
+                self.pos = i;
+                return self.syntax("invalid number: digit expected in exponent");
+            }
+            while let Some(b'0'..=b'9') = s.get(i) {
+                i += 1;
+            }
+        }
+        self.pos = i;
+        Ok(&self.text[start..i])
+    }
+
+    /// A string, unescaped with Go's rules (a lone or invalid surrogate escape
+    /// becomes U+FFFD, as Go's `unquote` does). Borrowed when there is no escape.
+    fn string(&mut self) -> Res<Cow<'a, str>> {
+        debug_assert_eq!(self.s[self.pos], b'"');
+        self.pos += 1;
+        let start = self.pos;
+        // Fast path: scan to the closing quote; fall back on the first escape.
+        loop {
+            match self.s.get(self.pos) {
+                Some(b'"') => {
+                    let out = &self.text[start..self.pos];
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(out));
+                }
+                Some(b'\\') => break,
+                Some(c) if *c < 0x20 => return self.syntax("invalid control character in string"),
+                Some(_) => self.pos += 1,
+                None => return self.syntax("unexpected end of JSON input in string"),
+            }
+        }
+        let mut out = String::with_capacity(self.pos - start + 16);
+        out.push_str(&self.text[start..self.pos]);
+        loop {
+            let run_start = self.pos;
+            while let Some(c) = self.s.get(self.pos) {
+                if *c == b'"' || *c == b'\\' || *c < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.push_str(&self.text[run_start..self.pos]);
+            match self.s.get(self.pos) {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let Some(&esc) = self.s.get(self.pos) else {
+                        return self.syntax("unexpected end of JSON input in string escape");
+                    };
+                    self.pos += 1;
+                    match esc {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let first = self.hex4()?;
+                            let c = if (0xD800..0xE000).contains(&first) {
+                                // Go: take a following \uXXXX only if it completes
+                                // a valid pair; otherwise U+FFFD and leave it.
+                                let pair = if first < 0xDC00
+                                    && self.s.get(self.pos) == Some(&b'\\')
+                                    && self.s.get(self.pos + 1) == Some(&b'u')
+                                {
+                                    let save = self.pos;
+                                    self.pos += 2;
+                                    match self.hex4() {
+                                        Ok(second) if (0xDC00..0xE000).contains(&second) => {
+                                            char::from_u32(
+                                                0x10000
+                                                    + ((first - 0xD800) << 10)
+                                                    + (second - 0xDC00),
+                                            )
+                                        }
+                                        _ => {
+                                            self.pos = save;
+                                            None
+                                        }
+                                    }
+                                } else {
+                                    None
+                                };
+                                pair.unwrap_or('\u{FFFD}')
+                            } else {
+                                char::from_u32(first).unwrap_or('\u{FFFD}')
+                            };
+                            out.push(c);
+                        }
+                        _ => {
+                            self.pos -= 1;
+                            return self.syntax("invalid escape in string");
+                        }
+                    }
+                }
+                Some(_) => return self.syntax("invalid control character in string"),
+                None => return self.syntax("unexpected end of JSON input in string"),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Res<u32> {
+        let Some(digits) = self.s.get(self.pos..self.pos + 4) else {
+            return self.syntax("invalid \\u escape");
+        };
+        let mut v = 0u32;
+        for d in digits {
+            let x = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return self.syntax("invalid \\u escape"),
+            };
+            v = v * 16 + u32::from(x);
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn enter(&mut self) -> Res<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep { offset: self.pos });
+        }
+        Ok(())
+    }
+
+    /// After `{` or `[`: true if the container is empty (consumes the closer).
+    fn open(&mut self, close: u8) -> Res<bool> {
+        self.enter()?;
+        self.pos += 1;
+        self.skip_ws();
+        if self.s.get(self.pos) == Some(&close) {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// After a member or element: true if the container continues.
+    fn next(&mut self, close: u8) -> Res<bool> {
+        self.skip_ws();
+        match self.s.get(self.pos) {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(c) if *c == close => {
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            Some(_) => self.syntax(format!("expected ',' or '{}'", close as char)),
+            None => self.syntax("unexpected end of JSON input"),
+        }
+    }
+
+    /// An object key and its colon.
+    fn key(&mut self) -> Res<Cow<'a, str>> {
+        self.skip_ws();
+        if self.s.get(self.pos) != Some(&b'"') {
+            return self.syntax("expected string for object key");
+        }
+        let key = self.string()?;
+        self.skip_ws();
+        if self.s.get(self.pos) != Some(&b':') {
+            return self.syntax("expected ':' after object key");
+        }
+        self.pos += 1;
+        Ok(key)
+    }
+
+    fn mismatch<T>(&self, found: Kind, want: &str) -> Res<T> {
+        Err(DecodeError::Type {
+            path: Vec::new(),
+            msg: format!(
+                "cannot unmarshal {} into Go value of type {want}",
+                found.go_name()
+            ),
+        })
+    }
+
+    /// Decode the next value into `slot` per `schema`.
+    fn value(&mut self, schema: &Schema, slot: &mut Node) -> Res<()> {
+        let kind = self.kind()?;
+        if kind == Kind::Null {
+            self.literal("null")?;
+            match schema {
+                Schema::Ptr(_)
+                | Schema::Slice(_)
+                | Schema::Map(_)
+                | Schema::StrSlice
+                | Schema::Base64 => *slot = Node::Nil,
+                // Unknown type: keep what was there (fail-safe); show the key.
+                Schema::Generic => {
+                    if matches!(slot, Node::Nil) {
+                        *slot = Node::Null;
+                    }
+                }
+                // Go ignores null for scalars, structs and fixed arrays.
+                Schema::Bool
+                | Schema::Int(_)
+                | Schema::Uint(_)
+                | Schema::Float(_)
+                | Schema::String
+                | Schema::Struct(_)
+                | Schema::Array(..) => {}
+            }
+            return Ok(());
+        }
+        match schema {
+            Schema::Bool => match kind {
+                Kind::Bool => *slot = Node::Bool(self.bool()?),
+                other => return self.mismatch(other, "bool"),
+            },
+            Schema::Int(bits) => match kind {
+                Kind::Number => {
+                    let lit = self.number()?;
+                    let n: i64 = lit.parse().map_err(|_| int_error(lit, "int", *bits))?;
+                    if *bits < 64 {
+                        let max = (1i64 << (bits - 1)) - 1;
+                        if n > max || n < -max - 1 {
+                            return Err(int_error(lit, "int", *bits));
+                        }
+                    }
+                    *slot = Node::Num(Number::from(n));
+                }
+                other => return self.mismatch(other, &format!("int{bits}")),
+            },
+            Schema::Uint(bits) => match kind {
+                Kind::Number => {
+                    let lit = self.number()?;
+                    let n: u64 = lit.parse().map_err(|_| int_error(lit, "uint", *bits))?;
+                    if *bits < 64 && n >> bits != 0 {
+                        return Err(int_error(lit, "uint", *bits));
+                    }
+                    *slot = Node::Num(Number::from(n));
+                }
+                other => return self.mismatch(other, &format!("uint{bits}")),
+            },
+            Schema::Float(bits) => {
+                match kind {
+                    Kind::Number => {
+                        let lit = self.number()?;
+                        let f = if *bits == 32 {
+                            lit.parse::<f32>().map(f64::from).ok()
+                        } else {
+                            lit.parse::<f64>().ok()
+                        };
+                        let n = f.and_then(Number::from_f64).ok_or_else(|| DecodeError::Type {
+                        path: Vec::new(),
+                        msg: format!("cannot unmarshal number {lit} into Go value of type float{bits}"),
+                    })?;
+                        *slot = Node::Num(n);
+                    }
+                    other => return self.mismatch(other, &format!("float{bits}")),
+                }
+            }
+            Schema::String => match kind {
+                Kind::String => *slot = Node::Str(self.string()?.into_owned()),
+                other => return self.mismatch(other, "string"),
+            },
+            Schema::Base64 => match kind {
+                Kind::String => {
+                    let s = self.string()?;
+                    if !valid_go_base64(&s) {
+                        return Err(DecodeError::Type {
+                            path: Vec::new(),
+                            msg: "illegal base64 data in []byte field".into(),
+                        });
+                    }
+                    *slot = Node::Str(s.into_owned());
+                }
+                other => return self.mismatch(other, "[]uint8"),
+            },
+            Schema::StrSlice => match kind {
+                Kind::String => {
+                    let s = self.string()?.into_owned();
+                    *slot = Node::Seq {
+                        items: vec![Node::Str(s)],
+                        len: 1,
+                    };
+                }
+                Kind::Array => {
+                    // UnmarshalJSON decodes into a fresh []string and replaces.
+                    let mut fresh = Node::Nil;
+                    self.slice(&Schema::String, &mut fresh)?;
+                    *slot = fresh;
+                }
+                other => return self.mismatch(other, "strslice.StrSlice"),
+            },
+            Schema::Struct(st) => match kind {
+                Kind::Object => self.object_struct(st, slot)?,
+                other => return self.mismatch(other, st.go_type),
+            },
+            // A nil pointer is allocated as the zero pointee, then decoded into;
+            // a `Nil` slot already acts as that zero value.
+            Schema::Ptr(inner) => self.value(inner, slot)?,
+            Schema::Slice(elem) => match kind {
+                Kind::Array => self.slice(elem, slot)?,
+                other => return self.mismatch(other, "slice"),
+            },
+            Schema::Array(elem, n) => match kind {
+                Kind::Array => self.fixed_array(elem, *n, slot)?,
+                other => return self.mismatch(other, "array"),
+            },
+            Schema::Map(elem) => match kind {
+                Kind::Object => self.object_map(elem, slot)?,
+                other => return self.mismatch(other, "map"),
+            },
+            Schema::Generic => self.generic(kind, slot)?,
+        }
+        Ok(())
+    }
+
+    fn object_struct(&mut self, st: &'static StructSchema, slot: &mut Node) -> Res<()> {
+        if !matches!(slot, Node::Obj(_)) {
+            *slot = Node::Obj(Obj::default());
+        }
+        let Node::Obj(obj) = slot else { unreachable!() };
+        if self.open(b'}')? {
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            match st.lookup(&key) {
+                Some(field) => {
+                    let target = obj.slot(Cow::Borrowed(field.name));
+                    self.value(&field.schema, target)
+                        .map_err(|e| e.at(field.name))?;
+                }
+                None => {
+                    let folded = fold_name(&key);
+                    let target = obj.slot(Cow::Owned(folded));
+                    self.value(&Schema::Generic, target)?;
+                }
+            }
+            if !self.next(b'}')? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn object_map(&mut self, elem: &Schema, slot: &mut Node) -> Res<()> {
+        if !matches!(slot, Node::Obj(_)) {
+            *slot = Node::Obj(Obj {
+                is_map: true,
+                ..Obj::default()
+            });
+        }
+        let Node::Obj(obj) = slot else { unreachable!() };
+        obj.is_map = true;
+        if self.open(b'}')? {
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            // Each value decodes into a fresh zero element, then replaces.
+            let mut fresh = Node::zero(elem);
+            self.value(elem, &mut fresh).map_err(|e| e.at(&key))?;
+            *obj.slot(Cow::Owned(key.into_owned())) = fresh;
+            if !self.next(b'}')? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Go's `array()` for a slice: decode element i into backing element i,
+    /// exposing old backing elements, then truncate; `[]` drops the backing.
+    fn slice(&mut self, elem: &Schema, slot: &mut Node) -> Res<()> {
+        if !matches!(slot, Node::Seq { .. }) {
+            *slot = Node::Seq {
+                items: Vec::new(),
+                len: 0,
+            };
+        }
+        let Node::Seq { items, len } = slot else {
+            unreachable!()
+        };
+        if self.open(b']')? {
+            *items = Vec::new();
+            *len = 0;
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            if i == items.len() {
+                items.push(Node::zero(elem));
+            }
+            self.value(elem, &mut items[i])
+                .map_err(|e| e.at(&i.to_string()))?;
+            i += 1;
+            if !self.next(b']')? {
+                break;
+            }
+        }
+        *len = i;
+        Ok(())
+    }
+
+    /// Go's `array()` for a fixed-size array: extra elements are parsed and
+    /// dropped, missing ones are zeroed, present ones decode in place.
+    fn fixed_array(&mut self, elem: &Schema, n: usize, slot: &mut Node) -> Res<()> {
+        if !matches!(slot, Node::Seq { .. }) {
+            *slot = Node::Seq {
+                items: (0..n).map(|_| Node::zero(elem)).collect(),
+                len: n,
+            };
+        }
+        let Node::Seq { items, len } = slot else {
+            unreachable!()
+        };
+        let mut i = 0;
+        if !self.open(b']')? {
+            loop {
+                if i < n {
+                    self.value(elem, &mut items[i])
+                        .map_err(|e| e.at(&i.to_string()))?;
+                } else {
+                    let mut discard = Node::Nil;
+                    self.value(&Schema::Generic, &mut discard)?;
+                }
+                i += 1;
+                if !self.next(b']')? {
+                    break;
+                }
+            }
+        }
+        for item in items.iter_mut().skip(i) {
+            *item = Node::zero(elem);
+        }
+        *len = n;
+        Ok(())
+    }
+
+    /// Permissive decoding for unknown types (see [`Schema::Generic`]).
+    fn generic(&mut self, kind: Kind, slot: &mut Node) -> Res<()> {
+        match kind {
+            Kind::Object => {
+                if !matches!(slot, Node::Obj(_)) {
+                    *slot = Node::Obj(Obj::default());
+                }
+                let Node::Obj(obj) = slot else { unreachable!() };
+                if self.open(b'}')? {
+                    return Ok(());
+                }
+                loop {
+                    let key = self.key()?;
+                    let target = obj.slot(Cow::Owned(fold_name(&key)));
+                    self.value(&Schema::Generic, target)?;
+                    if !self.next(b'}')? {
+                        return Ok(());
+                    }
+                }
+            }
+            Kind::Array => {
+                let mut items = Vec::new();
+                if !self.open(b']')? {
+                    loop {
+                        let mut item = Node::Nil;
+                        self.value(&Schema::Generic, &mut item)?;
+                        items.push(item);
+                        if !self.next(b']')? {
+                            break;
+                        }
+                    }
+                }
+                let len = items.len();
+                *slot = Node::Seq { items, len };
+            }
+            Kind::String => *slot = Node::Str(self.string()?.into_owned()),
+            Kind::Number => {
+                let lit = self.number()?;
+                *slot = Node::Num(generic_number(lit).ok_or_else(|| DecodeError::Type {
+                    path: Vec::new(),
+                    msg: format!("cannot unmarshal number {lit} into Go value of type float64"),
+                })?);
+            }
+            Kind::Bool => *slot = Node::Bool(self.bool()?),
+            Kind::Null => self.value(&Schema::Generic, slot)?,
+        }
+        Ok(())
+    }
+}
+
+fn int_error(lit: &str, base: &str, bits: u8) -> DecodeError {
+    DecodeError::Type {
+        path: Vec::new(),
+        msg: format!("cannot unmarshal number {lit} into Go value of type {base}{bits}"),
+    }
+}
+
+/// A number of unknown type: exact as an integer when it is one, else a
+/// float64 (what Go's `interface{}` decoding yields); out of range is an error.
+fn generic_number(lit: &str) -> Option<Number> {
+    if let Ok(i) = lit.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    if let Ok(u) = lit.parse::<u64>() {
+        return Some(Number::from(u));
+    }
+    lit.parse::<f64>().ok().and_then(Number::from_f64)
+}
+
+/// Go's `base64.StdEncoding.DecodeString` acceptance (padding required; `\r`
+/// and `\n` ignored).
+fn valid_go_base64(s: &str) -> bool {
+    use base64::Engine;
+    let cleaned: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .is_ok()
+}

@@ -8,12 +8,43 @@
 //! with Unicode simple folding, last scalar wins, duplicate objects merged), and
 //! the same `Bytes` are forwarded.
 //!
-//! (Skeleton: the inspect helper fills in `gojson` and the rules.)
+//! Where the rules come from (the daemon's `httputils`):
+//! * a non-empty JSON body needs `Content-Type: application/json` (media type
+//!   compared after Go's `mime.ParseMediaType` lower-casing; parameters such as
+//!   `charset` allowed); a present but different content type is refused even
+//!   for an empty body (`CheckForJSON`); Content-Length 0 is an empty body;
+//! * for POST, PUT and PATCH with `application/x-www-form-urlencoded`, Go's
+//!   `ParseForm` reads the body on EVERY route and its values take precedence
+//!   over the query string; so the caller must read the body whenever
+//!   [`must_read_body`] says so, and [`Inspected::form`] lists body pairs first;
+//! * bodies are never re-serialized: the policy sees the decoding of exactly
+//!   the bytes that are forwarded.
+//!
+//! Media-type parameters that Go would reject or treat specially (malformed,
+//! duplicated, RFC 2231 `*` continuations) are refused whenever the media type
+//! matters (JSON routes, form bodies), because Go's answer there depends on
+//! details we would rather not have to match.
 
 pub mod gojson;
 
-use bytes::Bytes;
+pub mod schema;
+
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::HeaderMap;
+use http_body_util::BodyExt;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::classify::{BodyRule, Route};
+
+pub use gojson::{decode, Schema};
+pub use schema::schema_for;
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// What inspection hands on: the exact bytes to forward and what they mean.
 #[derive(Debug, Clone, Default)]
@@ -46,4 +77,402 @@ pub enum BodyError {
     Form(String),
     #[error("error reading request body: {0}")]
     Read(String),
+}
+
+/// Read a request body whole, refusing what cannot be bounded.
+///
+/// Why so strict: CVE-2024-41110 (chunked bodies and Content-Length 0 hidden
+/// from the checker) and CVE-2026-34040 (large bodies skipped). A body without
+/// Content-Length (chunked, `Transfer-Encoding`) is refused as
+/// [`BodyError::Unbounded`]; a declared length over `limit` is refused before
+/// reading; at most one frame past the declared length or the limit is read;
+/// a body shorter or longer than declared is a [`BodyError::Read`].
+/// Only call this on routes whose body is inspected ([`must_read_body`]).
+pub async fn read_bounded<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Data: Buf,
+    B::Error: fmt::Display,
+{
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(BodyError::Unbounded);
+    }
+    let declared = match content_length(headers)? {
+        Some(n) => n,
+        // No length: only a body that is already known to be empty is fine
+        // (hyper's `Incoming` for a request without Content-Length or TE).
+        None if body.is_end_stream() => return Ok(Bytes::new()),
+        None => return Err(BodyError::Unbounded),
+    };
+    if declared > limit as u64 {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let declared = declared as usize;
+    let mut body = std::pin::pin!(body);
+    let mut single: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        // Trailers carry no body bytes (and cannot come with Content-Length).
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let n = data.remaining();
+        if n == 0 {
+            continue;
+        }
+        total = total.saturating_add(n);
+        if total > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        if total > declared {
+            return Err(BodyError::Read(format!(
+                "body longer than its Content-Length of {declared} bytes"
+            )));
+        }
+        let chunk = data.copy_to_bytes(n);
+        // The common case (one frame) stays zero-copy.
+        match (&mut single, &mut joined) {
+            (None, None) => single = Some(chunk),
+            (Some(first), None) => {
+                let mut buf = BytesMut::with_capacity(declared);
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&chunk);
+                single = None;
+                joined = Some(buf);
+            }
+            (_, Some(buf)) => buf.extend_from_slice(&chunk),
+        }
+    }
+    if total != declared {
+        return Err(BodyError::Read(format!(
+            "body ended after {total} of the {declared} bytes its Content-Length declares"
+        )));
+    }
+    Ok(match (single, joined) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(b), None) => b,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// The declared Content-Length; several headers must agree and be plain digits.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, BodyError> {
+    let mut found: Option<u64> = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        let bytes = value.as_bytes();
+        let parsed = (!bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                BodyError::Read(format!(
+                    "invalid Content-Length {:?}",
+                    String::from_utf8_lossy(bytes)
+                ))
+            })?;
+        if found.is_some_and(|f| f != parsed) {
+            return Err(BodyError::Read("conflicting Content-Length headers".into()));
+        }
+        found = Some(parsed);
+    }
+    Ok(found)
+}
+
+/// Whether the caller must read the body (with [`read_bounded`]) before
+/// [`inspect`]: JSON routes always, any route when Go's `ParseForm` would
+/// read a form body. Refuses early what [`inspect`] would refuse anyway
+/// (a form body on a JSON or tar route).
+pub fn must_read_body(route: &Route, method: &str, headers: &HeaderMap) -> Result<bool, BodyError> {
+    let form = is_form_body(method, headers)?;
+    match route.body {
+        BodyRule::Json if form => Err(content_type_error(JSON, headers)),
+        BodyRule::Tar if form => Err(content_type_error("application/x-tar", headers)),
+        BodyRule::Json => Ok(true),
+        _ => Ok(form),
+    }
+}
+
+/// Decode and describe a body read by [`read_bounded`] (or an empty `Bytes`
+/// when [`must_read_body`] said no), for the route it was sent to.
+pub fn inspect(
+    route: &Route,
+    method: &str,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    bytes: Bytes,
+) -> Result<Inspected, BodyError> {
+    let form_body = is_form_body(method, headers)?;
+    match route.body {
+        BodyRule::Json => {
+            check_json_content_type(headers, bytes.is_empty())?;
+            let canonical = if bytes.is_empty() {
+                Value::Null
+            } else {
+                decode(&bytes, schema_for(route.action))?
+            };
+            let sha256 = Some(sha256_hex(&bytes));
+            Ok(Inspected {
+                bytes,
+                canonical,
+                sha256,
+                form: query.to_vec(),
+            })
+        }
+        BodyRule::Tar if form_body => Err(content_type_error("application/x-tar", headers)),
+        _ if form_body => {
+            let mut form = parse_go_query(&bytes)?;
+            form.extend_from_slice(query);
+            let sha256 = Some(sha256_hex(&bytes));
+            Ok(Inspected {
+                bytes,
+                canonical: Value::Null,
+                sha256,
+                form,
+            })
+        }
+        _ => Ok(Inspected {
+            bytes,
+            canonical: Value::Null,
+            sha256: None,
+            form: query.to_vec(),
+        }),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn content_type_error(expected: &'static str, headers: &HeaderMap) -> BodyError {
+    let got = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    BodyError::ContentType { expected, got }
+}
+
+/// The daemon's `CheckForJSON`: no Content-Type is fine only for an empty
+/// body; otherwise the media type must be `application/json`.
+fn check_json_content_type(headers: &HeaderMap, empty: bool) -> Result<(), BodyError> {
+    let Some(raw) = headers.get(CONTENT_TYPE) else {
+        return if empty {
+            Ok(())
+        } else {
+            Err(content_type_error(JSON, headers))
+        };
+    };
+    if raw.as_bytes().is_empty() && empty {
+        return Ok(());
+    }
+    match parse_media_type(raw.as_bytes()) {
+        MediaType {
+            essence: Some(essence),
+            params_ok: true,
+        } if essence == JSON => Ok(()),
+        _ => Err(content_type_error(JSON, headers)),
+    }
+}
+
+/// Would Go's `ParseForm` parse this request's body as a form? (POST, PUT or
+/// PATCH with the form media type.) A form media type with odd parameters is
+/// refused: Go still parses the body then, and we prefer not to guess.
+fn is_form_body(method: &str, headers: &HeaderMap) -> Result<bool, BodyError> {
+    if !matches!(method, "POST" | "PUT" | "PATCH") {
+        return Ok(false);
+    }
+    // Go's Header.Get: the first value.
+    let Some(raw) = headers.get(CONTENT_TYPE) else {
+        return Ok(false);
+    };
+    match parse_media_type(raw.as_bytes()) {
+        MediaType {
+            essence: Some(essence),
+            params_ok,
+        } if essence == FORM => {
+            if params_ok {
+                Ok(true)
+            } else {
+                Err(content_type_error(FORM, headers))
+            }
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The result of Go's `mime.ParseMediaType` as far as we use it.
+#[derive(Debug, PartialEq, Eq)]
+struct MediaType {
+    /// The lower-cased media type; `None` when Go returns "" (no valid type).
+    essence: Option<String>,
+    /// Parameters are well-formed, unique and without `*` continuations.
+    params_ok: bool,
+}
+
+fn parse_media_type(raw: &[u8]) -> MediaType {
+    // Go lower-cases per rune with simple mappings; invalid UTF-8 becomes
+    // U+FFFD, which is no token character, so such a type is invalid.
+    let text = String::from_utf8_lossy(raw);
+    let (base, params) = match text.find(';') {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (&text[..], ""),
+    };
+    let lowered: String = base.chars().map(gojson::simple_lower).collect();
+    let essence = lowered.trim_matches(char::is_whitespace);
+    if !valid_disposition(essence) {
+        return MediaType {
+            essence: None,
+            params_ok: false,
+        };
+    }
+    MediaType {
+        essence: Some(essence.to_string()),
+        params_ok: media_params_ok(params),
+    }
+}
+
+fn is_token_char(c: char) -> bool {
+    c > ' ' && c < '\u{7f}' && !"()<>@,;:\\\"/[]?=".contains(c)
+}
+
+/// Go's `consumeToken`: the longest prefix of token characters.
+fn take_token(s: &str) -> (&str, &str) {
+    let end = s.find(|c: char| !is_token_char(c)).unwrap_or(s.len());
+    s.split_at(end)
+}
+
+/// Go's `checkMediaTypeDisposition`: `token` or `token/token`.
+fn valid_disposition(s: &str) -> bool {
+    let (kind, rest) = take_token(s);
+    if kind.is_empty() {
+        return false;
+    }
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return false;
+    };
+    let (subtype, rest) = take_token(rest);
+    !subtype.is_empty() && rest.is_empty()
+}
+
+/// Go's parameter loop, strict: any parse failure, duplicate name or RFC 2231
+/// continuation makes the parameters not OK (a trailing `;` is fine).
+fn media_params_ok(mut rest: &str) -> bool {
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(char::is_whitespace);
+        if rest.is_empty() {
+            return true;
+        }
+        let Some(after) = rest.strip_prefix(';') else {
+            return false;
+        };
+        let after = after.trim_start_matches(char::is_whitespace);
+        if after.is_empty() {
+            return true;
+        }
+        let (name, after) = take_token(after);
+        if name.is_empty() || name.contains('*') {
+            return false;
+        }
+        let name = name.to_ascii_lowercase();
+        let after = after.trim_start_matches(char::is_whitespace);
+        let Some(after) = after.strip_prefix('=') else {
+            return false;
+        };
+        let after = after.trim_start_matches(char::is_whitespace);
+        let Some(after) = skip_param_value(after) else {
+            return false;
+        };
+        if seen.contains(&name) {
+            return false;
+        }
+        seen.push(name);
+        rest = after;
+    }
+}
+
+/// A token or a quoted string (no CR/LF inside); returns what follows.
+fn skip_param_value(s: &str) -> Option<&str> {
+    if let Some(quoted) = s.strip_prefix('"') {
+        let bytes = quoted.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => return Some(&quoted[i + 1..]),
+                b'\\'
+                    if i + 1 < bytes.len()
+                        && "()<>@,;:\\\"/[]?=".contains(bytes[i + 1] as char) =>
+                {
+                    i += 2
+                }
+                b'\r' | b'\n' => return None,
+                _ => i += 1,
+            }
+        }
+        None
+    } else {
+        let (token, rest) = take_token(s);
+        (!token.is_empty()).then_some(rest)
+    }
+}
+
+/// Go's `url.ParseQuery` over a form body: `&`-separated, `;` is an error,
+/// `+` is a space, bad `%` escapes are errors. Non-UTF-8 results are refused
+/// (the policy could not see them as strings).
+pub fn parse_go_query(body: &[u8]) -> Result<Vec<(String, String)>, BodyError> {
+    let mut pairs = Vec::new();
+    for part in body.split(|b| *b == b'&') {
+        if part.contains(&b';') {
+            return Err(BodyError::Form(
+                "invalid semicolon separator in query".into(),
+            ));
+        }
+        if part.is_empty() {
+            continue;
+        }
+        let (key, value) = match part.iter().position(|b| *b == b'=') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &b""[..]),
+        };
+        pairs.push((go_query_unescape(key)?, go_query_unescape(value)?));
+    }
+    Ok(pairs)
+}
+
+fn go_query_unescape(s: &[u8]) -> Result<String, BodyError> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (
+                    s.get(i + 1).and_then(|b| hex(*b)),
+                    s.get(i + 2).and_then(|b| hex(*b)),
+                ) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => {
+                        let end = (i + 3).min(s.len());
+                        return Err(BodyError::Form(format!(
+                            "invalid URL escape {:?}",
+                            String::from_utf8_lossy(&s[i..end])
+                        )));
+                    }
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| BodyError::Form("form value is not valid UTF-8".into()))
 }

@@ -996,3 +996,570 @@ fn valid_go_base64(s: &str) -> bool {
         .decode(cleaned.as_bytes())
         .is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::schema::{self, CONTAINER_CREATE, GENERIC};
+    use serde_json::json;
+
+    fn create(body: &str) -> Value {
+        decode(body.as_bytes(), &CONTAINER_CREATE).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    fn create_err(body: &str) -> BodyError {
+        match decode(body.as_bytes(), &CONTAINER_CREATE) {
+            Ok(v) => panic!("{body} decoded to {v}, expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn duplicate_host_configs_merge() {
+        let v = create(r#"{"HostConfig":{"Privileged":false},"HostConfig":{"Binds":["/:/host"]}}"#);
+        assert_eq!(
+            v["HostConfig"],
+            json!({"Privileged": false, "Binds": ["/:/host"]})
+        );
+        let v = create(r#"{"HostConfig":{"Privileged":true},"HostConfig":{"Binds":["/:/host"]}}"#);
+        assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+    }
+
+    #[test]
+    fn keys_fold_to_canonical_names() {
+        let v = create(r#"{"hostconfig":{"privileged":true}}"#);
+        assert_eq!(v, json!({"HostConfig": {"Privileged": true}}));
+        let v = create(r#"{"HostConfig":{"PRIVILEGED":true}}"#);
+        assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+        // U+017F LATIN SMALL LETTER LONG S folds to S.
+        let v = create(r#"{"HostConfig":{"Bind\u017f":["/:/h"]}}"#);
+        assert_eq!(v["HostConfig"]["Binds"], json!(["/:/h"]));
+        let v = create("{\"HostConfig\":{\"Bind\u{17f}\":[\"/:/h\"]}}");
+        assert_eq!(v["HostConfig"]["Binds"], json!(["/:/h"]));
+        // U+212A KELVIN SIGN folds to K.
+        let v = create("{\"HostConfig\":{\"Networ\u{212a}Mode\":\"host\"}}");
+        assert_eq!(v["HostConfig"]["NetworkMode"], json!("host"));
+        // Newer Go folds dotless i and dotted capital I too; we see them (fail safe).
+        let v = create("{\"HostConfig\":{\"Pr\u{131}vileged\":true}}");
+        assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+        // An escaped key is unescaped before matching.
+        let v = create(r#"{"HostConfig":{"Privil\u0065ged":true}}"#);
+        assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+    }
+
+    #[test]
+    fn last_scalar_wins_across_spellings() {
+        assert_eq!(create(r#"{"image":"a","Image":"b"}"#)["Image"], json!("b"));
+        assert_eq!(create(r#"{"Image":"b","IMAGE":"a"}"#)["Image"], json!("a"));
+        let v = create(r#"{"HostConfig":{"Privileged":false,"privileged":true}}"#);
+        assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+    }
+
+    #[test]
+    fn null_keeps_scalars_and_resets_pointers() {
+        let v = create(r#"{"HostConfig":{"Privileged":true,"Privileged":null}}"#);
+        assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+        let v = create(
+            r#"{"Image":"x","Image":null,"HostConfig":{"LogConfig":{"Type":"none"},"LogConfig":null}}"#,
+        );
+        assert_eq!(v["Image"], json!("x"));
+        assert_eq!(v["HostConfig"]["LogConfig"], json!({"Type": "none"}));
+        // Pointers, slices and maps are reset to nil (absent).
+        let v = create(
+            r#"{"HostConfig":{"Init":true,"Init":null,"Binds":["/a:/a"],"Binds":null,"Sysctls":{"a":"1"},"Sysctls":null}}"#,
+        );
+        assert_eq!(v["HostConfig"], json!({}));
+        // A nil HostConfig pointer is re-allocated fresh: no merge with the old one.
+        let v = create(
+            r#"{"HostConfig":{"Privileged":true},"HostConfig":null,"HostConfig":{"Binds":[]}}"#,
+        );
+        assert_eq!(v["HostConfig"], json!({"Binds": []}));
+        // A null-only scalar never appears.
+        assert_eq!(create(r#"{"User":null}"#), json!({}));
+    }
+
+    #[test]
+    fn trailing_data_refused() {
+        assert!(matches!(create_err("{}{}"), BodyError::TrailingData));
+        assert!(matches!(create_err("{} x"), BodyError::TrailingData));
+        assert!(matches!(create_err("{}}"), BodyError::TrailingData));
+        assert_eq!(create("{} "), json!({}));
+        assert_eq!(create(" \t\r\n{}\n"), json!({}));
+    }
+
+    #[test]
+    fn map_keys_are_exact_and_entries_replace() {
+        let v = create(r#"{"Labels":{"Owner":"a","owner":"b","OWNER":"c"}}"#);
+        assert_eq!(
+            v["Labels"],
+            json!({"Owner": "a", "owner": "b", "OWNER": "c"})
+        );
+        // Duplicate Labels objects merge their keys; a duplicate key replaces.
+        let v = create(r#"{"Labels":{"a":"1","b":"2"},"labels":{"b":"3","c":"4"}}"#);
+        assert_eq!(v["Labels"], json!({"a": "1", "b": "3", "c": "4"}));
+        // null in a map[string]string stores the zero value "".
+        assert_eq!(
+            create(r#"{"Labels":{"a":"1","a":null}}"#)["Labels"],
+            json!({"a": ""})
+        );
+        // Map values are fresh zero elements: a duplicate endpoint does NOT merge.
+        let v = create(
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"Aliases":["x"]},"n":{"DriverOpts":{"k":"v"}}}}}"#,
+        );
+        assert_eq!(
+            v["NetworkingConfig"]["EndpointsConfig"],
+            json!({"n": {"DriverOpts": {"k": "v"}}})
+        );
+        // Struct keys inside map values still fold.
+        let v = create(
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"Net":{"driveropts":{"com.docker.network.endpoint.sysctls":"x"}}}}}"#,
+        );
+        assert_eq!(
+            v["NetworkingConfig"]["EndpointsConfig"]["Net"]["DriverOpts"],
+            json!({"com.docker.network.endpoint.sysctls": "x"})
+        );
+    }
+
+    #[test]
+    fn arrays_reuse_the_backing_array() {
+        // Element i decodes into the old element i (struct fields merge), the
+        // slice is truncated, and a later longer array re-exposes old elements.
+        let v = create(
+            r#"{"HostConfig":{
+                "Mounts":[{"Type":"volume","Target":"/a"},{"Type":"bind","Source":"/","Target":"/host"},{"Target":"/c"}],
+                "Mounts":[{"Target":"/x"}],
+                "Mounts":[{"ReadOnly":true},{"ReadOnly":false}]}}"#,
+        );
+        assert_eq!(
+            v["HostConfig"]["Mounts"],
+            json!([
+                {"Type": "volume", "Target": "/x", "ReadOnly": true},
+                {"Type": "bind", "Source": "/", "Target": "/host", "ReadOnly": false}
+            ])
+        );
+        // Scalars: null keeps the re-exposed old element.
+        let v = create(
+            r#"{"HostConfig":{"Binds":["/a:/a","/:/host"],"Binds":["/c:/c"],"Binds":["/d:/d",null]}}"#,
+        );
+        assert_eq!(v["HostConfig"]["Binds"], json!(["/d:/d", "/:/host"]));
+        // An empty array drops the backing array: new elements start at zero.
+        let v = create(
+            r#"{"HostConfig":{"Binds":["/a:/a","/:/host"],"Binds":[],"Binds":["/c:/c",null]}}"#,
+        );
+        assert_eq!(v["HostConfig"]["Binds"], json!(["/c:/c", ""]));
+        // So does null.
+        let v = create(
+            r#"{"HostConfig":{"Binds":["/a:/a","/:/host"],"Binds":null,"Binds":["/c:/c",null]}}"#,
+        );
+        assert_eq!(v["HostConfig"]["Binds"], json!(["/c:/c", ""]));
+        // Pointer elements: merge into the old pointee, null makes them nil.
+        let v = create(
+            r#"{"HostConfig":{"Ulimits":[{"Name":"nofile","Hard":10}],"Ulimits":[{"Soft":5},null]}}"#,
+        );
+        assert_eq!(
+            v["HostConfig"]["Ulimits"],
+            json!([{"Name": "nofile", "Hard": 10, "Soft": 5}, null])
+        );
+    }
+
+    #[test]
+    fn strslice_accepts_string_and_replaces_wholesale() {
+        let v = create(r#"{"HostConfig":{"CapAdd":"SYS_ADMIN"}}"#);
+        assert_eq!(v["HostConfig"]["CapAdd"], json!(["SYS_ADMIN"]));
+        // StrSlice's UnmarshalJSON decodes into a fresh slice: no backing reuse.
+        let v = create(r#"{"Cmd":["a","b"],"Cmd":["c"],"Cmd":["d",null]}"#);
+        assert_eq!(v["Cmd"], json!(["d", ""]));
+        assert_eq!(create(r#"{"Cmd":["a"],"Cmd":null}"#), json!({}));
+        assert!(matches!(
+            create_err(r#"{"Cmd":{"a":1}}"#),
+            BodyError::Json(_)
+        ));
+        assert!(matches!(create_err(r#"{"Cmd":[1]}"#), BodyError::Json(_)));
+    }
+
+    #[test]
+    fn type_mismatches_refused() {
+        for body in [
+            r#"{"HostConfig":{"Privileged":"true"}}"#,
+            r#"{"HostConfig":{"Privileged":1}}"#,
+            r#"{"HostConfig":{"Binds":"/:/host"}}"#,
+            r#"{"HostConfig":{"Binds":[1]}}"#,
+            r#"{"HostConfig":{"BlkioWeight":70000}}"#,
+            r#"{"HostConfig":{"Memory":1.5}}"#,
+            r#"{"HostConfig":{"Memory":1e3}}"#,
+            r#"{"HostConfig":{"Memory":"1"}}"#,
+            r#"{"HostConfig":{"Memory":99999999999999999999}}"#,
+            r#"{"HostConfig":{"IOMaximumIOps":-1}}"#,
+            r#"{"HostConfig":{"ConsoleSize":[-1,2]}}"#,
+            r#"{"HostConfig":{"LogConfig":"json-file"}}"#,
+            r#"{"HostConfig":{"Sysctls":{"a":1}}}"#,
+            r#"{"HostConfig":[]}"#,
+            r#"{"Image":["a"]}"#,
+            r#"{"ExposedPorts":{"80/tcp":1}}"#,
+            r#"[]"#,
+            r#""x""#,
+        ] {
+            let err = create_err(body);
+            assert!(matches!(err, BodyError::Json(_)), "{body}: {err}");
+        }
+        // The error names the field.
+        let msg = create_err(r#"{"HostConfig":{"privileged":"yes"}}"#).to_string();
+        assert!(msg.contains("HostConfig.Privileged"), "{msg}");
+        // In range values are fine.
+        let v = create(r#"{"HostConfig":{"BlkioWeight":65535,"Memory":-1,"CpuShares":0}}"#);
+        assert_eq!(v["HostConfig"]["BlkioWeight"], json!(65535));
+        assert_eq!(v["HostConfig"]["Memory"], json!(-1));
+    }
+
+    #[test]
+    fn syntax_errors_refused() {
+        for body in [
+            "",
+            "  ",
+            "{",
+            r#"{"a"}"#,
+            r#"{"a":}"#,
+            r#"{"a":1,}"#,
+            "[1,]",
+            "01",
+            "-",
+            "1.",
+            "1e",
+            "tru",
+            "nul",
+            r#"{'a':1}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            "\u{feff}{}",
+            "{\"a\":NaN}",
+        ] {
+            let err = decode(body.as_bytes(), &GENERIC).expect_err(body);
+            assert!(
+                matches!(err, BodyError::Json(_) | BodyError::TrailingData),
+                "{body:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_refused_and_surrogates_like_go() {
+        let err = decode(b"{\"Image\":\"\xff\"}", &CONTAINER_CREATE).unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+        // A lone surrogate becomes U+FFFD, as Go's unquote does.
+        assert_eq!(
+            create(r#"{"Image":"a\ud800b"}"#)["Image"],
+            json!("a\u{fffd}b")
+        );
+        // A high surrogate followed by a non-surrogate escape keeps the escape.
+        assert_eq!(
+            create(r#"{"Image":"\ud800\u0041"}"#)["Image"],
+            json!("\u{fffd}A")
+        );
+        assert_eq!(
+            create(r#"{"Image":"\ud83d\ude00"}"#)["Image"],
+            json!("\u{1f600}")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_kept_under_their_fold() {
+        let v = create(
+            r#"{"fooBar":1,"FOOBAR":{"x":1},"foobar":{"Y":2},"HostConfig":{"Whatever":true}}"#,
+        );
+        assert_eq!(v["FOOBAR"], json!({"X": 1, "Y": 2}));
+        assert_eq!(v["HostConfig"]["WHATEVER"], json!(true));
+        // Unknown values are not type checked (Go skips them), only parsed.
+        let v = create(r#"{"Config":{"Privileged":"yes"}}"#);
+        assert_eq!(v["CONFIG"], json!({"PRIVILEGED": "yes"}));
+        // null keeps an unknown key's previous value.
+        assert_eq!(create(r#"{"x":1,"x":null}"#)["X"], json!(1));
+        assert_eq!(create(r#"{"x":null}"#)["X"], json!(null));
+    }
+
+    #[test]
+    fn generic_mode_folds_all_keys_and_merges() {
+        let v = decode(
+            br#"{"Spec":{"a":1},"spec":{"B":[1,{"c":2}]},"n":1.5,"n":-3}"#,
+            &GENERIC,
+        )
+        .unwrap();
+        assert_eq!(v, json!({"SPEC": {"A": 1, "B": [1, {"C": 2}]}, "N": -3}));
+        // Arrays are replaced, not merged, when the type is unknown.
+        let v = decode(br#"{"a":[1,2,3],"a":[4]}"#, &GENERIC).unwrap();
+        assert_eq!(v, json!({"A": [4]}));
+        assert!(decode(b"{\"a\":1e400}", &GENERIC).is_err());
+        assert_eq!(decode(b"null", &GENERIC).unwrap(), json!(null));
+    }
+
+    #[test]
+    fn fixed_arrays_like_go() {
+        let v = create(r#"{"HostConfig":{"ConsoleSize":[5,6],"ConsoleSize":[null]}}"#);
+        assert_eq!(v["HostConfig"]["ConsoleSize"], json!([5, 0]));
+        let v = create(r#"{"HostConfig":{"ConsoleSize":[1,2,"ignored"]}}"#);
+        assert_eq!(v["HostConfig"]["ConsoleSize"], json!([1, 2]));
+        let v = create(r#"{"HostConfig":{"ConsoleSize":[1,2],"ConsoleSize":null}}"#);
+        assert_eq!(v["HostConfig"]["ConsoleSize"], json!([1, 2]));
+        let v = decode(br#"{"ConsoleSize":[3]}"#, schema_for("exec.start")).unwrap();
+        assert_eq!(v["ConsoleSize"], json!([3, 0]));
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let err = decode(deep.as_bytes(), &GENERIC).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(decode(ok.as_bytes(), &GENERIC).is_ok());
+    }
+
+    #[test]
+    fn many_keys_stay_correct_with_the_index() {
+        let mut body = String::from("{\"Labels\":{");
+        for i in 0..200 {
+            body.push_str(&format!("\"k{i}\":\"{i}\","));
+        }
+        body.push_str("\"k7\":\"last\"}}");
+        let v = create(&body);
+        let labels = v["Labels"].as_object().unwrap();
+        assert_eq!(labels.len(), 200);
+        assert_eq!(labels["k7"], json!("last"));
+        assert_eq!(labels["k199"], json!("199"));
+    }
+
+    #[test]
+    fn other_schemas() {
+        let v = decode(
+            br#"{"cmd":"sh","privileged":true,"ENV":["A=1"],"consolesize":[1,2]}"#,
+            schema_for("container.exec"),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"Cmd": ["sh"], "Privileged": true, "Env": ["A=1"], "ConsoleSize": [1, 2]})
+        );
+        let v = decode(
+            br#"{"TaskTemplate":{"ContainerSpec":{"Image":"x","privileges":{"seccomp":{"mode":"unconfined"}},"capabilityadd":["ALL"]}},"taskTemplate":{"PluginSpec":{"Remote":"r"}}}"#,
+            schema_for("service.update"),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"TaskTemplate": {
+                "ContainerSpec": {"Image": "x", "Privileges": {"Seccomp": {"Mode": "unconfined"}}, "CapabilityAdd": ["ALL"]},
+                "PluginSpec": {"remote": "r"}}})
+        );
+        assert!(decode(
+            br#"{"TaskTemplate":{"ContainerSpec":{"Privileges":{"Seccomp":{"Profile":"!!"}}}}}"#,
+            schema_for("service.create")
+        )
+        .is_err());
+        let v = decode(
+            br#"[{"name":"network","Value":["host"]},{"Name":"mount","value":["/var/lib"]}]"#,
+            schema_for("plugin.install"),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!([{"Name": "network", "Value": ["host"]}, {"Name": "mount", "Value": ["/var/lib"]}])
+        );
+        assert_eq!(
+            decode(br#"["A=1","B=2"]"#, schema_for("plugin.set")).unwrap(),
+            json!(["A=1", "B=2"])
+        );
+        assert!(decode(br#"{"A":"1"}"#, schema_for("plugin.set")).is_err());
+        let v = decode(
+            br#"{"name":"n","driver":"bridge","options":{"com.docker.network.bridge.name":"docker0"},"IPAM":{"config":[{"subnet":"10.0.0.0/8"}]}}"#,
+            schema_for("network.create"),
+        )
+        .unwrap();
+        assert_eq!(
+            v["Options"],
+            json!({"com.docker.network.bridge.name": "docker0"})
+        );
+        assert_eq!(v["IPAM"]["Config"], json!([{"Subnet": "10.0.0.0/8"}]));
+        let v = decode(
+            br#"{"container":"c","endpointconfig":{"driveropts":{"com.docker.network.endpoint.sysctls":"net.ipv4.ip_forward=1"}}}"#,
+            schema_for("network.connect"),
+        )
+        .unwrap();
+        assert_eq!(
+            v["EndpointConfig"]["DriverOpts"]["com.docker.network.endpoint.sysctls"],
+            json!("net.ipv4.ip_forward=1")
+        );
+        let v = decode(
+            br#"{"name":"v","driver":"local","driveropts":{"o":"bind","device":"/etc","type":"none"}}"#,
+            schema_for("volume.create"),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"Name": "v", "Driver": "local", "DriverOpts": {"o": "bind", "device": "/etc", "type": "none"}})
+        );
+        let v = decode(
+            br#"{"memory":1024,"restartpolicy":{"name":"always"}}"#,
+            schema_for("container.update"),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"Memory": 1024, "RestartPolicy": {"Name": "always"}})
+        );
+        assert!(std::ptr::eq(schema_for("container.list"), &GENERIC));
+    }
+
+    #[test]
+    fn create_sees_every_power_field() {
+        let body = br#"{"Image":"busybox","User":"0:0","Env":["A=1"],"Cmd":["sh"],"Entrypoint":"sh","Labels":{"a":"b"},
+          "WorkingDir":"/","Volumes":{"/v":{}},"ExposedPorts":{"80/tcp":{}},"Hostname":"h","Domainname":"d","Tty":true,
+          "OpenStdin":true,"AttachStdin":true,"AttachStdout":true,"AttachStderr":true,"StopSignal":"SIGTERM",
+          "Healthcheck":{"Test":["CMD","true"],"Interval":1000000000,"Retries":3},
+          "HostConfig":{"Privileged":true,"CapAdd":["ALL"],"CapDrop":["NET_RAW"],"SecurityOpt":["seccomp=unconfined"],
+            "MaskedPaths":[],"ReadonlyPaths":[],"UsernsMode":"host","Runtime":"runc","Binds":["/:/host"],
+            "Mounts":[{"Type":"volume","Source":"v","Target":"/v","ReadOnly":false,"BindOptions":{"Propagation":"rshared"},
+              "VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"o":"bind","device":"/etc"}}},
+              "TmpfsOptions":{"SizeBytes":1,"Mode":448}}],
+            "VolumesFrom":["other"],"VolumeDriver":"local","Devices":[{"PathOnHost":"/dev/sda","PathInContainer":"/dev/sda","CgroupPermissions":"rwm"}],
+            "DeviceCgroupRules":["a *:* rwm"],"DeviceRequests":[{"Driver":"nvidia","Count":-1,"Capabilities":[["gpu"]]}],
+            "NetworkMode":"host","PidMode":"host","IpcMode":"host","UTSMode":"host","CgroupnsMode":"host","Cgroup":"host",
+            "CgroupParent":"/","Sysctls":{"kernel.x":"1"},"GroupAdd":["0"],"Init":true,"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}},
+            "PortBindings":{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"80"}]},"RestartPolicy":{"Name":"always","MaximumRetryCount":0},
+            "AutoRemove":true,"ExtraHosts":["a:1.2.3.4"],"Dns":["8.8.8.8"],"DnsOptions":[],"DnsSearch":[],
+            "Memory":1,"CpuShares":2,"NanoCpus":3,"PidsLimit":-1,"Ulimits":[{"Name":"nofile","Soft":1,"Hard":2}]},
+          "NetworkingConfig":{"EndpointsConfig":{"bridge":{"IPAMConfig":{"IPv4Address":"10.0.0.2"},"Links":[],"Aliases":["a"],
+            "DriverOpts":{"k":"v"},"NetworkID":"n"}}}}"#;
+        let v = decode(body, &CONTAINER_CREATE).unwrap();
+        // No key was unknown: every one is a known field (unknown ones would be upper-cased).
+        fn no_unknown(v: &Value, path: &str) {
+            if let Value::Object(m) = v {
+                for (k, x) in m {
+                    let in_map = [
+                        "Labels",
+                        "Volumes",
+                        "ExposedPorts",
+                        "Options",
+                        "Config",
+                        "Sysctls",
+                        "PortBindings",
+                        "EndpointsConfig",
+                        "DriverOpts",
+                    ]
+                    .iter()
+                    .any(|m| path.ends_with(m));
+                    assert!(
+                        in_map || k.chars().any(|c| c.is_ascii_lowercase()) || k.len() <= 4,
+                        "unknown key {path}.{k}"
+                    );
+                    no_unknown(x, &format!("{path}.{k}"));
+                }
+            } else if let Value::Array(a) = v {
+                for x in a {
+                    no_unknown(x, path);
+                }
+            }
+        }
+        no_unknown(&v, "");
+        assert_eq!(
+            v["HostConfig"]["Mounts"][0]["VolumeOptions"]["DriverConfig"]["Options"]["device"],
+            json!("/etc")
+        );
+        assert_eq!(v["Entrypoint"], json!(["sh"]));
+        assert_eq!(v["HostConfig"]["PidsLimit"], json!(-1));
+    }
+
+    /// Every struct's field names are ASCII (the lookup relies on it) and no
+    /// two fold alike (so Go's field order never matters).
+    #[test]
+    fn schemas_are_well_formed() {
+        fn walk(s: &Schema, seen: &mut Vec<&'static str>) {
+            match s {
+                Schema::Struct(st) => {
+                    if seen.contains(&st.go_type) {
+                        return;
+                    }
+                    seen.push(st.go_type);
+                    for (i, f) in st.fields.iter().enumerate() {
+                        assert!(
+                            f.name.is_ascii() && !f.name.is_empty(),
+                            "{}: {}",
+                            st.go_type,
+                            f.name
+                        );
+                        for g in &st.fields[i + 1..] {
+                            assert!(
+                                !f.name.eq_ignore_ascii_case(g.name),
+                                "{}: {} vs {}",
+                                st.go_type,
+                                f.name,
+                                g.name
+                            );
+                        }
+                        walk(&f.schema, seen);
+                    }
+                }
+                Schema::Ptr(i) | Schema::Slice(i) | Schema::Map(i) | Schema::Array(i, _) => {
+                    walk(i, seen)
+                }
+                _ => {}
+            }
+        }
+        let mut seen = Vec::new();
+        for s in schema::all_named() {
+            walk(s, &mut seen);
+        }
+        assert!(seen.len() > 40, "walked only {} structs", seen.len());
+    }
+
+    #[test]
+    fn fold_matches_go() {
+        assert_eq!(fold_name("Bind\u{17f}"), "BINDS");
+        assert_eq!(fold_name("networ\u{212a}mode"), "NETWORKMODE");
+        assert_eq!(fold_name("\u{130}mage"), "IMAGE");
+        assert_eq!(fold_name("\u{131}"), "I");
+        assert_eq!(fold_name("stra\u{df}e"), "STRA\u{df}E");
+        assert_eq!(fold_name("\u{1f80}"), fold_name("\u{1f88}"));
+        assert_eq!(fold_name("\u{3c3}"), fold_name("\u{3c2}"));
+    }
+
+    /// A typical 2 KiB create body; prints the per-decode time. Run with
+    /// `cargo test --release --lib perf -- --ignored --nocapture` for the real figure.
+    #[test]
+    #[ignore]
+    fn perf_typical_create() {
+        let body = typical_create_body();
+        assert!(body.len() > 1500 && body.len() < 3000, "{}", body.len());
+        let n = 2000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(decode(body.as_bytes(), &CONTAINER_CREATE).unwrap());
+        }
+        let per = start.elapsed() / n;
+        println!("{} bytes: {per:?} per decode", body.len());
+    }
+
+    pub(crate) fn typical_create_body() -> String {
+        let mut env = String::new();
+        for i in 0..20 {
+            env.push_str(&format!("\"VAR_{i}=value-{i}-abcdefgh\","));
+        }
+        env.pop();
+        format!(
+            r#"{{"Hostname":"","Domainname":"","User":"1000:1000","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,
+"ExposedPorts":{{"8080/tcp":{{}}}},"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":[{env}],
+"Cmd":["/bin/sh","-c","exec my-server --port 8080"],"Image":"registry.example.com/team/app:1.2.3","Volumes":{{"/data":{{}}}},
+"WorkingDir":"/app","Entrypoint":null,"OnBuild":null,"Labels":{{"com.example.team":"platform","com.example.app":"app"}},
+"HostConfig":{{"Binds":["/srv/app/data:/data:rw"],"ContainerIDFile":"","LogConfig":{{"Type":"json-file","Config":{{"max-size":"10m"}}}},
+"NetworkMode":"bridge","PortBindings":{{"8080/tcp":[{{"HostIp":"127.0.0.1","HostPort":"18080"}}]}},
+"RestartPolicy":{{"Name":"unless-stopped","MaximumRetryCount":0}},"AutoRemove":false,"VolumeDriver":"","VolumesFrom":null,
+"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":["NET_RAW"],"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],
+"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,
+"PublishAllPorts":false,"ReadonlyRootfs":true,"SecurityOpt":["no-new-privileges"],"UTSMode":"","UsernsMode":"","ShmSize":0,
+"Isolation":"","CpuShares":0,"Memory":536870912,"NanoCpus":1000000000,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],
+"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],
+"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":null,
+"OomKillDisable":null,"PidsLimit":256,"Ulimits":[{{"Name":"nofile","Hard":65536,"Soft":65536}}],
+"Mounts":[{{"Type":"tmpfs","Target":"/tmp","TmpfsOptions":{{"SizeBytes":67108864}}}}],"MaskedPaths":null,"ReadonlyPaths":null}},
+"NetworkingConfig":{{"EndpointsConfig":{{"bridge":{{"Aliases":["app"]}}}}}}}}"#
+        )
+    }
+}

@@ -16,7 +16,7 @@
 //! `80` and `80/tcp` may collide there); `netip` addresses are plain strings;
 //! `swarm/runtime.PluginSpec` uses its lowercase protobuf JSON tags.
 
-use super::gojson::{Field, Schema, StructSchema};
+use super::gojson::{Field, FieldIndex, Schema, StructSchema};
 
 const BOOL: Schema = Schema::Bool;
 const INT: Schema = Schema::Int(64);
@@ -52,6 +52,7 @@ macro_rules! f {
 }
 
 static EMPTY: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "struct {}",
     fields: &[],
 };
@@ -62,6 +63,7 @@ pub static GENERIC: Schema = Schema::Generic;
 // ---- container create / commit ----------------------------------------
 
 static HEALTH_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.HealthConfig",
     fields: &[
         f!("Test", STRS),
@@ -108,16 +110,19 @@ macro_rules! config_fields {
 }
 
 static CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.Config",
     fields: config_fields!(),
 };
 
 static WEIGHT_DEVICE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "blkiodev.WeightDevice",
     fields: &[f!("Path", STR), f!("Weight", UINT16)],
 };
 
 static THROTTLE_DEVICE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "blkiodev.ThrottleDevice",
     fields: &[f!("Path", STR), f!("Rate", UINT64)],
 };
@@ -125,6 +130,7 @@ static THROTTLE_DEVICE: StructSchema = StructSchema {
 const THROTTLE_DEVICES: Schema = Schema::Slice(&Schema::Ptr(&Schema::Struct(&THROTTLE_DEVICE)));
 
 static DEVICE_MAPPING: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.DeviceMapping",
     fields: &[
         f!("PathOnHost", STR),
@@ -134,6 +140,7 @@ static DEVICE_MAPPING: StructSchema = StructSchema {
 };
 
 static DEVICE_REQUEST: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.DeviceRequest",
     fields: &[
         f!("Driver", STR),
@@ -145,6 +152,7 @@ static DEVICE_REQUEST: StructSchema = StructSchema {
 };
 
 static ULIMIT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "units.Ulimit",
     fields: &[f!("Name", STR), f!("Hard", INT64), f!("Soft", INT64)],
 };
@@ -193,21 +201,25 @@ macro_rules! resources_fields {
 }
 
 static LOG_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.LogConfig",
     fields: &[f!("Type", STR), f!("Config", STR_MAP)],
 };
 
 static PORT_BINDING: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "nat.PortBinding",
     fields: &[f!("HostIp", STR), f!("HostPort", STR)],
 };
 
 static RESTART_POLICY: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.RestartPolicy",
     fields: &[f!("Name", STR), f!("MaximumRetryCount", INT)],
 };
 
 static BIND_OPTIONS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "mount.BindOptions",
     fields: &[
         f!("Propagation", STR),
@@ -219,11 +231,13 @@ static BIND_OPTIONS: StructSchema = StructSchema {
 };
 
 static MOUNT_DRIVER: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "mount.Driver",
     fields: &[f!("Name", STR), f!("Options", STR_MAP)],
 };
 
 static VOLUME_OPTIONS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "mount.VolumeOptions",
     fields: &[
         f!("NoCopy", BOOL),
@@ -234,11 +248,13 @@ static VOLUME_OPTIONS: StructSchema = StructSchema {
 };
 
 static IMAGE_OPTIONS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "mount.ImageOptions",
     fields: &[f!("Subpath", STR)],
 };
 
 static TMPFS_OPTIONS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "mount.TmpfsOptions",
     fields: &[
         f!("SizeBytes", INT64),
@@ -248,6 +264,7 @@ static TMPFS_OPTIONS: StructSchema = StructSchema {
 };
 
 static MOUNT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "mount.Mount",
     fields: &[
         f!("Type", STR),
@@ -269,6 +286,7 @@ static MOUNT: StructSchema = StructSchema {
 const MOUNTS: Schema = Schema::Slice(&Schema::Struct(&MOUNT));
 
 static HOST_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.HostConfig",
     fields: resources_fields!(
         f!("Binds", STRS),
@@ -316,6 +334,7 @@ static HOST_CONFIG: StructSchema = StructSchema {
 };
 
 static ENDPOINT_IPAM_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.EndpointIPAMConfig",
     fields: &[
         f!("IPv4Address", STR),
@@ -325,6 +344,7 @@ static ENDPOINT_IPAM_CONFIG: StructSchema = StructSchema {
 };
 
 static ENDPOINT_SETTINGS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.EndpointSettings",
     fields: &[
         f!(
@@ -349,6 +369,7 @@ static ENDPOINT_SETTINGS: StructSchema = StructSchema {
 };
 
 static NETWORKING_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.NetworkingConfig",
     fields: &[f!(
         "EndpointsConfig",
@@ -357,6 +378,7 @@ static NETWORKING_CONFIG: StructSchema = StructSchema {
 };
 
 static CREATE_REQUEST: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.CreateRequest",
     fields: config_fields!(
         f!("HostConfig", Schema::Ptr(&Schema::Struct(&HOST_CONFIG))),
@@ -368,6 +390,7 @@ static CREATE_REQUEST: StructSchema = StructSchema {
 };
 
 static UPDATE_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.UpdateConfig",
     fields: resources_fields!(; f!("RestartPolicy", Schema::Struct(&RESTART_POLICY))),
 };
@@ -375,6 +398,7 @@ static UPDATE_CONFIG: StructSchema = StructSchema {
 // ---- exec ---------------------------------------------------------------
 
 static EXEC_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.ExecOptions",
     fields: &[
         f!("User", STR),
@@ -393,6 +417,7 @@ static EXEC_CONFIG: StructSchema = StructSchema {
 };
 
 static EXEC_START: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "container.ExecStartOptions",
     fields: &[
         f!("Detach", BOOL),
@@ -404,11 +429,13 @@ static EXEC_START: StructSchema = StructSchema {
 // ---- services -------------------------------------------------------------
 
 static CREDENTIAL_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.CredentialSpec",
     fields: &[f!("Config", STR), f!("File", STR), f!("Registry", STR)],
 };
 
 static SELINUX_CONTEXT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.SELinuxContext",
     fields: &[
         f!("Disable", BOOL),
@@ -420,16 +447,19 @@ static SELINUX_CONTEXT: StructSchema = StructSchema {
 };
 
 static SECCOMP_OPTS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.SeccompOpts",
     fields: &[f!("Mode", STR), f!("Profile", Schema::Base64)],
 };
 
 static APPARMOR_OPTS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.AppArmorOpts",
     fields: &[f!("Mode", STR)],
 };
 
 static PRIVILEGES: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.Privileges",
     fields: &[
         f!(
@@ -447,6 +477,7 @@ static PRIVILEGES: StructSchema = StructSchema {
 };
 
 static DNS_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.DNSConfig",
     fields: &[
         f!("Nameservers", STRS),
@@ -456,6 +487,7 @@ static DNS_CONFIG: StructSchema = StructSchema {
 };
 
 static FILE_TARGET: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.SecretReferenceFileTarget",
     fields: &[
         f!("Name", STR),
@@ -466,6 +498,7 @@ static FILE_TARGET: StructSchema = StructSchema {
 };
 
 static SECRET_REFERENCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.SecretReference",
     fields: &[
         f!("File", Schema::Ptr(&Schema::Struct(&FILE_TARGET))),
@@ -475,6 +508,7 @@ static SECRET_REFERENCE: StructSchema = StructSchema {
 };
 
 static CONFIG_REFERENCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ConfigReference",
     fields: &[
         f!("File", Schema::Ptr(&Schema::Struct(&FILE_TARGET))),
@@ -485,6 +519,7 @@ static CONFIG_REFERENCE: StructSchema = StructSchema {
 };
 
 static CONTAINER_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ContainerSpec",
     fields: &[
         f!("Image", STR),
@@ -525,11 +560,13 @@ static CONTAINER_SPEC: StructSchema = StructSchema {
 };
 
 static PLUGIN_PRIVILEGE_LOWER: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "runtime.PluginPrivilege",
     fields: &[f!("name", STR), f!("description", STR), f!("value", STRS)],
 };
 
 static PLUGIN_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "runtime.PluginSpec",
     fields: &[
         f!("name", STR),
@@ -544,21 +581,25 @@ static PLUGIN_SPEC: StructSchema = StructSchema {
 };
 
 static NETWORK_ATTACHMENT_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.NetworkAttachmentSpec",
     fields: &[f!("ContainerID", STR)],
 };
 
 static NAMED_GENERIC_RESOURCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.NamedGenericResource",
     fields: &[f!("Kind", STR), f!("Value", STR)],
 };
 
 static DISCRETE_GENERIC_RESOURCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.DiscreteGenericResource",
     fields: &[f!("Kind", STR), f!("Value", INT64)],
 };
 
 static GENERIC_RESOURCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.GenericResource",
     fields: &[
         f!(
@@ -573,6 +614,7 @@ static GENERIC_RESOURCE: StructSchema = StructSchema {
 };
 
 static LIMIT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.Limit",
     fields: &[
         f!("NanoCPUs", INT64),
@@ -582,6 +624,7 @@ static LIMIT: StructSchema = StructSchema {
 };
 
 static SWARM_RESOURCES: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.Resources",
     fields: &[
         f!("NanoCPUs", INT64),
@@ -594,6 +637,7 @@ static SWARM_RESOURCES: StructSchema = StructSchema {
 };
 
 static RESOURCE_REQUIREMENTS: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ResourceRequirements",
     fields: &[
         f!("Limits", Schema::Ptr(&Schema::Struct(&LIMIT))),
@@ -607,6 +651,7 @@ static RESOURCE_REQUIREMENTS: StructSchema = StructSchema {
 };
 
 static SWARM_RESTART_POLICY: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.RestartPolicy",
     fields: &[
         f!("Condition", STR),
@@ -617,21 +662,25 @@ static SWARM_RESTART_POLICY: StructSchema = StructSchema {
 };
 
 static SPREAD_OVER: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.SpreadOver",
     fields: &[f!("SpreadDescriptor", STR)],
 };
 
 static PLACEMENT_PREFERENCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.PlacementPreference",
     fields: &[f!("Spread", Schema::Ptr(&Schema::Struct(&SPREAD_OVER)))],
 };
 
 static PLATFORM: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.Platform",
     fields: &[f!("Architecture", STR), f!("OS", STR)],
 };
 
 static PLACEMENT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.Placement",
     fields: &[
         f!("Constraints", STRS),
@@ -645,6 +694,7 @@ static PLACEMENT: StructSchema = StructSchema {
 };
 
 static NETWORK_ATTACHMENT_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.NetworkAttachmentConfig",
     fields: &[
         f!("Target", STR),
@@ -656,11 +706,13 @@ static NETWORK_ATTACHMENT_CONFIG: StructSchema = StructSchema {
 const NETWORK_ATTACHMENTS: Schema = Schema::Slice(&Schema::Struct(&NETWORK_ATTACHMENT_CONFIG));
 
 static SWARM_DRIVER: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.Driver",
     fields: &[f!("Name", STR), f!("Options", STR_MAP)],
 };
 
 static TASK_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.TaskSpec",
     fields: &[
         f!(
@@ -689,11 +741,13 @@ static TASK_SPEC: StructSchema = StructSchema {
 };
 
 static REPLICATED_SERVICE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ReplicatedService",
     fields: &[f!("Replicas", UINT64_PTR)],
 };
 
 static REPLICATED_JOB: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ReplicatedJob",
     fields: &[
         f!("MaxConcurrent", UINT64_PTR),
@@ -702,6 +756,7 @@ static REPLICATED_JOB: StructSchema = StructSchema {
 };
 
 static SERVICE_MODE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ServiceMode",
     fields: &[
         f!(
@@ -718,6 +773,7 @@ static SERVICE_MODE: StructSchema = StructSchema {
 };
 
 static SWARM_UPDATE_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.UpdateConfig",
     fields: &[
         f!("Parallelism", UINT64),
@@ -730,6 +786,7 @@ static SWARM_UPDATE_CONFIG: StructSchema = StructSchema {
 };
 
 static PORT_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.PortConfig",
     fields: &[
         f!("Name", STR),
@@ -741,6 +798,7 @@ static PORT_CONFIG: StructSchema = StructSchema {
 };
 
 static ENDPOINT_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.EndpointSpec",
     fields: &[
         f!("Mode", STR),
@@ -749,6 +807,7 @@ static ENDPOINT_SPEC: StructSchema = StructSchema {
 };
 
 static SERVICE_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "swarm.ServiceSpec",
     fields: &[
         // Embedded swarm.Annotations.
@@ -772,6 +831,7 @@ static SERVICE_SPEC: StructSchema = StructSchema {
 // ---- plugins ----------------------------------------------------------------
 
 static PLUGIN_PRIVILEGE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "types.PluginPrivilege",
     fields: &[f!("Name", STR), f!("Description", STR), f!("Value", STRS)],
 };
@@ -779,6 +839,7 @@ static PLUGIN_PRIVILEGE: StructSchema = StructSchema {
 // ---- networks -----------------------------------------------------------------
 
 static IPAM_CONFIG: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.IPAMConfig",
     fields: &[
         f!("Subnet", STR),
@@ -789,6 +850,7 @@ static IPAM_CONFIG: StructSchema = StructSchema {
 };
 
 static IPAM: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.IPAM",
     fields: &[
         f!("Driver", STR),
@@ -798,11 +860,13 @@ static IPAM: StructSchema = StructSchema {
 };
 
 static NETWORK_CONFIG_REFERENCE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.ConfigReference",
     fields: &[f!("Network", STR)],
 };
 
 static NETWORK_CREATE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.CreateRequest",
     fields: &[
         f!("Name", STR),
@@ -826,6 +890,7 @@ static NETWORK_CREATE: StructSchema = StructSchema {
 };
 
 static NETWORK_CONNECT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.ConnectRequest",
     fields: &[
         f!("Container", STR),
@@ -837,6 +902,7 @@ static NETWORK_CONNECT: StructSchema = StructSchema {
 };
 
 static NETWORK_DISCONNECT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "network.DisconnectRequest",
     fields: &[f!("Container", STR), f!("Force", BOOL)],
 };
@@ -844,11 +910,13 @@ static NETWORK_DISCONNECT: StructSchema = StructSchema {
 // ---- volumes -------------------------------------------------------------------
 
 static TYPE_MOUNT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.TypeMount",
     fields: &[f!("FsType", STR), f!("MountFlags", STRS)],
 };
 
 static ACCESS_MODE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.AccessMode",
     fields: &[
         f!("Scope", STR),
@@ -859,11 +927,13 @@ static ACCESS_MODE: StructSchema = StructSchema {
 };
 
 static TOPOLOGY: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.Topology",
     fields: &[f!("Segments", STR_MAP)],
 };
 
 static TOPOLOGY_REQUIREMENT: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.TopologyRequirement",
     fields: &[
         f!("Requisite", Schema::Slice(&Schema::Struct(&TOPOLOGY))),
@@ -872,16 +942,19 @@ static TOPOLOGY_REQUIREMENT: StructSchema = StructSchema {
 };
 
 static CAPACITY_RANGE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.CapacityRange",
     fields: &[f!("RequiredBytes", INT64), f!("LimitBytes", INT64)],
 };
 
 static VOLUME_SECRET: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.Secret",
     fields: &[f!("Key", STR), f!("Secret", STR)],
 };
 
 static CLUSTER_VOLUME_SPEC: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.ClusterVolumeSpec",
     fields: &[
         f!("Group", STR),
@@ -900,6 +973,7 @@ static CLUSTER_VOLUME_SPEC: StructSchema = StructSchema {
 };
 
 static VOLUME_CREATE: StructSchema = StructSchema {
+    index: FieldIndex::new(),
     go_type: "volume.CreateOptions",
     fields: &[
         f!(

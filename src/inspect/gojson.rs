@@ -325,17 +325,23 @@ impl Node {
             Node::Struct(st) => {
                 let StructNode {
                     schema,
-                    fields,
+                    mut fields,
                     extra,
                 } = *st;
-                let mut map = Map::with_capacity(fields.len().min(16) + extra.entries.len());
-                for (field, v) in schema.fields.iter().zip(fields) {
-                    // A struct field that is unset or nil is absent.
+                // Schema order, so the canonical form does not depend on key order.
+                fields.sort_unstable_by_key(|(i, _)| *i);
+                let extra = extra.map(|e| e.entries).unwrap_or_default();
+                let mut map = Map::with_capacity(fields.len() + extra.len());
+                for (i, v) in fields {
+                    // A struct field that is nil is absent.
                     if !matches!(v, Node::Nil) {
-                        map.insert(field.name.to_string(), v.into_value());
+                        map.insert(
+                            schema.fields[usize::from(i)].name.to_string(),
+                            v.into_value(),
+                        );
                     }
                 }
-                for (k, v) in extra.entries {
+                for (k, v) in extra {
                     map.insert(k, v.into_value());
                 }
                 Value::Object(map)
@@ -368,19 +374,34 @@ struct Obj {
 #[derive(Debug, Clone)]
 struct StructNode {
     schema: &'static StructSchema,
-    /// `fields[i]` holds `schema.fields[i]`; `Nil` when unset or nil.
-    fields: Vec<Node>,
+    /// The fields set so far, as (position in `schema.fields`, value). Sparse,
+    /// so that a body of many empty objects cannot make us allocate a slot per
+    /// schema field for each (memory amplification).
+    fields: Vec<(u16, Node)>,
     /// Unknown keys, under their Go fold.
-    extra: Obj,
+    extra: Option<Box<Obj>>,
 }
 
 impl StructNode {
     fn new(schema: &'static StructSchema) -> Box<Self> {
         Box::new(Self {
             schema,
-            fields: vec![Node::Nil; schema.fields.len()],
-            extra: Obj::default(),
+            fields: Vec::new(),
+            extra: None,
         })
+    }
+
+    /// The slot of field `i`, created unset.
+    fn field(&mut self, i: usize) -> &mut Node {
+        let i = u16::try_from(i).expect("schemas have fewer than 65536 fields");
+        let at = match self.fields.iter().position(|(f, _)| *f == i) {
+            Some(at) => at,
+            None => {
+                self.fields.push((i, Node::Nil));
+                self.fields.len() - 1
+            }
+        };
+        &mut self.fields[at].1
     }
 }
 
@@ -912,12 +933,15 @@ impl<'a> Parser<'a> {
             match st.lookup(&key) {
                 Some(i) => {
                     let field = &st.fields[i];
-                    let target = &mut node.fields[i];
+                    let target = node.field(i);
                     self.value(&field.schema, target)
                         .map_err(|e| e.at(field.name))?;
                 }
                 None => {
-                    let target = node.extra.slot(Cow::Owned(fold_name(&key)));
+                    let target = node
+                        .extra
+                        .get_or_insert_with(Box::default)
+                        .slot(Cow::Owned(fold_name(&key)));
                     self.value(&Schema::Generic, target)?;
                 }
             }

@@ -302,6 +302,8 @@ static HOST_CONFIG: StructSchema = StructSchema {
         f!("Annotations", STR_MAP),
         f!("CapAdd", STR_SLICE),
         f!("CapDrop", STR_SLICE),
+        // API 1.40 (daemon 19.03): the full capability set; harmless to show if unknown.
+        f!("Capabilities", STRS),
         f!("CgroupnsMode", STR),
         f!("Dns", STRS),
         f!("DnsOptions", STRS),

@@ -1631,6 +1631,101 @@ mod tests {
         assert!(seen.len() > 40, "walked only {} structs", seen.len());
     }
 
+    static SMALL_COLLIDING: StructSchema = StructSchema {
+        index: FieldIndex::new(),
+        go_type: "test.Small",
+        fields: &[
+            Field {
+                name: "ab",
+                schema: Schema::String,
+            },
+            Field {
+                name: "AB",
+                schema: Schema::String,
+            },
+        ],
+    };
+    static LARGE_COLLIDING: StructSchema = StructSchema {
+        index: FieldIndex::new(),
+        go_type: "test.Large",
+        fields: &[
+            Field {
+                name: "f1",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f2",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f3",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f4",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f5",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f6",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f7",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "f8",
+                schema: Schema::Bool,
+            },
+            Field {
+                name: "ab",
+                schema: Schema::String,
+            },
+            Field {
+                name: "AB",
+                schema: Schema::String,
+            },
+        ],
+    };
+
+    /// Go: an exact name match wins; otherwise the FIRST field whose fold
+    /// matches. Checked on both lookup paths (linear and hashed).
+    #[test]
+    fn exact_match_first_then_first_fold() {
+        for st in [&SMALL_COLLIDING, &LARGE_COLLIDING] {
+            let schema = Schema::Struct(st);
+            let v = decode(br#"{"AB":"exact-upper","ab":"exact-lower"}"#, &schema).unwrap();
+            assert_eq!(v["AB"], json!("exact-upper"), "{}", st.go_type);
+            assert_eq!(v["ab"], json!("exact-lower"), "{}", st.go_type);
+            let v = decode(br#"{"Ab":"folded"}"#, &schema).unwrap();
+            assert_eq!(v, json!({"ab": "folded"}), "{}", st.go_type);
+            assert!(st.lookup("zz").is_none());
+        }
+        // Non-ASCII folding through the linear path (DeviceMapping has 3 fields).
+        let v = create("{\"HostConfig\":{\"Devices\":[{\"PathOnHo\u{17f}t\":\"/dev/mem\"}]}}");
+        assert_eq!(
+            v["HostConfig"]["Devices"],
+            json!([{"PathOnHost": "/dev/mem"}])
+        );
+    }
+
+    #[test]
+    fn many_empty_objects_decode() {
+        // Sparse struct nodes: 100k empty mounts are cheap and all visible.
+        let body = format!(
+            r#"{{"HostConfig":{{"Mounts":[{}{{"Type":"bind","Source":"/"}}]}}}}"#,
+            "{},".repeat(100_000)
+        );
+        let v = create(&body);
+        let mounts = v["HostConfig"]["Mounts"].as_array().unwrap();
+        assert_eq!(mounts.len(), 100_001);
+        assert_eq!(mounts[100_000], json!({"Type": "bind", "Source": "/"}));
+    }
+
     #[test]
     fn fold_matches_go() {
         assert_eq!(fold_name("Bind\u{17f}"), "BINDS");

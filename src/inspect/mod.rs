@@ -24,6 +24,22 @@
 //! duplicated, RFC 2231 `*` continuations) are refused whenever the media type
 //! matters (JSON routes, form bodies), because Go's answer there depends on
 //! details we would rather not have to match.
+//!
+//! Use from the pipeline, after classify:
+//! 1. `if must_read_body(route, method, headers)?` then
+//!    `bytes = read_bounded(body, headers, limit).await?`, else leave the body
+//!    to stream and pass `Bytes::new()`;
+//! 2. `inspected = inspect(route, method, headers, &classified.query, bytes)?`;
+//! 3. read parameters with `classify::path::form_get(&inspected.form, key)`
+//!    (never from the raw query), show `inspected.canonical` to the policy,
+//!    record `inspected.sha256`, forward `inspected.bytes` unchanged (with its
+//!    Content-Length) when the body was read.
+//!
+//! The canonical view (see [`gojson`]): known fields under their Go names in
+//! schema order, nil or never-set fields absent, `strslice` fields (Cmd,
+//! Entrypoint, CapAdd, ...) always arrays, unknown keys kept under Go's fold
+//! of the key (upper-case ASCII, e.g. `FOOBAR`). Actions without a schema
+//! ([`schema_for`]) decode permissively with every key folded that way.
 
 pub mod gojson;
 

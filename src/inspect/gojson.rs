@@ -15,7 +15,7 @@
 //!   the existing struct or map (merge); an array decodes element `i` into the
 //!   existing element `i` of the slice's backing array and then truncates, so a
 //!   later, longer array re-exposes (and merges into) old elements. Modelled by
-//!   [`Node::Seq`], which keeps the backing elements beyond the visible length.
+//!   `Node::Seq`, which keeps the backing elements beyond the visible length.
 //! * `null` is a no-op for bool, number, string, struct and fixed-array targets
 //!   (the previous value stays!) and resets pointers, slices and maps to nil.
 //! * map keys are exact (no folding); a duplicate map key replaces the entry
@@ -40,7 +40,7 @@
 //! refusing all of it is simpler and safe).
 //!
 //! Design: one recursive-descent pass over the bytes, driven by a static
-//! [`Schema`], building a small [`Node`] tree (needed for the backing-array
+//! [`Schema`], building a small `Node` tree (needed for the backing-array
 //! model), converted to a `serde_json::Value` at the end. No intermediate
 //! generic JSON tree, keys borrowed where no escapes occur.
 

@@ -138,7 +138,7 @@ impl FieldIndex {
 const LINEAR_FIELDS: usize = 8;
 
 /// One struct field: its JSON name (tag or Go name) and type.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Field {
     pub name: &'static str,
     pub schema: Schema,
@@ -216,7 +216,9 @@ pub fn decode(bytes: &[u8], schema: &Schema) -> Result<Value, BodyError> {
     if parser.pos != parser.s.len() {
         return Err(BodyError::TrailingData);
     }
-    Ok(root.into_value())
+    let mut value = root.into_value();
+    super::schema::post_decode(schema, &mut value);
+    Ok(value)
 }
 
 /// Go's `foldName` for one key: ASCII upper-cased; other runes mapped through
@@ -1166,6 +1168,41 @@ mod tests {
         // An escaped key is unescaped before matching.
         let v = create(r#"{"HostConfig":{"Privil\u0065ged":true}}"#);
         assert_eq!(v["HostConfig"]["Privileged"], json!(true));
+    }
+
+    /// Daemons up to 20.10 read HostConfig fields at the top level too.
+    #[test]
+    fn legacy_top_level_host_config() {
+        let v =
+            create(r#"{"Image":"x","privileged":true,"Binds":["/:/host"],"NetworkMode":"host"}"#);
+        assert_eq!(
+            v["HostConfig"],
+            json!({"Binds": ["/:/host"], "NetworkMode": "host", "Privileged": true})
+        );
+        assert_eq!(
+            v["Privileged"],
+            json!(true),
+            "top-level fields stay visible"
+        );
+        // With an inner HostConfig, the inner one is used...
+        let v = create(r#"{"Privileged":true,"HostConfig":{"Binds":[]}}"#);
+        assert_eq!(v["HostConfig"], json!({"Binds": []}));
+        // ...except five fields copied in when the inner value is zero.
+        let v = create(
+            r#"{"Memory":100,"VolumeDriver":"evil","CpuShares":5,"HostConfig":{"Memory":0,"CpuShares":7},"Cpuset":"0-1"}"#,
+        );
+        assert_eq!(
+            v["HostConfig"],
+            json!({"Memory": 100, "CpuShares": 7, "VolumeDriver": "evil", "CpusetCpus": "0-1"})
+        );
+        // Type checked like the inner fields.
+        assert!(matches!(
+            create_err(r#"{"Privileged":"yes"}"#),
+            BodyError::Json(_)
+        ));
+        // Nothing at the top level: nothing added.
+        assert_eq!(create(r#"{"Image":"x"}"#), json!({"Image": "x"}));
+        assert_eq!(create(r#"{"Cpuset":"1"}"#), json!({"Cpuset": "1"}));
     }
 
     #[test]

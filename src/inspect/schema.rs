@@ -16,6 +16,8 @@
 //! `80` and `80/tcp` may collide there); `netip` addresses are plain strings;
 //! `swarm/runtime.PluginSpec` uses its lowercase protobuf JSON tags.
 
+use serde_json::{Map, Value};
+
 use super::gojson::{Field, FieldIndex, Schema, StructSchema};
 
 const BOOL: Schema = Schema::Bool;
@@ -75,44 +77,63 @@ static HEALTH_CONFIG: StructSchema = StructSchema {
     ],
 };
 
-/// `container.Config` fields, in Go order (used flattened by create, whole by commit).
-macro_rules! config_fields {
-    ($($extra:expr),* $(,)?) => {
-        &[
-            f!("Hostname", STR),
-            f!("Domainname", STR),
-            f!("User", STR),
-            f!("AttachStdin", BOOL),
-            f!("AttachStdout", BOOL),
-            f!("AttachStderr", BOOL),
-            f!("ExposedPorts", SET),
-            f!("Tty", BOOL),
-            f!("OpenStdin", BOOL),
-            f!("StdinOnce", BOOL),
-            f!("Env", STRS),
-            f!("Cmd", STR_SLICE),
-            f!("Healthcheck", Schema::Ptr(&Schema::Struct(&HEALTH_CONFIG))),
-            f!("ArgsEscaped", BOOL),
-            f!("Image", STR),
-            f!("Volumes", SET),
-            f!("WorkingDir", STR),
-            f!("Entrypoint", STR_SLICE),
-            f!("NetworkDisabled", BOOL),
-            f!("MacAddress", STR),
-            f!("OnBuild", STRS),
-            f!("Labels", STR_MAP),
-            f!("StopSignal", STR),
-            f!("StopTimeout", Schema::Ptr(&Schema::Int(64))),
-            f!("Shell", STR_SLICE),
-            $($extra),*
-        ]
-    };
+/// `container.Config` fields, in Go order (flattened by create, whole by commit).
+static CONFIG_FIELDS: [Field; 25] = [
+    f!("Hostname", STR),
+    f!("Domainname", STR),
+    f!("User", STR),
+    f!("AttachStdin", BOOL),
+    f!("AttachStdout", BOOL),
+    f!("AttachStderr", BOOL),
+    f!("ExposedPorts", SET),
+    f!("Tty", BOOL),
+    f!("OpenStdin", BOOL),
+    f!("StdinOnce", BOOL),
+    f!("Env", STRS),
+    f!("Cmd", STR_SLICE),
+    f!("Healthcheck", Schema::Ptr(&Schema::Struct(&HEALTH_CONFIG))),
+    f!("ArgsEscaped", BOOL),
+    f!("Image", STR),
+    f!("Volumes", SET),
+    f!("WorkingDir", STR),
+    f!("Entrypoint", STR_SLICE),
+    f!("NetworkDisabled", BOOL),
+    f!("MacAddress", STR),
+    f!("OnBuild", STRS),
+    f!("Labels", STR_MAP),
+    f!("StopSignal", STR),
+    f!("StopTimeout", Schema::Ptr(&Schema::Int(64))),
+    f!("Shell", STR_SLICE),
+];
+
+/// Concatenate field lists at compile time, for Go's embedded (promoted) structs.
+const fn join<const N: usize>(parts: &[&[Field]]) -> [Field; N] {
+    let mut out = [Field {
+        name: "",
+        schema: Schema::Generic,
+    }; N];
+    let mut n = 0;
+    let mut p = 0;
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            out[n] = parts[p][i];
+            n += 1;
+            i += 1;
+        }
+        p += 1;
+    }
+    assert!(
+        n == N,
+        "join: field count does not match the declared length"
+    );
+    out
 }
 
 static CONFIG: StructSchema = StructSchema {
     index: FieldIndex::new(),
     go_type: "container.Config",
-    fields: config_fields!(),
+    fields: &CONFIG_FIELDS,
 };
 
 static WEIGHT_DEVICE: StructSchema = StructSchema {
@@ -160,45 +181,45 @@ static ULIMIT: StructSchema = StructSchema {
 const ULIMITS: Schema = Schema::Slice(&Schema::Ptr(&Schema::Struct(&ULIMIT)));
 
 /// `container.Resources` fields (embedded in HostConfig and UpdateConfig).
-macro_rules! resources_fields {
-    ($($before:expr),* $(,)? ; $($after:expr),* $(,)?) => {
-        &[
-            $($before,)*
-            f!("CpuShares", INT64),
-            f!("Memory", INT64),
-            f!("NanoCpus", INT64),
-            f!("CgroupParent", STR),
-            f!("BlkioWeight", UINT16),
-            f!("BlkioWeightDevice", Schema::Slice(&Schema::Ptr(&Schema::Struct(&WEIGHT_DEVICE)))),
-            f!("BlkioDeviceReadBps", THROTTLE_DEVICES),
-            f!("BlkioDeviceWriteBps", THROTTLE_DEVICES),
-            f!("BlkioDeviceReadIOps", THROTTLE_DEVICES),
-            f!("BlkioDeviceWriteIOps", THROTTLE_DEVICES),
-            f!("CpuPeriod", INT64),
-            f!("CpuQuota", INT64),
-            f!("CpuRealtimePeriod", INT64),
-            f!("CpuRealtimeRuntime", INT64),
-            f!("CpusetCpus", STR),
-            f!("CpusetMems", STR),
-            f!("Devices", Schema::Slice(&Schema::Struct(&DEVICE_MAPPING))),
-            f!("DeviceCgroupRules", STRS),
-            f!("DeviceRequests", Schema::Slice(&Schema::Struct(&DEVICE_REQUEST))),
-            f!("KernelMemory", INT64),
-            f!("KernelMemoryTCP", INT64),
-            f!("MemoryReservation", INT64),
-            f!("MemorySwap", INT64),
-            f!("MemorySwappiness", INT64_PTR),
-            f!("OomKillDisable", BOOL_PTR),
-            f!("PidsLimit", INT64_PTR),
-            f!("Ulimits", ULIMITS),
-            f!("CpuCount", INT64),
-            f!("CpuPercent", INT64),
-            f!("IOMaximumIOps", UINT64),
-            f!("IOMaximumBandwidth", UINT64),
-            $($after),*
-        ]
-    };
-}
+static RESOURCES_FIELDS: [Field; 31] = [
+    f!("CpuShares", INT64),
+    f!("Memory", INT64),
+    f!("NanoCpus", INT64),
+    f!("CgroupParent", STR),
+    f!("BlkioWeight", UINT16),
+    f!(
+        "BlkioWeightDevice",
+        Schema::Slice(&Schema::Ptr(&Schema::Struct(&WEIGHT_DEVICE)))
+    ),
+    f!("BlkioDeviceReadBps", THROTTLE_DEVICES),
+    f!("BlkioDeviceWriteBps", THROTTLE_DEVICES),
+    f!("BlkioDeviceReadIOps", THROTTLE_DEVICES),
+    f!("BlkioDeviceWriteIOps", THROTTLE_DEVICES),
+    f!("CpuPeriod", INT64),
+    f!("CpuQuota", INT64),
+    f!("CpuRealtimePeriod", INT64),
+    f!("CpuRealtimeRuntime", INT64),
+    f!("CpusetCpus", STR),
+    f!("CpusetMems", STR),
+    f!("Devices", Schema::Slice(&Schema::Struct(&DEVICE_MAPPING))),
+    f!("DeviceCgroupRules", STRS),
+    f!(
+        "DeviceRequests",
+        Schema::Slice(&Schema::Struct(&DEVICE_REQUEST))
+    ),
+    f!("KernelMemory", INT64),
+    f!("KernelMemoryTCP", INT64),
+    f!("MemoryReservation", INT64),
+    f!("MemorySwap", INT64),
+    f!("MemorySwappiness", INT64_PTR),
+    f!("OomKillDisable", BOOL_PTR),
+    f!("PidsLimit", INT64_PTR),
+    f!("Ulimits", ULIMITS),
+    f!("CpuCount", INT64),
+    f!("CpuPercent", INT64),
+    f!("IOMaximumIOps", UINT64),
+    f!("IOMaximumBandwidth", UINT64),
+];
 
 static LOG_CONFIG: StructSchema = StructSchema {
     index: FieldIndex::new(),
@@ -285,54 +306,61 @@ static MOUNT: StructSchema = StructSchema {
 
 const MOUNTS: Schema = Schema::Slice(&Schema::Struct(&MOUNT));
 
+/// `container.HostConfig`'s own fields (Resources is embedded between
+/// Isolation and Mounts in Go; order only matters for fold collisions, and
+/// there are none: tested).
+static HOST_CONFIG_OWN: [Field; 41] = [
+    f!("Binds", STRS),
+    f!("ContainerIDFile", STR),
+    f!("LogConfig", Schema::Struct(&LOG_CONFIG)),
+    f!("NetworkMode", STR),
+    f!(
+        "PortBindings",
+        Schema::Map(&Schema::Slice(&Schema::Struct(&PORT_BINDING)))
+    ),
+    f!("RestartPolicy", Schema::Struct(&RESTART_POLICY)),
+    f!("AutoRemove", BOOL),
+    f!("VolumeDriver", STR),
+    f!("VolumesFrom", STRS),
+    f!("ConsoleSize", Schema::Array(&UINT, 2)),
+    f!("Annotations", STR_MAP),
+    f!("CapAdd", STR_SLICE),
+    f!("CapDrop", STR_SLICE),
+    // API 1.40 (daemon 19.03): the full capability set; harmless to show if unknown.
+    f!("Capabilities", STRS),
+    f!("CgroupnsMode", STR),
+    f!("Dns", STRS),
+    f!("DnsOptions", STRS),
+    f!("DnsSearch", STRS),
+    f!("ExtraHosts", STRS),
+    f!("GroupAdd", STRS),
+    f!("IpcMode", STR),
+    f!("Cgroup", STR),
+    f!("Links", STRS),
+    f!("OomScoreAdj", INT),
+    f!("PidMode", STR),
+    f!("Privileged", BOOL),
+    f!("PublishAllPorts", BOOL),
+    f!("ReadonlyRootfs", BOOL),
+    f!("SecurityOpt", STRS),
+    f!("StorageOpt", STR_MAP),
+    f!("Tmpfs", STR_MAP),
+    f!("UTSMode", STR),
+    f!("UsernsMode", STR),
+    f!("ShmSize", INT64),
+    f!("Sysctls", STR_MAP),
+    f!("Runtime", STR),
+    f!("Isolation", STR),
+    f!("Mounts", MOUNTS),
+    f!("MaskedPaths", STRS),
+    f!("ReadonlyPaths", STRS),
+    f!("Init", BOOL_PTR),
+];
+
 static HOST_CONFIG: StructSchema = StructSchema {
     index: FieldIndex::new(),
     go_type: "container.HostConfig",
-    fields: resources_fields!(
-        f!("Binds", STRS),
-        f!("ContainerIDFile", STR),
-        f!("LogConfig", Schema::Struct(&LOG_CONFIG)),
-        f!("NetworkMode", STR),
-        f!("PortBindings", Schema::Map(&Schema::Slice(&Schema::Struct(&PORT_BINDING)))),
-        f!("RestartPolicy", Schema::Struct(&RESTART_POLICY)),
-        f!("AutoRemove", BOOL),
-        f!("VolumeDriver", STR),
-        f!("VolumesFrom", STRS),
-        f!("ConsoleSize", Schema::Array(&UINT, 2)),
-        f!("Annotations", STR_MAP),
-        f!("CapAdd", STR_SLICE),
-        f!("CapDrop", STR_SLICE),
-        // API 1.40 (daemon 19.03): the full capability set; harmless to show if unknown.
-        f!("Capabilities", STRS),
-        f!("CgroupnsMode", STR),
-        f!("Dns", STRS),
-        f!("DnsOptions", STRS),
-        f!("DnsSearch", STRS),
-        f!("ExtraHosts", STRS),
-        f!("GroupAdd", STRS),
-        f!("IpcMode", STR),
-        f!("Cgroup", STR),
-        f!("Links", STRS),
-        f!("OomScoreAdj", INT),
-        f!("PidMode", STR),
-        f!("Privileged", BOOL),
-        f!("PublishAllPorts", BOOL),
-        f!("ReadonlyRootfs", BOOL),
-        f!("SecurityOpt", STRS),
-        f!("StorageOpt", STR_MAP),
-        f!("Tmpfs", STR_MAP),
-        f!("UTSMode", STR),
-        f!("UsernsMode", STR),
-        f!("ShmSize", INT64),
-        f!("Sysctls", STR_MAP),
-        f!("Runtime", STR),
-        f!("Isolation", STR),
-        ;
-        f!("Mounts", MOUNTS),
-        f!("MaskedPaths", STRS),
-        f!("ReadonlyPaths", STRS),
-        f!("Init", BOOL_PTR),
-    ),
+    fields: &join::<72>(&[&HOST_CONFIG_OWN, &RESOURCES_FIELDS]),
 };
 
 static ENDPOINT_IPAM_CONFIG: StructSchema = StructSchema {
@@ -379,23 +407,109 @@ static NETWORKING_CONFIG: StructSchema = StructSchema {
     )],
 };
 
+/// The wrapper's own fields. Daemons up to 20.10 decode create bodies into
+/// `runconfig.ContainerConfigWrapper`, which also embeds a deprecated
+/// `*container.HostConfig` (and a `Cpuset` string) at the TOP level; see
+/// [`apply_legacy_create_wrapper`].
+static CREATE_OWN: [Field; 3] = [
+    f!("HostConfig", Schema::Ptr(&Schema::Struct(&HOST_CONFIG))),
+    f!("Cpuset", STR),
+    f!(
+        "NetworkingConfig",
+        Schema::Ptr(&Schema::Struct(&NETWORKING_CONFIG))
+    ),
+];
+
 static CREATE_REQUEST: StructSchema = StructSchema {
     index: FieldIndex::new(),
     go_type: "container.CreateRequest",
-    fields: config_fields!(
-        f!("HostConfig", Schema::Ptr(&Schema::Struct(&HOST_CONFIG))),
-        f!(
-            "NetworkingConfig",
-            Schema::Ptr(&Schema::Struct(&NETWORKING_CONFIG))
-        ),
-    ),
+    fields: &join::<100>(&[
+        &CONFIG_FIELDS,
+        &CREATE_OWN,
+        &HOST_CONFIG_OWN,
+        &RESOURCES_FIELDS,
+    ]),
 };
+
+static UPDATE_OWN: [Field; 1] = [f!("RestartPolicy", Schema::Struct(&RESTART_POLICY))];
 
 static UPDATE_CONFIG: StructSchema = StructSchema {
     index: FieldIndex::new(),
     go_type: "container.UpdateConfig",
-    fields: resources_fields!(; f!("RestartPolicy", Schema::Struct(&RESTART_POLICY))),
+    fields: &join::<32>(&[&RESOURCES_FIELDS, &UPDATE_OWN]),
 };
+
+/// What `getHostConfig()` copies from the top-level HostConfig into the inner
+/// one when the inner value is zero (moby runconfig, up to 20.10).
+const LEGACY_COPIED: [&str; 5] = [
+    "Memory",
+    "MemorySwap",
+    "CpuShares",
+    "CpusetCpus",
+    "VolumeDriver",
+];
+
+/// Post-decode step for a schema, where the daemon does more than decode.
+pub(crate) fn post_decode(schema: &Schema, value: &mut Value) {
+    if let Schema::Ptr(Schema::Struct(st)) | Schema::Struct(st) = schema {
+        if std::ptr::eq(*st, &CREATE_REQUEST) {
+            apply_legacy_create_wrapper(value);
+        }
+    }
+}
+
+/// Make `HostConfig` the host config a 20.10 daemon actually uses.
+///
+/// Why: up to 20.10, HostConfig fields may also sit at the top level of a
+/// create body (`{"Image":"x","Privileged":true,"Binds":["/:/host"]}`), and
+/// `getHostConfig()` uses them when there is no inner `HostConfig`; with an
+/// inner one it still copies Memory, MemorySwap, CpuShares, CpusetCpus and
+/// VolumeDriver when the inner value is zero, and `Cpuset` into CpusetCpus.
+/// A policy reading `HostConfig` would miss all of that. The top-level fields
+/// also stay where they were, so nothing is hidden. Newer daemons ignore the
+/// top-level fields: there this view can only show more than the daemon uses
+/// (policies that REQUIRE a resource limit should read it from an inner
+/// `HostConfig` that is present in the body).
+pub fn apply_legacy_create_wrapper(value: &mut Value) {
+    let Value::Object(top) = value else { return };
+    let legacy: Map<String, Value> = HOST_CONFIG
+        .fields
+        .iter()
+        .filter_map(|f| top.get(f.name).map(|v| (f.name.to_string(), v.clone())))
+        .collect();
+    match top.get_mut("HostConfig") {
+        Some(Value::Object(inner)) => {
+            for name in LEGACY_COPIED {
+                if let Some(v) = legacy.get(name) {
+                    if !is_go_zero(Some(v)) && is_go_zero(inner.get(name)) {
+                        inner.insert(name.to_string(), v.clone());
+                    }
+                }
+            }
+        }
+        _ if !legacy.is_empty() => {
+            top.insert("HostConfig".to_string(), Value::Object(legacy));
+        }
+        _ => {}
+    }
+    let cpuset = top.get("Cpuset").filter(|v| !is_go_zero(Some(v))).cloned();
+    if let (Some(cpuset), Some(Value::Object(hc))) = (cpuset, top.get_mut("HostConfig")) {
+        if is_go_zero(hc.get("CpusetCpus")) {
+            hc.insert("CpusetCpus".to_string(), cpuset);
+        }
+    }
+}
+
+/// Go's zero value test for the scalars copied above (absent counts as zero).
+fn is_go_zero(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Bool(b)) => !b,
+        Some(_) => false,
+    }
+}
 
 // ---- exec ---------------------------------------------------------------
 

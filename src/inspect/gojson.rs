@@ -1774,6 +1774,92 @@ mod tests {
         assert_eq!(fold_name("\u{3c3}"), fold_name("\u{3c2}"));
     }
 
+    /// Drop Go zero values (false, 0, "", null, "default" network mode) from
+    /// objects, so "omitted" and "zero" compare equal.
+    fn strip_zero(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, x)| {
+                        !matches!(x, Value::Null | Value::Bool(false))
+                            && x.as_str() != Some("")
+                            && x.as_f64() != Some(0.0)
+                            && !(k.as_str() == "NetworkMode" && x.as_str() == Some("default"))
+                            && !(k.as_str() == "ConsoleSize" && **x == json!([0, 0]))
+                    })
+                    .map(|(k, x)| (k.clone(), strip_zero(x)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(strip_zero).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Bodies sent to a real daemon (see `daemon_cases.json`): our canonical
+    /// view must show what the daemon stored, or refuse, or (documented cases)
+    /// show more than the daemon uses.
+    #[test]
+    fn matches_recorded_daemon_behaviour() {
+        let recorded: Value = serde_json::from_str(include_str!("daemon_cases.json")).unwrap();
+        let cases = recorded["cases"].as_array().unwrap();
+        assert!(cases.len() >= 20);
+        for case in cases {
+            let body = case["body"].as_str().unwrap();
+            let ours = decode(body.as_bytes(), &CONTAINER_CREATE);
+            let daemon = &case["daemon"];
+            match case["expect"].as_str().unwrap() {
+                "match" => {
+                    let ours = ours.unwrap_or_else(|e| panic!("{body}: {e}"));
+                    let theirs = strip_zero(&daemon["HostConfig"]);
+                    let mine = strip_zero(ours.get("HostConfig").unwrap_or(&json!({})));
+                    for (k, v) in theirs.as_object().unwrap() {
+                        assert_eq!(mine.get(k), Some(v), "{body}: HostConfig.{k}");
+                    }
+                    for (k, v) in mine.as_object().unwrap() {
+                        if let Some(d) = daemon["HostConfig"].get(k) {
+                            assert_eq!(&strip_zero(d), v, "{body}: HostConfig.{k}");
+                        }
+                    }
+                    if let Some(labels) = ours.get("Labels") {
+                        assert_eq!(labels, &daemon["Labels"], "{body}");
+                    }
+                    if let Some(cmd) = ours.get("Cmd") {
+                        assert_eq!(cmd, &daemon["Cmd"], "{body}");
+                    }
+                }
+                "refused" | "we_refuse" => assert!(ours.is_err(), "{body} should be refused"),
+                "we_see_more" => {
+                    // Go 1.19 does not fold U+0130; newer Go does; we show it.
+                    assert_eq!(ours.unwrap()["HostConfig"]["Privileged"], json!(true));
+                    assert_eq!(daemon["HostConfig"]["Privileged"], json!(false));
+                }
+                "daemon_validation_refused" => {
+                    assert!(daemon.get("refused").is_some());
+                    assert!(
+                        ours.is_ok(),
+                        "decoding is fine; the daemon's validation refused it"
+                    );
+                }
+                other => panic!("unknown expectation {other}"),
+            }
+        }
+    }
+
+    /// Print the canonical view of each line of the file named by
+    /// `GOJSON_BODIES` (for comparing with what a real daemon stored).
+    #[test]
+    #[ignore]
+    fn decode_file() {
+        let path = std::env::var("GOJSON_BODIES").expect("set GOJSON_BODIES");
+        let text = std::fs::read_to_string(path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            match decode(line.as_bytes(), &CONTAINER_CREATE) {
+                Ok(v) => println!("CANON {n} {v}"),
+                Err(e) => println!("CANON {n} ERROR {e}"),
+            }
+        }
+    }
+
     /// A typical 2 KiB create body; prints the per-decode time. Run with
     /// `cargo test --release --lib perf -- --ignored --nocapture` for the real figure.
     #[test]

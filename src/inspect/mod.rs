@@ -768,6 +768,10 @@ mod tests {
         assert!(out.sha256.is_none());
     }
 
+    /// Checked against dockerd 20.10.24 with `POST /images/create?fromImage=Q`
+    /// and body `fromImage=B`: the daemon pulled B for the plain, the U+0130 and
+    /// the `; charset` variants, Q for `text/plain` and duplicated parameters;
+    /// a `;` in the body gave 400 "invalid semicolon separator in query".
     #[test]
     fn form_media_type_read_like_go() {
         let r = route("image.pull", BodyRule::Form);

@@ -36,8 +36,9 @@
 //! Refused outright (fail closed): invalid UTF-8 anywhere in the body (Go would
 //! silently replace it with U+FFFD), nesting deeper than [`MAX_DEPTH`] (Go allows
 //! 10000; no Docker body nests past 20, and deep recursion would risk our stack),
-//! trailing non-whitespace after the first value (the daemon refuses most of it;
-//! refusing all of it is simpler and safe).
+//! trailing non-whitespace after the first value (daemon 20.10 silently ignores
+//! it, newer daemons refuse most of it; refusing means the policy never has to
+//! guess which value counts).
 //!
 //! Design: one recursive-descent pass over the bytes, driven by a static
 //! [`Schema`], building a small `Node` tree (needed for the backing-array
@@ -100,7 +101,7 @@ pub struct StructSchema {
     pub index: FieldIndex,
 }
 
-/// Name lookup tables for a struct with many fields (HostConfig has 71).
+/// Name lookup tables for a struct with many fields (HostConfig has 72).
 #[derive(Debug, Default)]
 pub struct FieldIndex(OnceLock<(FastMap<&'static str>, FastMap<String>)>);
 
@@ -109,7 +110,7 @@ type FastMap<K> = HashMap<K, usize, BuildHasherDefault<Fnv>>;
 /// FNV-1a: field names are short, trusted keys (the schema's own), so a
 /// simple fast hash is fine here; keys from the body are only looked up.
 #[derive(Default)]
-pub struct Fnv(u64);
+struct Fnv(u64);
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
@@ -282,7 +283,7 @@ enum Node {
     Bool(bool),
     Num(Number),
     Str(String),
-    /// A Go struct: one slot per schema field, plus unknown keys.
+    /// A Go struct: the fields set so far, plus unknown keys.
     Struct(Box<StructNode>),
     /// A Go map, or an object of unknown type.
     Obj(Box<Obj>),

@@ -1565,6 +1565,16 @@ mod tests {
             json!({"Memory": 1024, "RestartPolicy": {"Name": "always"}})
         );
         assert!(std::ptr::eq(schema_for("container.list"), &GENERIC));
+        // Legacy start bodies (API < 1.24) use the create wrapper.
+        let v = decode(
+            br#"{"privileged":true,"Binds":["/:/h"]}"#,
+            schema_for("container.start"),
+        )
+        .unwrap();
+        assert_eq!(
+            v["HostConfig"],
+            json!({"Binds": ["/:/h"], "Privileged": true})
+        );
     }
 
     #[test]

@@ -1123,6 +1123,9 @@ pub static VOLUME_CREATE_SCHEMA: Schema = Schema::Ptr(&Schema::Struct(&VOLUME_CR
 pub fn schema_for(action: &str) -> &'static Schema {
     match action {
         "container.create" => &CONTAINER_CREATE,
+        // API < 1.24 only: daemons up to 20.10 (min API 1.12) still apply a
+        // HostConfig sent with start, decoded through the same wrapper type.
+        "container.start" => &CONTAINER_CREATE,
         "container.commit" => &CONTAINER_COMMIT,
         "container.update" => &CONTAINER_UPDATE,
         "container.exec" => &EXEC_CREATE,

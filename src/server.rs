@@ -19,6 +19,9 @@ use crate::pipeline::{self, Gateway, Record};
 use crate::record::AuditRecord;
 use crate::resolve::Resolver;
 
+/// The oldest API version served, whatever the daemon accepts.
+pub const MIN_API: ApiVersion = ApiVersion::new(1, 24);
+
 /// Learn the daemon's API range from `/version`, as the daemon itself enforces it.
 pub async fn daemon_versions(upstream: &Upstream) -> Option<VersionRange> {
     use http_body_util::BodyExt;
@@ -31,8 +34,10 @@ pub async fn daemon_versions(upstream: &Upstream) -> Option<VersionRange> {
         .get("MinAPIVersion")
         .and_then(|m| m.as_str())
         .and_then(ApiVersion::parse)
-        .unwrap_or(ApiVersion::new(1, 24));
-    Some(VersionRange { min, max })
+        .unwrap_or(MIN_API);
+    // Below 1.24 the daemon still applies a HostConfig sent with container
+    // start: a second, uninspected way to make a container privileged.
+    Some(VersionRange { min: min.max(MIN_API), max })
 }
 
 pub fn docker_client(addr: &UpstreamAddr) -> anyhow::Result<bollard::Docker> {

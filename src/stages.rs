@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{header, Method, Response, StatusCode};
+use http::{header, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -101,20 +101,6 @@ pub fn classify_status(e: &ClassifyError) -> StatusCode {
     }
 }
 
-fn is_form(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-        .unwrap_or(false)
-}
-
 fn body_status(e: &BodyError) -> StatusCode {
     match e {
         BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -133,24 +119,21 @@ pub async fn inspect(
     body: Incoming,
 ) -> Result<(Inspected, Option<Incoming>), (StatusCode, String)> {
     use crate::classify::BodyRule;
-    let writes = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    let limit = match request.route.body {
-        BodyRule::Tar => gw.limits.max_archive_inspect,
-        _ => gw.limits.max_body_inspect,
-    };
-    let must_read = matches!(request.route.body, BodyRule::Json | BodyRule::Tar) || (writes && is_form(&parts.headers));
+    let refuse = |e: BodyError| (body_status(&e), e.to_string());
+    let method = parts.method.as_str();
+    // docker cp uploads are read whole too: every entry is checked before any is forwarded.
+    let tar = request.route.body == BodyRule::Tar;
+    let must_read = inspect::must_read_body(request.route, method, &parts.headers).map_err(refuse)? || tar;
     if !must_read {
-        let inspected = Inspected {
-            form: request.query.clone(),
-            ..Inspected::default()
-        };
+        let inspected = inspect::inspect(request.route, method, &parts.headers, &request.query, Bytes::new()).map_err(refuse)?;
         return Ok((inspected, Some(body)));
     }
-    let bytes = inspect::read_bounded(body, &parts.headers, limit)
-        .await
-        .map_err(|e| (body_status(&e), e.to_string()))?;
-    let inspected = inspect::inspect(request.route, parts.method.as_str(), &parts.headers, &request.query, bytes)
-        .map_err(|e| (body_status(&e), e.to_string()))?;
+    let limit = if tar { gw.limits.max_archive_inspect } else { gw.limits.max_body_inspect };
+    let bytes = inspect::read_bounded(body, &parts.headers, limit).await.map_err(refuse)?;
+    let mut inspected = inspect::inspect(request.route, method, &parts.headers, &request.query, bytes).map_err(refuse)?;
+    if inspected.sha256.is_none() {
+        inspected.sha256 = Some(crate::inspect::sha256_hex(&inspected.bytes));
+    }
     crate::classify::refine(request, &inspected.form);
     if request.route.hijack && !forward::is_upgrade(&parts.headers) && !detached(&inspected) {
         return Err((

@@ -129,7 +129,13 @@ pub async fn inspect(
         return Ok((inspected, Some(body)));
     }
     let limit = if tar { gw.limits.max_archive_inspect } else { gw.limits.max_body_inspect };
-    let bytes = inspect::read_bounded(body, &parts.headers, limit).await.map_err(refuse)?;
+    let chunked_upload = tar && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let bytes = if chunked_upload {
+        // The docker CLI streams cp uploads chunked; they are bounded by the limit instead.
+        read_chunked(body, limit).await.map_err(refuse)?
+    } else {
+        inspect::read_bounded(body, &parts.headers, limit).await.map_err(refuse)?
+    };
     let mut inspected = inspect::inspect(request.route, method, &parts.headers, &request.query, bytes).map_err(refuse)?;
     if inspected.sha256.is_none() {
         inspected.sha256 = Some(crate::inspect::sha256_hex(&inspected.bytes));
@@ -142,6 +148,15 @@ pub async fn inspect(
         ));
     }
     Ok((inspected, None))
+}
+
+async fn read_chunked(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
 }
 
 /// `POST /exec/{id}/start` with `{"Detach": true}` does not take the connection over.
@@ -279,7 +294,12 @@ impl Forwardable {
         use http_body_util::BodyExt;
         match self.body.take() {
             Some(stream) => stream.map_err(|e| Box::new(e) as BoxError).boxed(),
-            None => reply::full(self.inspected.bytes.clone()),
+            None => {
+                // Exactly the inspected bytes, framed by their length.
+                self.parts.headers.remove(header::TRANSFER_ENCODING);
+                self.parts.headers.insert(header::CONTENT_LENGTH, self.inspected.bytes.len().into());
+                reply::full(self.inspected.bytes.clone())
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod resolve;
 pub mod stages;
 pub mod trust;
 pub mod server;
+pub mod services;
 #[doc(hidden)]
 pub mod assemble;
 

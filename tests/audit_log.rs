@@ -585,6 +585,11 @@ async fn offline_open_refuses_missing_and_locked_dirs() {
         fill(&log, 3).await;
         log.close();
     }
+    // While the db is open (as in a running portcullis), the offline open is refused.
+    match portcullis::record::open_offline(d.path()) {
+        Err(RecordError::Open(why)) => assert!(why.contains("running"), "{why}"),
+        other => panic!("expected a lock refusal, got {:?}", other.map(|_| ())),
+    }
     db.flush().unwrap();
     drop(db);
     // Give the writer thread time to drop its handles.

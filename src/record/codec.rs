@@ -309,12 +309,16 @@ mod tests {
     #[test]
     fn distinct_records_have_distinct_encodings() {
         // Length prefixes keep field boundaries unambiguous.
-        let mut a = AuditRecord::default();
-        a.caller = "ab".into();
-        a.action = "c".into();
-        let mut b = AuditRecord::default();
-        b.caller = "a".into();
-        b.action = "bc".into();
+        let a = AuditRecord {
+            caller: "ab".into(),
+            action: "c".into(),
+            ..Default::default()
+        };
+        let b = AuditRecord {
+            caller: "a".into(),
+            action: "bc".into(),
+            ..Default::default()
+        };
         assert_ne!(encode_canonical(&a).unwrap(), encode_canonical(&b).unwrap());
     }
 

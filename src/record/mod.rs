@@ -78,7 +78,7 @@ pub use query::{AuditFilter, AuditPage, FilterError, Order};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
 
 use codec::seq_key;
-use store::{Stores, TreeBatches, VerifyScope};
+use store::{Postings, Stores, TreeBatches, VerifyScope};
 
 /// One decision, as recorded. Secrets never enter it: no tokens, no body contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,12 +181,13 @@ impl Default for AuditOptions {
     }
 }
 
-/// Which old records [`AuditLog::prune`] removes.
+/// Which old records [`AuditLog::prune`] removes. Pruning removes whole group
+/// commits (batches), so it may keep a few records more than asked, never fewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrunePolicy {
     /// Remove every record with seq < this.
     BeforeSeq(u64),
-    /// Keep at most this many newest records.
+    /// Keep at most this many newest records (rounded up to a batch boundary).
     MaxRecords(u64),
     /// Remove records older than this (stops at the first record that is not).
     MaxAge(Duration),
@@ -509,40 +510,77 @@ fn prune(stores: &Stores, policy: PrunePolicy) -> Result<PruneReport, RecordErro
             before
         }
     };
+    // Whole group commits only: their index postings are then deleted outright.
     let mut removed = 0;
     let mut prev = cp.prev_hash;
-    while cp.first_seq < before {
-        let chunk_end = before.min(cp.first_seq.saturating_add(PRUNE_CHUNK));
+    let mut batch_iter = stores.batches.range(seq_key(cp.first_seq)..);
+    let mut pending: Option<(u64, u64)> = None;
+    loop {
         let mut batches = TreeBatches::default();
-        for seq in cp.first_seq..chunk_end {
-            let v = stores
-                .records
-                .get(seq_key(seq))
-                .map_err(rd)?
-                .ok_or_else(|| {
-                    RecordError::Corrupt(format!("prune: record {seq} is missing; run verify"))
-                })?;
-            let split = codec::split_value(&v)
-                .map_err(|e| RecordError::Corrupt(format!("prune: record {seq}: {e}")))?;
-            if codec::chain_hash(&prev, split.canonical) != split.hash {
+        let mut postings = Postings::default();
+        let mut end = cp.first_seq;
+        while end - cp.first_seq < PRUNE_CHUNK {
+            let (first, count) = match pending.take() {
+                Some(b) => b,
+                None => match batch_iter.next() {
+                    None => break,
+                    Some(item) => {
+                        let (k, v) = item.map_err(rd)?;
+                        let first = codec::parse_seq(&k).ok_or_else(|| {
+                            RecordError::Corrupt("malformed audit batch key".into())
+                        })?;
+                        let count =
+                            v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
+                                RecordError::Corrupt(format!("audit batch {first} entry"))
+                            })?;
+                        (first, u64::from(count))
+                    }
+                },
+            };
+            if first != end {
                 return Err(RecordError::Corrupt(format!(
-                    "prune: record {seq} does not verify; refusing to delete evidence"
+                    "prune: audit batch index expected a batch at {end}, found {first}; run verify"
                 )));
             }
-            prev = split.hash;
-            let rec = store::decode_stored(seq, &v)?;
-            batches.index(&rec, true);
-            batches.records.remove(&seq_key(seq));
+            if first + count > before {
+                pending = Some((first, count));
+                break;
+            }
+            for seq in first..first + count {
+                let v = stores
+                    .records
+                    .get(seq_key(seq))
+                    .map_err(rd)?
+                    .ok_or_else(|| {
+                        RecordError::Corrupt(format!("prune: record {seq} is missing; run verify"))
+                    })?;
+                let split = codec::split_value(&v)
+                    .map_err(|e| RecordError::Corrupt(format!("prune: record {seq}: {e}")))?;
+                if codec::chain_hash(&prev, split.canonical) != split.hash {
+                    return Err(RecordError::Corrupt(format!(
+                        "prune: record {seq} does not verify; refusing to delete evidence"
+                    )));
+                }
+                prev = split.hash;
+                postings.add(&store::decode_stored(seq, &v)?, first);
+                batches.records.remove(&seq_key(seq));
+            }
+            batches.batches.remove(&seq_key(first));
+            end = first + count;
         }
+        if end == cp.first_seq {
+            break;
+        }
+        postings.remove_from(&mut batches);
         let next = Checkpoint {
-            first_seq: chunk_end,
+            first_seq: end,
             prev_hash: prev,
-            pruned_total: cp.pruned_total + (chunk_end - cp.first_seq),
+            pruned_total: cp.pruned_total + (end - cp.first_seq),
             time: writer::now_rfc3339(),
         };
         batches.set_checkpoint(&next);
         stores.commit(&batches)?;
-        removed += chunk_end - cp.first_seq;
+        removed += end - cp.first_seq;
         cp = next;
     }
     stores.db.flush().map_err(rd)?;

@@ -5,8 +5,8 @@
 //! record); pass it back as `cursor` to continue strictly past it, in the same order.
 //!
 //! Execution picks one driving index, the most selective available:
-//! request_id, target, caller, action, time range, decision; with none, it walks the
-//! records tree. Every returned record is checked against ALL filters, so the choice
+//! target, caller, action, time range, decision; with none (or only request_id) it
+//! walks the records tree, newest first, stopping once the page is full. Every returned record is checked against ALL filters, so the choice
 //! of index affects speed only, never the answer. Target matches the full container
 //! id or the name exactly (short ids are resolved by the caller of this API).
 
@@ -238,34 +238,37 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
     let rd = |e: sled::Error| RecordError::Store(format!("audit query: {e}"));
 
     // The driving index yields candidate seqs in result order.
-    let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> =
-        if let Some(v) = &f.request_id {
-            string_index(&stores.idx_request, v, lo, hi, newest)
-        } else if let Some(v) = &f.target {
-            string_index(&stores.idx_target, v, lo, hi, newest)
-        } else if let Some(v) = &f.caller {
-            string_index(&stores.idx_caller, v, lo, hi, newest)
-        } else if let Some(v) = &f.action {
-            string_index(&stores.idx_action, v, lo, hi, newest)
-        } else if f.since_nanos.is_some() || f.until_nanos.is_some() {
-            time_index(stores, f, lo, hi, newest)?
-        } else if let Some(a) = f.allowed {
-            let prefix = [u8::from(a)];
-            prefixed_seq_index(&stores.idx_decision, &prefix, lo, hi, newest)
+    let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> = if let Some(v) = &f.target
+    {
+        postings(&stores.idx_target, v.as_bytes(), lo, hi, newest)
+    } else if let Some(v) = &f.caller {
+        postings(&stores.idx_caller, v.as_bytes(), lo, hi, newest)
+    } else if let Some(v) = &f.action {
+        postings(&stores.idx_action, v.as_bytes(), lo, hi, newest)
+    } else if f.since_nanos.is_some() || f.until_nanos.is_some() {
+        time_index(stores, f, lo, hi, newest)?
+    } else if let Some(a) = f.allowed {
+        postings(
+            &stores.idx_decision,
+            store::decision_value(a),
+            lo,
+            hi,
+            newest,
+        )
+    } else {
+        let range = stores.records.range(seq_key(lo)..=seq_key(hi));
+        let it = range.map(move |r| {
+            r.map_err(rd).and_then(|(k, _)| {
+                codec::parse_seq(&k)
+                    .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))
+            })
+        });
+        if newest {
+            Box::new(it.rev())
         } else {
-            let range = stores.records.range(seq_key(lo)..=seq_key(hi));
-            let it = range.map(move |r| {
-                r.map_err(rd).and_then(|(k, _)| {
-                    codec::parse_seq(&k)
-                        .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))
-                })
-            });
-            if newest {
-                Box::new(it.rev())
-            } else {
-                Box::new(it)
-            }
-        };
+            Box::new(it)
+        }
+    };
 
     let mut records = Vec::with_capacity(f.limit.min(64));
     let mut more = false;
@@ -295,42 +298,42 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
     })
 }
 
-fn string_index(
+/// Seqs in [lo, hi] from the postings of `value`, in result order.
+/// Postings are keyed by their batch's first seq and a batch spans at most
+/// MAX_BATCH_CAP seqs, so the scan starts that far below `lo`.
+fn postings(
     tree: &sled::Tree,
-    value: &str,
+    value: &[u8],
     lo: u64,
     hi: u64,
     newest: bool,
 ) -> Box<dyn Iterator<Item = Result<u64, RecordError>>> {
     let prefix = store::string_index_prefix(value);
-    prefixed_seq_index(tree, &prefix, lo, hi, newest)
-}
-
-/// Keys are `prefix + seq (u64 BE)`; yield the seqs within [lo, hi].
-fn prefixed_seq_index(
-    tree: &sled::Tree,
-    prefix: &[u8],
-    lo: u64,
-    hi: u64,
-    newest: bool,
-) -> Box<dyn Iterator<Item = Result<u64, RecordError>>> {
-    let mut start = prefix.to_vec();
-    start.extend_from_slice(&lo.to_be_bytes());
-    let mut end = prefix.to_vec();
+    let mut start = prefix.clone();
+    start.extend_from_slice(&lo.saturating_sub(store::MAX_BATCH_CAP as u64).to_be_bytes());
+    let mut end = prefix;
     end.extend_from_slice(&hi.to_be_bytes());
-    let plen = prefix.len();
-    let it = tree.range(start..=end).map(move |r| {
-        r.map_err(|e| RecordError::Store(format!("audit index: {e}")))
-            .and_then(|(k, _)| {
-                k.get(plen..)
-                    .and_then(codec::parse_seq)
-                    .ok_or_else(|| RecordError::Corrupt("malformed audit index key".into()))
-            })
-    });
+    let range = tree.range(start..=end);
+    let per_key =
+        move |r: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<u64, RecordError>> {
+            let seqs = r
+                .map_err(|e| RecordError::Store(format!("audit index: {e}")))
+                .and_then(|(_, v)| store::posting_seqs(&v));
+            match seqs {
+                Err(e) => vec![Err(e)],
+                Ok(mut seqs) => {
+                    seqs.retain(|s| *s >= lo && *s <= hi);
+                    if newest {
+                        seqs.reverse();
+                    }
+                    seqs.into_iter().map(Ok).collect()
+                }
+            }
+        };
     if newest {
-        Box::new(it.rev())
+        Box::new(range.rev().flat_map(per_key))
     } else {
-        Box::new(it)
+        Box::new(range.flat_map(per_key))
     }
 }
 
@@ -353,14 +356,12 @@ fn time_index(
     };
     let mut seqs = Vec::new();
     for r in stores.idx_time.range::<Vec<u8>, _>((start, end)) {
-        let (k, _) = r.map_err(|e| RecordError::Store(format!("audit time index: {e}")))?;
-        let seq = k
-            .get(8..)
-            .and_then(codec::parse_seq)
-            .ok_or_else(|| RecordError::Corrupt("malformed audit time index key".into()))?;
-        if seq >= lo && seq <= hi {
-            seqs.push(seq);
-        }
+        let (_, v) = r.map_err(|e| RecordError::Store(format!("audit time index: {e}")))?;
+        seqs.extend(
+            store::posting_seqs(&v)?
+                .into_iter()
+                .filter(|s| *s >= lo && *s <= hi),
+        );
     }
     seqs.sort_unstable();
     if newest {

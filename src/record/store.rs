@@ -4,16 +4,25 @@
 //! Trees (all prefixed `audit_`):
 //! - `audit_records`: seq (u64 BE) -> stored value (see [`super::codec`]).
 //! - `audit_meta`: `head` -> seq (u64 BE) + chain hash; `checkpoint` -> [`Checkpoint`].
-//! - `audit_idx_caller`, `audit_idx_target`, `audit_idx_action`, `audit_idx_request`:
-//!   value bytes + 0xFF + seq (u64 BE) -> empty. 0xFF never occurs in UTF-8, so the
-//!   separator is unambiguous and a prefix scan on `value + 0xFF` finds exactly that value,
-//!   in seq order.
-//! - `audit_idx_decision`: 0 (deny) / 1 (allow) + seq -> empty.
-//! - `audit_idx_time`: sortable i64 Unix nanoseconds + seq -> empty.
+//! - `audit_batches`: first seq of each group commit (u64 BE) -> record count (u32 BE).
+//! - Index trees `audit_idx_caller`, `audit_idx_target` (container id and name),
+//!   `audit_idx_action`, `audit_idx_decision` (`allow`/`deny`): key = value bytes +
+//!   0xFF + first seq of the batch (u64 BE); value = the seqs of that batch with this
+//!   value, ascending, 8 bytes each. 0xFF never occurs in UTF-8, so a prefix scan on
+//!   `value + 0xFF` finds exactly that value, in seq order.
+//! - `audit_idx_time`: sortable i64 Unix nanoseconds + batch first seq -> seqs.
 //!
-//! Every append writes the record, its index entries and the new head in ONE
-//! sled transaction, so a crash never leaves a record without its index entries
-//! or the head out of step with the records.
+//! Why postings per batch rather than one key per record: sled's cost is per key
+//! written; a batch of 100 records from a handful of callers and actions then
+//! writes a handful of index keys instead of hundreds, which is what lets group
+//! commit reach high append rates. Request ids are unique, so indexing them would
+//! cost one key per record: a request-id query walks the records instead.
+//!
+//! Every group commit writes its records, postings, batch entry and the new head
+//! in ONE sled transaction, so a crash never leaves a record without its index
+//! entries or the head out of step with the records.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -30,13 +39,16 @@ pub(crate) const TREE_META: &str = "audit_meta";
 const TREE_IDX_CALLER: &str = "audit_idx_caller";
 const TREE_IDX_TARGET: &str = "audit_idx_target";
 const TREE_IDX_ACTION: &str = "audit_idx_action";
-const TREE_IDX_REQUEST: &str = "audit_idx_request";
+const TREE_BATCHES: &str = "audit_batches";
 const TREE_IDX_DECISION: &str = "audit_idx_decision";
 const TREE_IDX_TIME: &str = "audit_idx_time";
 
 const META_HEAD: &[u8] = b"head";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const CHECKPOINT_VERSION: u8 = 1;
+/// Most records in one group commit. Postings of one batch then span at most this
+/// many seqs, which bounds how far before a cursor an index scan must start.
+pub(crate) const MAX_BATCH_CAP: usize = 10_000;
 /// Separator between an indexed string and the seq; invalid in UTF-8.
 pub(crate) const INDEX_SEP: u8 = 0xFF;
 
@@ -49,7 +61,7 @@ pub(crate) struct Stores {
     pub idx_caller: Tree,
     pub idx_target: Tree,
     pub idx_action: Tree,
-    pub idx_request: Tree,
+    pub batches: Tree,
     pub idx_decision: Tree,
     pub idx_time: Tree,
 }
@@ -71,7 +83,7 @@ impl Stores {
             idx_caller: t(TREE_IDX_CALLER)?,
             idx_target: t(TREE_IDX_TARGET)?,
             idx_action: t(TREE_IDX_ACTION)?,
-            idx_request: t(TREE_IDX_REQUEST)?,
+            batches: t(TREE_BATCHES)?,
             idx_decision: t(TREE_IDX_DECISION)?,
             idx_time: t(TREE_IDX_TIME)?,
         })
@@ -85,7 +97,7 @@ impl Stores {
             &self.idx_caller,
             &self.idx_target,
             &self.idx_action,
-            &self.idx_request,
+            &self.batches,
             &self.idx_decision,
             &self.idx_time,
         ]
@@ -100,7 +112,7 @@ impl Stores {
             tx[2].apply_batch(&batches.caller)?;
             tx[3].apply_batch(&batches.target)?;
             tx[4].apply_batch(&batches.action)?;
-            tx[5].apply_batch(&batches.request)?;
+            tx[5].apply_batch(&batches.batches)?;
             tx[6].apply_batch(&batches.decision)?;
             tx[7].apply_batch(&batches.time)?;
             Ok::<(), ConflictableTransactionError<()>>(())
@@ -213,7 +225,7 @@ pub(crate) struct TreeBatches {
     pub caller: Batch,
     pub target: Batch,
     pub action: Batch,
-    pub request: Batch,
+    pub batches: Batch,
     pub decision: Batch,
     pub time: Batch,
 }
@@ -230,51 +242,122 @@ impl TreeBatches {
         self.meta.insert(META_CHECKPOINT, cp.encode());
     }
 
-    /// Insert (or with `remove`, delete) every index entry of `rec`.
-    pub fn index(&mut self, rec: &AuditRecord, remove: bool) {
+    /// Record a group commit of `count` records starting at `first_seq`.
+    pub fn add_batch(&mut self, first_seq: u64, count: u32) {
+        self.batches
+            .insert(&first_seq.to_be_bytes(), &count.to_be_bytes());
+    }
+}
+
+/// Index postings of one group commit, accumulated per key.
+#[derive(Default)]
+pub(crate) struct Postings {
+    map: BTreeMap<(IndexTree, Vec<u8>), Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum IndexTree {
+    Caller,
+    Target,
+    Action,
+    Decision,
+    Time,
+}
+
+impl Postings {
+    /// Add `rec` (already carrying its seq) to the postings of the batch at `batch_first`.
+    pub fn add(&mut self, rec: &AuditRecord, batch_first: u64) {
         let seq = rec.seq;
-        let put = |batch: &mut Batch, key: Vec<u8>| {
-            if remove {
-                batch.remove(key);
-            } else {
-                batch.insert(key, &[] as &[u8]);
+        let mut push = |tree: IndexTree, key: Vec<u8>| {
+            let seqs = self.map.entry((tree, key)).or_default();
+            // A container whose name equals its id is posted once.
+            if seqs.last() != Some(&seq) {
+                seqs.push(seq);
             }
         };
-        put(&mut self.caller, string_index_key(&rec.caller, seq));
-        put(&mut self.action, string_index_key(&rec.action, seq));
-        put(&mut self.request, string_index_key(&rec.request_id, seq));
-        if let Some(id) = &rec.target_id {
-            put(&mut self.target, string_index_key(id, seq));
+        push(
+            IndexTree::Caller,
+            posting_key(rec.caller.as_bytes(), batch_first),
+        );
+        push(
+            IndexTree::Action,
+            posting_key(rec.action.as_bytes(), batch_first),
+        );
+        for target in [&rec.target_id, &rec.target_name].into_iter().flatten() {
+            push(
+                IndexTree::Target,
+                posting_key(target.as_bytes(), batch_first),
+            );
         }
-        if let Some(name) = &rec.target_name {
-            if rec.target_id.as_deref() != Some(name.as_str()) {
-                put(&mut self.target, string_index_key(name, seq));
-            }
-        }
-        put(&mut self.decision, decision_index_key(rec.allowed, seq));
+        push(
+            IndexTree::Decision,
+            posting_key(decision_value(rec.allowed), batch_first),
+        );
         if let Some(nanos) = parse_time_nanos(&rec.time) {
-            put(&mut self.time, time_index_key(nanos, seq));
+            let mut k = sortable_nanos(nanos).to_vec();
+            k.extend_from_slice(&batch_first.to_be_bytes());
+            push(IndexTree::Time, k);
+        }
+    }
+
+    fn batch_for(b: &mut TreeBatches, tree: IndexTree) -> &mut Batch {
+        match tree {
+            IndexTree::Caller => &mut b.caller,
+            IndexTree::Target => &mut b.target,
+            IndexTree::Action => &mut b.action,
+            IndexTree::Decision => &mut b.decision,
+            IndexTree::Time => &mut b.time,
+        }
+    }
+
+    /// Write the postings into the per-tree batches.
+    pub fn insert_into(self, b: &mut TreeBatches) {
+        for ((tree, key), seqs) in self.map {
+            let value: Vec<u8> = seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
+            Self::batch_for(b, tree).insert(key, value);
+        }
+    }
+
+    /// Delete the postings (pruning whole batches).
+    pub fn remove_from(self, b: &mut TreeBatches) {
+        for ((tree, key), _) in self.map {
+            Self::batch_for(b, tree).remove(key);
         }
     }
 }
 
-pub(crate) fn string_index_prefix(value: &str) -> Vec<u8> {
+/// The indexed value of a decision.
+pub(crate) fn decision_value(allowed: bool) -> &'static [u8] {
+    if allowed {
+        b"allow"
+    } else {
+        b"deny"
+    }
+}
+
+pub(crate) fn posting_key(value: &[u8], batch_first: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(value.len() + 9);
-    k.extend_from_slice(value.as_bytes());
+    k.extend_from_slice(value);
     k.push(INDEX_SEP);
+    k.extend_from_slice(&batch_first.to_be_bytes());
     k
 }
 
-pub(crate) fn string_index_key(value: &str, seq: u64) -> Vec<u8> {
-    let mut k = string_index_prefix(value);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// Decode a posting value into its seqs.
+pub(crate) fn posting_seqs(value: &[u8]) -> Result<Vec<u64>, RecordError> {
+    if !value.len().is_multiple_of(8) {
+        return Err(RecordError::Corrupt(format!(
+            "audit index posting of {} bytes",
+            value.len()
+        )));
+    }
+    Ok(value.chunks_exact(8).filter_map(codec::parse_seq).collect())
 }
 
-pub(crate) fn decision_index_key(allowed: bool, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(u8::from(allowed));
-    k.extend_from_slice(&seq.to_be_bytes());
+pub(crate) fn string_index_prefix(value: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(value.len() + 9);
+    k.extend_from_slice(value);
+    k.push(INDEX_SEP);
     k
 }
 
@@ -283,10 +366,10 @@ pub(crate) fn sortable_nanos(nanos: i64) -> [u8; 8] {
     ((nanos as u64) ^ (1u64 << 63)).to_be_bytes()
 }
 
-pub(crate) fn time_index_key(nanos: i64, seq: u64) -> Vec<u8> {
+pub(crate) fn time_index_key(nanos: i64, batch_first: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(16);
     k.extend_from_slice(&sortable_nanos(nanos));
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&batch_first.to_be_bytes());
     k
 }
 

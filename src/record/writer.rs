@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, oneshot};
 
 use super::codec::{chain_hash, encode_canonical, encode_value, seq_key};
-use super::store::{parse_time_nanos, ChainHead, Stores, TreeBatches};
+use super::store::{parse_time_nanos, ChainHead, Postings, Stores, TreeBatches, MAX_BATCH_CAP};
 use super::{AuditFsync, AuditOptions, AuditRecord, RecordError};
 
 pub(crate) type Reply = oneshot::Sender<Result<u64, RecordError>>;
@@ -95,7 +95,7 @@ impl Writer {
     }
 
     pub fn run(mut self, rx: Receiver<Append>) {
-        let max_batch = self.opts.max_batch.max(1);
+        let max_batch = self.opts.max_batch.clamp(1, MAX_BATCH_CAP);
         while let Ok(first) = rx.recv() {
             let mut batch = Vec::with_capacity(max_batch);
             batch.push(first);
@@ -155,6 +155,7 @@ impl Writer {
         let mut next = head.next_seq;
         let mut hash = head.hash;
         let mut batches = TreeBatches::default();
+        let mut postings = Postings::default();
         let mut accepted: Vec<(AuditRecord, Reply)> = Vec::with_capacity(batch.len());
         for Append { mut record, reply } in batch {
             record.seq = next;
@@ -178,7 +179,7 @@ impl Writer {
             batches
                 .records
                 .insert(&seq_key(next), encode_value(&link, &canonical));
-            batches.index(&record, false);
+            postings.add(&record, head.next_seq);
             hash = link;
             next += 1;
             accepted.push((record, reply));
@@ -186,6 +187,8 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
+        postings.insert_into(&mut batches);
+        batches.add_batch(head.next_seq, accepted.len() as u32);
         batches.set_head(next - 1, &hash);
 
         let fail_point = self.shared.fail_point.load(Ordering::SeqCst);

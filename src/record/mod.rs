@@ -8,9 +8,9 @@
 //!
 //! # Storage
 //! sled trees prefixed `audit_` (layouts in [`store`]): records keyed by seq
-//! (u64 big-endian), secondary indexes (caller, target, action, request id,
-//! decision, time -> seq) and metadata (head, checkpoint). A record, its index
-//! entries and the new head are written in one sled transaction.
+//! (u64 big-endian), secondary indexes (caller, target, action, decision, time)
+//! as per-batch postings, the list of group commits, and metadata (head,
+//! checkpoint). A group commit writes all of these in one sled transaction.
 //!
 //! # The chain
 //! Each stored value is `[version][hash][canonical bytes]` with

@@ -85,8 +85,21 @@ fn ferr(param: &str, reason: impl Into<String>) -> FilterError {
 }
 
 /// Parse an RFC 3339 time into Unix nanoseconds.
+///
+/// A space where the offset's `+` belongs is read as `+`: form decoding of an
+/// unescaped query string turns `+01:00` into ` 01:00`, and nothing else is meant.
 pub fn parse_rfc3339_nanos(param: &str, value: &str) -> Result<i64, FilterError> {
-    let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
+    let repaired;
+    let mut text = value;
+    if value.len() > 6 && value.as_bytes()[value.len() - 6] == b' ' {
+        repaired = format!(
+            "{}+{}",
+            &value[..value.len() - 6],
+            &value[value.len() - 5..]
+        );
+        text = &repaired;
+    }
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
         ferr(
             param,
             format!("{value:?} is not an RFC 3339 time like 2026-01-02T03:04:05Z ({e})"),
@@ -404,6 +417,14 @@ mod tests {
             Some(1_767_225_600_000_000_000 + 23 * 3600 * 1_000_000_000)
         );
         assert_eq!((f.limit, f.cursor, f.order), (5, Some(77), Order::Oldest));
+    }
+
+    #[test]
+    fn offset_plus_lost_to_form_decoding_is_restored() {
+        let a = parse_rfc3339_nanos("since", "2026-01-02T00:00:00 01:00").unwrap();
+        let b = parse_rfc3339_nanos("since", "2026-01-02T00:00:00+01:00").unwrap();
+        assert_eq!(a, b);
+        assert!(parse_rfc3339_nanos("since", "2026-01-02T00:00:00 xx:00").is_err());
     }
 
     #[test]

@@ -762,3 +762,62 @@ fn check_link(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_round_trips_and_detects_damage() {
+        let cp = Checkpoint {
+            first_seq: 1234,
+            prev_hash: [9u8; 32],
+            pruned_total: 1233,
+            time: "2026-01-02T03:04:05Z".into(),
+        };
+        let mut bytes = cp.encode();
+        assert_eq!(Checkpoint::decode(&bytes).unwrap(), cp);
+        bytes[3] ^= 1;
+        assert!(Checkpoint::decode(&bytes).unwrap_err().contains("checksum"));
+        assert!(Checkpoint::decode(&bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn sortable_nanos_orders_like_time() {
+        let ts = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000_000_000, i64::MAX];
+        for w in ts.windows(2) {
+            assert!(sortable_nanos(w[0]) < sortable_nanos(w[1]), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn postings_group_seqs_per_value_and_batch() {
+        let mut p = Postings::default();
+        for seq in 10..14u64 {
+            let rec = AuditRecord {
+                seq,
+                caller: if seq % 2 == 0 { "a".into() } else { "b".into() },
+                target_id: Some("same".into()),
+                target_name: Some("same".into()),
+                ..Default::default()
+            };
+            p.add(&rec, 10);
+        }
+        let mut b = TreeBatches::default();
+        p.insert_into(&mut b);
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        t.apply_batch(b.caller).unwrap();
+        let a = t.get(posting_key(b"a", 10)).unwrap().unwrap();
+        assert_eq!(posting_seqs(&a).unwrap(), vec![10, 12]);
+        let t2 = db.open_tree("t2").unwrap();
+        t2.apply_batch(b.target).unwrap();
+        let same = t2.get(posting_key(b"same", 10)).unwrap().unwrap();
+        assert_eq!(
+            posting_seqs(&same).unwrap(),
+            vec![10, 11, 12, 13],
+            "name equal to id is posted once"
+        );
+        assert!(posting_seqs(&[0u8; 7]).is_err());
+    }
+}

@@ -95,6 +95,15 @@ impl Writer {
     }
 
     pub fn run(mut self, rx: Receiver<Append>) {
+        // Marks the writer dead however the loop ends, panics included, so
+        // `stats()` shows it; waiters of a dead writer already see Unavailable.
+        struct AliveGuard(Arc<Shared>);
+        impl Drop for AliveGuard {
+            fn drop(&mut self) {
+                self.0.writer_alive.store(false, Ordering::SeqCst);
+            }
+        }
+        let _alive = AliveGuard(self.shared.clone());
         let max_batch = self.opts.max_batch.clamp(1, MAX_BATCH_CAP);
         while let Ok(first) = rx.recv() {
             let mut batch = Vec::with_capacity(max_batch);
@@ -119,7 +128,6 @@ impl Writer {
             }
             self.process(batch);
         }
-        self.shared.writer_alive.store(false, Ordering::SeqCst);
     }
 
     fn fail_all(&mut self, waiters: Vec<Reply>, why: String) {

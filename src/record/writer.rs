@@ -245,11 +245,16 @@ impl Writer {
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
+        // Broadcast before answering: whoever subscribes after an append returned
+        // never receives that append's batch late.
+        let mut replies = Vec::with_capacity(accepted.len());
         for (record, reply) in accepted {
-            let seq = record.seq;
-            let _ = reply.send(Ok(seq));
+            replies.push((record.seq, reply));
             // No subscribers is not an error.
             let _ = self.shared.events.send(record);
+        }
+        for (seq, reply) in replies {
+            let _ = reply.send(Ok(seq));
         }
     }
 

@@ -52,7 +52,8 @@
 //! `Db`: after one, appends keep failing (closed) until the process reopens the
 //! db. [`AuditLog::stats`] exposes the last error so the lead can decide to exit
 //! and be restarted. A low-space warning is logged (at most every
-//! `disk_check_interval`) below `low_disk_warn_bytes`.
+//! `disk_check_interval`) below `low_disk_warn_bytes`. Set `min_free_bytes` above
+//! what sled may write between two batches (the default 64 MiB is far above it).
 //!
 //! One `AuditLog` per `sled::Db`: two writers on the same trees would fork the chain.
 
@@ -157,7 +158,8 @@ pub struct AuditOptions {
     pub low_disk_warn_bytes: u64,
     /// Refuse appends when free space is below this (keeps sled away from ENOSPC).
     pub min_free_bytes: u64,
-    /// Free-space check period when far from the reserve; also the warning period.
+    /// Least time between two low-space warnings (free space itself is read before
+    /// every batch, which costs one statvfs).
     pub disk_check_interval: Duration,
     pub fsync: AuditFsync,
     /// Buffer of the `subscribe` broadcast; slower followers see `Lagged`.

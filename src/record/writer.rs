@@ -64,7 +64,6 @@ pub(crate) struct Writer {
 
 struct DiskWatch {
     dir: Option<PathBuf>,
-    last_check: Option<Instant>,
     last_warn: Option<Instant>,
     free: Option<u64>,
 }
@@ -80,7 +79,6 @@ impl Writer {
             stores,
             disk: DiskWatch {
                 dir: opts.data_dir.clone(),
-                last_check: None,
                 last_warn: None,
                 free: None,
             },
@@ -266,18 +264,10 @@ impl Writer {
             return Ok(());
         };
         let now = Instant::now();
-        // Near the reserve, look every batch; otherwise every disk_check_interval.
-        let near_edge = self
-            .disk
-            .free
-            .is_some_and(|f| f < self.opts.min_free_bytes.saturating_mul(4));
-        let due = near_edge
-            || self
-                .disk
-                .last_check
-                .is_none_or(|t| now.duration_since(t) >= self.opts.disk_check_interval);
-        if due {
-            self.disk.last_check = Some(now);
+        // statvfs costs about a microsecond: look before every batch (not every
+        // record), because a disk can fill in far less than the warning period and
+        // one write into a full disk would poison sled until restart.
+        {
             match fs2::available_space(&dir) {
                 Ok(free) => {
                     self.disk.free = Some(free);

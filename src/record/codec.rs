@@ -242,6 +242,19 @@ pub fn split_value(value: &[u8]) -> Result<StoredValue<'_>, String> {
     })
 }
 
+/// The request id inside a stored value, without decoding the rest (fast scans).
+pub fn peek_request_id(value: &[u8]) -> Option<&[u8]> {
+    let canonical = split_value(value).ok()?.canonical;
+    let mut r = Reader {
+        bytes: canonical,
+        pos: 8,
+    };
+    let time_len = r.u32().ok()? as usize;
+    r.take(time_len).ok()?;
+    let len = r.u32().ok()? as usize;
+    r.take(len).ok()
+}
+
 /// Big-endian key for a sequence number: byte order equals numeric order.
 pub fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
@@ -289,6 +302,8 @@ mod tests {
         let bytes = encode_canonical(&rec).unwrap();
         assert_eq!(decode_canonical(&bytes).unwrap(), rec);
         assert_eq!(&bytes[..8], &42u64.to_be_bytes());
+        let value = encode_value(&GENESIS_HASH, &bytes);
+        assert_eq!(peek_request_id(&value), Some(&b"r1"[..]));
     }
 
     #[test]

@@ -248,7 +248,6 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
         });
     }
     let newest = f.order == Order::Newest;
-    let rd = |e: sled::Error| RecordError::Store(format!("audit query: {e}"));
 
     // The driving index yields candidate seqs in result order.
     let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> = if let Some(v) = &f.target
@@ -269,18 +268,7 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
             newest,
         )
     } else {
-        let range = stores.records.range(seq_key(lo)..=seq_key(hi));
-        let it = range.map(move |r| {
-            r.map_err(rd).and_then(|(k, _)| {
-                codec::parse_seq(&k)
-                    .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))
-            })
-        });
-        if newest {
-            Box::new(it.rev())
-        } else {
-            Box::new(it)
-        }
+        return scan_records(stores, f, lo, hi, newest);
     };
 
     let mut records = Vec::with_capacity(f.limit.min(64));
@@ -291,6 +279,54 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
         let Some(rec) = stores.get_record(seq)? else {
             continue;
         };
+        if !f.matches(&rec) {
+            continue;
+        }
+        if records.len() == f.limit {
+            more = true;
+            break;
+        }
+        records.push(rec);
+    }
+    let next_cursor = if more {
+        records.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(AuditPage {
+        records,
+        next_cursor,
+    })
+}
+
+/// No usable index: walk the records in result order. A request-id filter is
+/// checked on the raw bytes first, so a lookup by request id decodes one record.
+fn scan_records(
+    stores: &Stores,
+    f: &AuditFilter,
+    lo: u64,
+    hi: u64,
+    newest: bool,
+) -> Result<AuditPage, RecordError> {
+    let range = stores.records.range(seq_key(lo)..=seq_key(hi));
+    let it: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    let mut records = Vec::with_capacity(f.limit.min(64));
+    let mut more = false;
+    for item in it {
+        let (k, v) = item.map_err(|e| RecordError::Store(format!("audit query: {e}")))?;
+        let seq = codec::parse_seq(&k)
+            .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))?;
+        if let Some(want) = &f.request_id {
+            // Undecodable values fall through to the full decode, which reports them.
+            if codec::peek_request_id(&v).is_some_and(|got| got != want.as_bytes()) {
+                continue;
+            }
+        }
+        let rec = store::decode_stored(seq, &v)?;
         if !f.matches(&rec) {
             continue;
         }

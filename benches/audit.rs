@@ -117,6 +117,18 @@ fn main() {
     }
     report("query caller+deny (limit 100)", &mut times);
 
+    // Request id: not indexed (unique per record); a scan that peeks raw bytes.
+    let mut times = Vec::new();
+    for k in 0..3 {
+        let pairs = vec![("request_id".to_string(), format!("req-{}", n / 2 + k))];
+        let filter = AuditFilter::from_query_pairs(&pairs).expect("filter");
+        let t = Instant::now();
+        let page = log.query(&filter).expect("query");
+        times.push(t.elapsed());
+        assert_eq!(page.records.len(), 1);
+    }
+    report("query request_id (scan)", &mut times);
+
     let t = Instant::now();
     let rep = log.verify().expect("verify");
     let took = t.elapsed();

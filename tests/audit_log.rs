@@ -156,6 +156,15 @@ async fn truncated_tail_is_missing() {
         AuditLog::open(&db, AuditOptions::default()),
         Err(RecordError::BrokenChain(_))
     ));
+    // Allowed to run on, the log does not reuse the lost seq: the gap stays visible.
+    let opts = AuditOptions {
+        allow_broken_chain: true,
+        ..Default::default()
+    };
+    let log = AuditLog::open(&db, opts).unwrap();
+    assert_eq!(log.append(rec("a", "b", "c", true)).await.unwrap(), 11);
+    let b = log.verify().unwrap().broken.unwrap();
+    assert_eq!((b.seq, b.kind), (10, BreakKind::Missing), "{b}");
 }
 
 #[tokio::test]

@@ -162,8 +162,22 @@ impl Stores {
         }
     }
 
-    /// The chain head as the records tree says: (next seq to assign, hash to chain from).
+    /// Where appends continue: after the stored head or the last record, whichever is
+    /// later. Continuing after the stored head keeps a truncated tail visible as a gap
+    /// (when started with allow_broken_chain) instead of reusing the lost seqs.
     pub fn load_head(&self) -> Result<ChainHead, RecordError> {
+        let from_records = self.head_from_records()?;
+        match self.read_head_meta() {
+            Ok(Some((seq, hash))) if seq >= from_records.next_seq => Ok(ChainHead {
+                next_seq: seq + 1,
+                hash,
+            }),
+            Ok(_) | Err(RecordError::Corrupt(_)) => Ok(from_records),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn head_from_records(&self) -> Result<ChainHead, RecordError> {
         let last = self
             .records
             .last()

@@ -35,7 +35,10 @@
 //! - sled 0.34.7's flush writes its log with `sync_file_range`, not `fsync`: an
 //!   acknowledged record survives the process being killed (SIGKILL, panic, OOM),
 //!   because the data is in the kernel's page cache and on its way to disk. It may
-//!   NOT survive a power loss or kernel crash: file metadata is not synced.
+//!   NOT survive a power loss or kernel crash: file metadata is not synced. sled's
+//!   background flusher does `fsync` the file every `flush_every_ms` (default
+//!   500 ms, if the lead keeps it), which bounds that window but is not tied to
+//!   the acknowledgement.
 //! - With [`AuditFsync::EveryBatch`] (needs `data_dir`), the writer additionally
 //!   `fdatasync`s the db file before answering: acknowledged records survive power
 //!   loss, at the cost of one disk sync per batch. [`AuditFsync::Interval`] bounds

@@ -731,3 +731,9 @@ async fn batched_postings_answer_queries_like_a_scan_and_survive_prune() {
         assert_query_equals_scan(&log, c);
     }
 }
+
+#[test]
+fn audit_log_is_shareable_across_tasks() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<AuditLog>();
+}

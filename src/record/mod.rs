@@ -1,8 +1,88 @@
 //! Record: the append-only, hash-chained decision log.
 //!
-//! (Skeleton: the audit helper fills in the sled chain, group commit and queries.)
+//! Auditors ask who did what to which container, when, whether it was allowed and
+//! why, and they need the answer complete and provably untampered. As with Vault's
+//! audit devices, no request is served that could not be recorded: the pipeline
+//! calls [`AuditLog::append`] and forwards only after it returns `Ok`; on
+//! [`RecordError::Unavailable`] it answers 503.
+//!
+//! # Storage
+//! sled trees prefixed `audit_` (layouts in [`store`]): records keyed by seq
+//! (u64 big-endian), secondary indexes (caller, target, action, decision, time)
+//! as per-batch postings, the list of group commits, and metadata (head,
+//! checkpoint). A group commit writes all of these in one sled transaction.
+//!
+//! # The chain
+//! Each stored value is `[version][hash][canonical bytes]` with
+//! `hash = SHA-256(previous hash || canonical bytes)` (encoding in [`codec`]; the
+//! first record chains from 32 zero bytes). No API updates or deletes a record
+//! except [`AuditLog::prune`], which removes the OLDEST records and writes a
+//! checkpoint holding the hash the remaining chain continues from.
+//! [`AuditLog::verify`] walks the chain and names the FIRST break: a changed
+//! record, a missing seq, a reordered record, or a tail cut short (the stored head
+//! remembers the last seq and hash). [`AuditLog::open`] verifies the tail (last
+//! `verify_tail` records, the checkpoint link and the head) and refuses a broken
+//! chain unless `allow_broken_chain` is set.
+//!
+//! What the chain does NOT prove: someone able to write the db can rewrite every
+//! record and recompute every hash. Anchor [`AuditLog::head`] elsewhere (logs,
+//! another host) to make such a rewrite detectable.
+//!
+//! # Durability: what `append` returning `Ok` means
+//! One writer thread takes up to `max_batch` waiting records, commits them in one
+//! transaction, calls `Db::flush` once, and only then answers the waiters
+//! (group commit: concurrent appends share one flush).
+//! - sled 0.34.7's flush writes its log with `sync_file_range`, not `fsync`: an
+//!   acknowledged record survives the process being killed (SIGKILL, panic, OOM),
+//!   because the data is in the kernel's page cache and on its way to disk. It may
+//!   NOT survive a power loss or kernel crash: file metadata is not synced. sled's
+//!   background flusher does `fsync` the file every `flush_every_ms` (default
+//!   500 ms, if the lead keeps it), which bounds that window but is not tied to
+//!   the acknowledgement.
+//! - With [`AuditFsync::EveryBatch`] (needs `data_dir`), the writer additionally
+//!   `fdatasync`s the db file before answering: acknowledged records survive power
+//!   loss, at the cost of one disk sync per batch. [`AuditFsync::Interval`] bounds
+//!   the power-loss window instead (records acknowledged in the last interval may
+//!   be lost on power loss, never on a process kill). The default is `Never`.
+//!
+//! # When the log cannot be written
+//! Appends fail with [`RecordError::Unavailable`]; the in-memory chain head is
+//! dropped and reloaded from the tree before the next batch, so the chain stays
+//! consistent, and each later batch tries again. With `data_dir` set, the writer
+//! refuses batches while free space is under `min_free_bytes` BEFORE touching
+//! sled, and resumes by itself once space is freed. This matters because sled
+//! 0.34 makes a real I/O error (e.g. ENOSPC inside sled) sticky for the life of the
+//! `Db`: after one, appends keep failing (closed) until the process reopens the
+//! db. [`AuditLog::stats`] exposes the last error so the lead can decide to exit
+//! and be restarted. A low-space warning is logged (at most every
+//! `disk_check_interval`) below `low_disk_warn_bytes`. Set `min_free_bytes` above
+//! what sled may write between two batches (the default 64 MiB is far above it).
+//!
+//! One `AuditLog` per `sled::Db`: two writers on the same trees would fork the chain.
+
+pub mod codec;
+pub mod format;
+pub mod query;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
+mod writer;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot};
+
+pub use format::{format_json, format_jsonl, format_table, record_json};
+pub use query::{AuditFilter, AuditPage, FilterError, Order};
+pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
+
+use codec::seq_key;
+use store::{Postings, Stores, TreeBatches, VerifyScope};
 
 /// One decision, as recorded. Secrets never enter it: no tokens, no body contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,4 +109,491 @@ pub struct AuditRecord {
     pub policy_version: String,
     /// SHA-256 (hex) of the inspected body bytes that were forwarded.
     pub body_sha256: Option<String>,
+}
+
+/// Everything that can go wrong in the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The log cannot be written right now; the request must not be served (503).
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    /// Startup found a broken chain and `allow_broken_chain` is not set.
+    #[error("audit chain is broken ({0}); run `portcullis audit verify` and investigate, or start with allow_broken_chain")]
+    BrokenChain(ChainBreak),
+    /// The record or an argument is unacceptable (too large, bad time, bad option).
+    #[error("invalid audit input: {0}")]
+    Invalid(String),
+    /// Stored bytes that cannot be read as what they should be.
+    #[error("audit data corrupt: {0}")]
+    Corrupt(String),
+    /// sled reported an error.
+    #[error("audit store error: {0}")]
+    Store(String),
+    /// Opening the data directory offline failed (missing, or locked by a running portcullis).
+    #[error("cannot open audit data dir: {0}")]
+    Open(String),
+}
+
+/// Extra syncing beyond sled's flush (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditFsync {
+    #[default]
+    Never,
+    EveryBatch,
+    Interval(Duration),
+}
+
+/// How the log runs. `Default` suits production except `data_dir`, which should be set
+/// (it enables the disk-space guard and fsync).
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Start even though verification found a break (logged at error level).
+    pub allow_broken_chain: bool,
+    /// Records checked by `open` at the tail; 0 = the whole chain.
+    pub verify_tail: u64,
+    /// Most records per group commit.
+    pub max_batch: usize,
+    /// How long the writer waits for more records once it has one (0 = take what is queued).
+    pub batch_linger: Duration,
+    /// Directory of the sled db: free-space checks and fsync need it.
+    pub data_dir: Option<PathBuf>,
+    /// Warn when free space is below this.
+    pub low_disk_warn_bytes: u64,
+    /// Refuse appends when free space is below this (keeps sled away from ENOSPC).
+    pub min_free_bytes: u64,
+    /// Least time between two low-space warnings (free space itself is read before
+    /// every batch, which costs one statvfs).
+    pub disk_check_interval: Duration,
+    pub fsync: AuditFsync,
+    /// Buffer of the `subscribe` broadcast; slower followers see `Lagged`.
+    pub subscribe_capacity: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            allow_broken_chain: false,
+            verify_tail: 1000,
+            max_batch: 100,
+            batch_linger: writer::DEFAULT_LINGER,
+            data_dir: None,
+            low_disk_warn_bytes: 1 << 30,
+            min_free_bytes: 64 << 20,
+            disk_check_interval: Duration::from_secs(5),
+            fsync: AuditFsync::Never,
+            subscribe_capacity: 4096,
+        }
+    }
+}
+
+/// Which old records [`AuditLog::prune`] removes. Pruning removes whole group
+/// commits (batches), so it may keep a few records more than asked, never fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrunePolicy {
+    /// Remove every record with seq < this.
+    BeforeSeq(u64),
+    /// Keep at most this many newest records (rounded up to a batch boundary).
+    MaxRecords(u64),
+    /// Remove records older than this (stops at the first record that is not).
+    MaxAge(Duration),
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    pub removed: u64,
+    pub checkpoint: Checkpoint,
+}
+
+/// Counters and health of the writer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditStats {
+    pub records_committed: u64,
+    /// Group commits (flushes) that succeeded; < records_committed under concurrency.
+    pub batches_committed: u64,
+    pub batches_failed: u64,
+    pub writer_alive: bool,
+    /// The error of the last failed batch, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+/// Test-only failure injection points for [`AuditLog::testing_inject_failure`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    None,
+    /// The transaction fails: nothing is written.
+    Write,
+    /// The transaction applies but the flush fails.
+    Flush,
+}
+
+/// Rows removed per prune transaction (each step leaves a valid checkpoint).
+const PRUNE_CHUNK: u64 = 10_000;
+
+/// The decision log. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stores: Stores,
+    sender: Mutex<Option<mpsc::Sender<writer::Append>>>,
+    shared: Arc<writer::Shared>,
+    prune_lock: Mutex<()>,
+}
+
+impl AuditLog {
+    /// Open (or create) the log in `db`, verify its tail, and start the writer thread.
+    pub fn open(db: &sled::Db, opts: AuditOptions) -> Result<AuditLog, RecordError> {
+        if opts.fsync != AuditFsync::Never && opts.data_dir.is_none() {
+            return Err(RecordError::Invalid("audit fsync needs data_dir".into()));
+        }
+        let stores = Stores::open(db)?;
+        let scope = if opts.verify_tail == 0 {
+            VerifyScope::Full
+        } else {
+            VerifyScope::Tail(opts.verify_tail)
+        };
+        let report = store::verify(&stores, scope)?;
+        if let Some(b) = report.broken {
+            if !opts.allow_broken_chain {
+                return Err(RecordError::BrokenChain(b));
+            }
+            tracing::error!(chain_break = %b, "audit chain is broken; continuing because allow_broken_chain is set");
+        }
+        let head = stores.load_head()?;
+        let shared = writer::shared(head, opts.subscribe_capacity);
+        let (tx, rx) = mpsc::channel();
+        let w = writer::Writer::new(stores.clone(), opts, shared.clone(), head);
+        std::thread::Builder::new()
+            .name("portcullis-audit-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| RecordError::Unavailable(format!("start audit writer: {e}")))?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                stores,
+                sender: Mutex::new(Some(tx)),
+                shared,
+                prune_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    fn submit(
+        &self,
+        record: AuditRecord,
+    ) -> Result<oneshot::Receiver<Result<u64, RecordError>>, RecordError> {
+        let (reply, rx) = oneshot::channel();
+        let guard = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = guard
+            .as_ref()
+            .ok_or_else(|| RecordError::Unavailable("audit log is closed".into()))?;
+        sender
+            .send(writer::Append { record, reply })
+            .map_err(|_| RecordError::Unavailable("audit writer has stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Append one record; returns its seq once it is committed AND flushed.
+    /// `seq` is assigned here; `time` too when empty (else it must be RFC 3339).
+    pub async fn append(&self, record: AuditRecord) -> Result<u64, RecordError> {
+        let rx = self.submit(record)?;
+        rx.await
+            .map_err(|_| RecordError::Unavailable("audit writer stopped before answering".into()))?
+    }
+
+    /// [`AuditLog::append`] for synchronous callers (never call inside an async task).
+    pub fn append_blocking(&self, record: AuditRecord) -> Result<u64, RecordError> {
+        let rx = self.submit(record)?;
+        rx.blocking_recv()
+            .map_err(|_| RecordError::Unavailable("audit writer stopped before answering".into()))?
+    }
+
+    /// Stop accepting appends; the writer finishes what is queued and exits.
+    pub fn close(&self) {
+        self.inner
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Walk the whole chain; the report names the first break.
+    pub fn verify(&self) -> Result<VerifyReport, RecordError> {
+        store::verify(&self.inner.stores, VerifyScope::Full)
+    }
+
+    /// Last committed (seq, chain hash hex). seq 0 = empty log.
+    pub fn head(&self) -> (u64, String) {
+        let h = *self
+            .inner
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (h.next_seq - 1, hex::encode(h.hash))
+    }
+
+    pub fn stats(&self) -> AuditStats {
+        let s = &self.inner.shared;
+        AuditStats {
+            records_committed: s.records_committed.load(Ordering::Relaxed),
+            batches_committed: s.batches_committed.load(Ordering::Relaxed),
+            batches_failed: s.batches_failed.load(Ordering::Relaxed),
+            writer_alive: s.writer_alive.load(Ordering::SeqCst),
+            last_error: s
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    /// One record by seq (None if never written or pruned).
+    pub fn get(&self, seq: u64) -> Result<Option<AuditRecord>, RecordError> {
+        self.inner.stores.get_record(seq)
+    }
+
+    /// Filtered, paged query (see [`query`] for ordering and paging).
+    pub fn query(&self, filter: &AuditFilter) -> Result<AuditPage, RecordError> {
+        query::run(&self.inner.stores, filter)
+    }
+
+    /// Every record from `from_seq` on, oldest first: resumable export.
+    pub fn export(
+        &self,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<AuditRecord, RecordError>> + Send + 'static {
+        export_records(&self.inner.stores, from_seq)
+    }
+
+    /// Write records from `from_seq` on as JSON Lines; returns (count, last seq written).
+    pub fn export_jsonl<W: Write>(
+        &self,
+        from_seq: u64,
+        out: W,
+    ) -> Result<(u64, Option<u64>), RecordError> {
+        write_jsonl(&self.inner.stores, from_seq, out)
+    }
+
+    /// Newly committed records, in seq order, as they are flushed (for `tail -f`).
+    /// A follower that falls behind gets `Lagged` and should resume with
+    /// [`AuditLog::export`] from the last seq it saw.
+    pub fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// Remove old records and move the checkpoint so the rest still verifies.
+    /// Refuses (Corrupt) to prune records whose chain does not verify: damage is
+    /// evidence and is not deleted silently.
+    pub fn prune(&self, policy: PrunePolicy) -> Result<PruneReport, RecordError> {
+        let _one_at_a_time = self
+            .inner
+            .prune_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        prune(&self.inner.stores, policy)
+    }
+
+    /// Make the writer fail on purpose (tests of the 503 path).
+    #[doc(hidden)]
+    pub fn testing_inject_failure(&self, point: FailPoint) {
+        let v = match point {
+            FailPoint::None => writer::FAIL_NONE,
+            FailPoint::Write => writer::FAIL_WRITE,
+            FailPoint::Flush => writer::FAIL_FLUSH,
+        };
+        self.inner.shared.fail_point.store(v, Ordering::SeqCst);
+    }
+}
+
+/// Open the sled db of a STOPPED portcullis for offline tools (`portcullis audit verify
+/// --data-dir`). sled locks the directory, so this fails while portcullis runs.
+/// Refuses a directory without a db rather than creating an empty one that would verify.
+pub fn open_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
+    if !data_dir.join("db").exists() && !data_dir.join("conf").exists() {
+        return Err(RecordError::Open(format!(
+            "{} holds no sled database",
+            data_dir.display()
+        )));
+    }
+    sled::Config::new().path(data_dir).open().map_err(|e| {
+        let text = e.to_string();
+        let hint = if text.contains("lock")
+            || text.contains("WouldBlock")
+            || text.contains("Resource temporarily unavailable")
+        {
+            " (another process holds it: is portcullis running? stop it first)"
+        } else {
+            ""
+        };
+        RecordError::Open(format!("{}: {text}{hint}", data_dir.display()))
+    })
+}
+
+/// Full verification of the log in `db` without starting a writer (offline tools).
+pub fn verify_db(db: &sled::Db) -> Result<VerifyReport, RecordError> {
+    store::verify(&Stores::open(db)?, VerifyScope::Full)
+}
+
+/// Export from `db` without a writer (offline tools); see [`AuditLog::export`].
+pub fn export_db(
+    db: &sled::Db,
+    from_seq: u64,
+) -> Result<impl Iterator<Item = Result<AuditRecord, RecordError>>, RecordError> {
+    Ok(export_records(&Stores::open(db)?, from_seq))
+}
+
+/// Query `db` without a writer (offline tools).
+pub fn query_db(db: &sled::Db, filter: &AuditFilter) -> Result<AuditPage, RecordError> {
+    query::run(&Stores::open(db)?, filter)
+}
+
+fn export_records(
+    stores: &Stores,
+    from_seq: u64,
+) -> impl Iterator<Item = Result<AuditRecord, RecordError>> + Send + 'static {
+    stores.records.range(seq_key(from_seq)..).map(|item| {
+        let (k, v) = item.map_err(|e| RecordError::Store(format!("export: {e}")))?;
+        let seq = codec::parse_seq(&k)
+            .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))?;
+        store::decode_stored(seq, &v)
+    })
+}
+
+fn write_jsonl<W: Write>(
+    stores: &Stores,
+    from_seq: u64,
+    mut out: W,
+) -> Result<(u64, Option<u64>), RecordError> {
+    let mut count = 0;
+    let mut last = None;
+    for rec in export_records(stores, from_seq) {
+        let rec = rec?;
+        writeln!(out, "{}", record_json(&rec))
+            .map_err(|e| RecordError::Store(format!("write export: {e}")))?;
+        count += 1;
+        last = Some(rec.seq);
+    }
+    out.flush()
+        .map_err(|e| RecordError::Store(format!("write export: {e}")))?;
+    Ok((count, last))
+}
+
+fn prune(stores: &Stores, policy: PrunePolicy) -> Result<PruneReport, RecordError> {
+    let rd = |e: sled::Error| RecordError::Store(format!("prune: {e}"));
+    let mut cp = stores.read_checkpoint()?;
+    let Some((last_key, _)) = stores.records.last().map_err(rd)? else {
+        return Ok(PruneReport {
+            removed: 0,
+            checkpoint: cp,
+        });
+    };
+    let last = codec::parse_seq(&last_key)
+        .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))?;
+    let before = match policy {
+        PrunePolicy::BeforeSeq(s) => s.min(last + 1),
+        PrunePolicy::MaxRecords(n) => (last + 1).saturating_sub(n),
+        PrunePolicy::MaxAge(age) => {
+            let cutoff = time::OffsetDateTime::now_utc() - age;
+            let cutoff = cutoff
+                .unix_timestamp_nanos()
+                .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            let mut before = last + 1;
+            for item in stores.records.range(seq_key(cp.first_seq)..) {
+                let (k, v) = item.map_err(rd)?;
+                let seq = codec::parse_seq(&k).unwrap_or(0);
+                let rec = store::decode_stored(seq, &v)?;
+                // Unreadable time: keep it and everything after (never prune by guess).
+                if store::parse_time_nanos(&rec.time).is_none_or(|n| n >= cutoff) {
+                    before = seq;
+                    break;
+                }
+            }
+            before
+        }
+    };
+    // Whole group commits only: their index postings are then deleted outright.
+    let mut removed = 0;
+    let mut prev = cp.prev_hash;
+    let mut batch_iter = stores.batches.range(seq_key(cp.first_seq)..);
+    let mut pending: Option<(u64, u64)> = None;
+    loop {
+        let mut batches = TreeBatches::default();
+        let mut postings = Postings::default();
+        let mut end = cp.first_seq;
+        while end - cp.first_seq < PRUNE_CHUNK {
+            let (first, count) = match pending.take() {
+                Some(b) => b,
+                None => match batch_iter.next() {
+                    None => break,
+                    Some(item) => {
+                        let (k, v) = item.map_err(rd)?;
+                        let first = codec::parse_seq(&k).ok_or_else(|| {
+                            RecordError::Corrupt("malformed audit batch key".into())
+                        })?;
+                        let count =
+                            v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
+                                RecordError::Corrupt(format!("audit batch {first} entry"))
+                            })?;
+                        (first, u64::from(count))
+                    }
+                },
+            };
+            if first != end {
+                return Err(RecordError::Corrupt(format!(
+                    "prune: audit batch index expected a batch at {end}, found {first}; run verify"
+                )));
+            }
+            if first + count > before {
+                pending = Some((first, count));
+                break;
+            }
+            for seq in first..first + count {
+                let v = stores
+                    .records
+                    .get(seq_key(seq))
+                    .map_err(rd)?
+                    .ok_or_else(|| {
+                        RecordError::Corrupt(format!("prune: record {seq} is missing; run verify"))
+                    })?;
+                let split = codec::split_value(&v)
+                    .map_err(|e| RecordError::Corrupt(format!("prune: record {seq}: {e}")))?;
+                if codec::chain_hash(&prev, split.canonical) != split.hash {
+                    return Err(RecordError::Corrupt(format!(
+                        "prune: record {seq} does not verify; refusing to delete evidence"
+                    )));
+                }
+                prev = split.hash;
+                postings.add(&store::decode_stored(seq, &v)?, first);
+                batches.records.remove(&seq_key(seq));
+            }
+            batches.batches.remove(&seq_key(first));
+            end = first + count;
+        }
+        if end == cp.first_seq {
+            break;
+        }
+        postings.remove_from(&mut batches);
+        let next = Checkpoint {
+            first_seq: end,
+            prev_hash: prev,
+            pruned_total: cp.pruned_total + (end - cp.first_seq),
+            time: writer::now_rfc3339(),
+        };
+        batches.set_checkpoint(&next);
+        stores.commit(&batches)?;
+        removed += end - cp.first_seq;
+        cp = next;
+    }
+    stores.db.flush().map_err(rd)?;
+    if removed > 0 {
+        tracing::info!(removed, first_seq = cp.first_seq, "audit log pruned");
+    }
+    Ok(PruneReport {
+        removed,
+        checkpoint: cp,
+    })
 }

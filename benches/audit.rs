@@ -1,0 +1,154 @@
+//! Audit log figures: batched appends per second, query by caller, full verify.
+//!
+//! `PORTCULLIS_BENCH_RECORDS` (default 1_000_000) sets the log size;
+//! `PORTCULLIS_BENCH_CONCURRENCY` (default 512) the number of concurrent appenders;
+//! `PORTCULLIS_BENCH_BATCH` (default 100) the group-commit size.
+//! Targets: >= 100k appends/s, query by caller <= 20 ms, verify 1M <= 2 s.
+
+use std::time::{Duration, Instant};
+
+use portcullis::record::{AuditFilter, AuditLog, AuditOptions, AuditRecord};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn record(i: u64) -> AuditRecord {
+    AuditRecord {
+        request_id: format!("req-{i}"),
+        caller: format!("svc-{}", i % 100),
+        identified_by: "token:bench".into(),
+        action: [
+            "container.start",
+            "container.stop",
+            "file.read",
+            "container.inspect",
+        ][(i % 4) as usize]
+            .into(),
+        target_id: Some(format!("{:064x}", i % 500)),
+        target_name: Some(format!("web-{}", i % 500)),
+        method: "POST".into(),
+        path: format!("/v1.41/containers/web-{}/start", i % 500),
+        allowed: !i.is_multiple_of(10),
+        enforced: true,
+        reasons: vec!["trust t-42 grants container.start on web-*".into()],
+        trust_id: Some("t-42".into()),
+        policy_version: "sha256:abcdef".into(),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let n = env_num("PORTCULLIS_BENCH_RECORDS", 1_000_000);
+    let concurrency = env_num("PORTCULLIS_BENCH_CONCURRENCY", 512).max(1);
+    let batch = env_num("PORTCULLIS_BENCH_BATCH", 100) as usize;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .open()
+        .expect("open sled");
+    let opts = AuditOptions {
+        max_batch: batch,
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let log = AuditLog::open(&db, opts).expect("open audit log");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    // Appends: `concurrency` tasks share the writer, so flushes are shared.
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..concurrency {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut i = t;
+                while i < n {
+                    log.append(record(i)).await.expect("append");
+                    i += concurrency;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    let took = started.elapsed();
+    let stats = log.stats();
+    println!(
+        "append: {n} records in {:.2?} = {:.0} records/s ({} flushes, {:.1} records/flush, concurrency {concurrency}, max_batch {batch})",
+        took,
+        n as f64 / took.as_secs_f64(),
+        stats.batches_committed,
+        stats.records_committed as f64 / stats.batches_committed.max(1) as f64,
+    );
+
+    // Query by caller: newest page of 100 from the caller index.
+    let mut times = Vec::new();
+    for c in 0..20 {
+        let filter = AuditFilter {
+            caller: Some(format!("svc-{}", c * 5)),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let page = log.query(&filter).expect("query");
+        times.push(t.elapsed());
+        assert!(!page.records.is_empty());
+    }
+    report("query caller (limit 100)", &mut times);
+
+    // A selective combined filter: caller + deny, drives the caller index and filters.
+    let mut times = Vec::new();
+    for c in 0..20 {
+        let pairs = vec![
+            ("caller".to_string(), format!("svc-{}", c * 5)),
+            ("decision".to_string(), "deny".to_string()),
+        ];
+        let filter = AuditFilter::from_query_pairs(&pairs).expect("filter");
+        let t = Instant::now();
+        log.query(&filter).expect("query");
+        times.push(t.elapsed());
+    }
+    report("query caller+deny (limit 100)", &mut times);
+
+    // Request id: not indexed (unique per record); a scan that peeks raw bytes.
+    let mut times = Vec::new();
+    for k in 0..3 {
+        let pairs = vec![("request_id".to_string(), format!("req-{}", n / 2 + k))];
+        let filter = AuditFilter::from_query_pairs(&pairs).expect("filter");
+        let t = Instant::now();
+        let page = log.query(&filter).expect("query");
+        times.push(t.elapsed());
+        assert_eq!(page.records.len(), 1);
+    }
+    report("query request_id (scan)", &mut times);
+
+    let t = Instant::now();
+    let rep = log.verify().expect("verify");
+    let took = t.elapsed();
+    assert!(rep.is_ok(), "{rep:?}");
+    println!(
+        "verify: {} records in {:.2?} = {:.0} records/s",
+        rep.checked,
+        took,
+        rep.checked as f64 / took.as_secs_f64()
+    );
+    let size = db.size_on_disk().unwrap_or(0);
+    println!("db size on disk: {:.1} MiB", size as f64 / (1 << 20) as f64);
+}
+
+fn report(name: &str, times: &mut [Duration]) {
+    times.sort();
+    println!(
+        "{name}: median {:.2?}, max {:.2?} over {} queries",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+}

@@ -1,0 +1,512 @@
+//! Queries over the log: the filter of `GET /api/v1/trust/audit` and its execution.
+//!
+//! Results are ordered by sequence number, newest first unless `order=oldest`.
+//! Paging: a page that may have more carries `next_cursor` (the seq of its last
+//! record); pass it back as `cursor` to continue strictly past it, in the same order.
+//!
+//! Execution picks one driving index, the most selective available:
+//! target, caller, action, time range, decision; with none (or only request_id) it
+//! walks the records tree, newest first, stopping once the page is full. Every returned record is checked against ALL filters, so the choice
+//! of index affects speed only, never the answer. Target matches the full container
+//! id or the name exactly (short ids are resolved by the caller of this API).
+
+use std::ops::Bound;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::codec::{self, seq_key};
+use super::store::{self, Stores};
+use super::{AuditRecord, RecordError};
+
+/// Default and maximum page size.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+/// Which records to return. Empty filter = everything, newest first, 100 per page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub caller: Option<String>,
+    /// Container id (full) or name.
+    pub target: Option<String>,
+    pub action: Option<String>,
+    /// Some(true) = allowed only, Some(false) = denied only.
+    pub allowed: Option<bool>,
+    /// Inclusive lower bound, Unix nanoseconds (parsed from RFC 3339).
+    pub since_nanos: Option<i64>,
+    /// Inclusive upper bound, Unix nanoseconds.
+    pub until_nanos: Option<i64>,
+    pub request_id: Option<String>,
+    pub limit: usize,
+    /// Continue strictly past this seq (in `order`).
+    pub cursor: Option<u64>,
+    pub order: Order,
+}
+
+impl Default for AuditFilter {
+    fn default() -> Self {
+        AuditFilter {
+            caller: None,
+            target: None,
+            action: None,
+            allowed: None,
+            since_nanos: None,
+            until_nanos: None,
+            request_id: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+            order: Order::Newest,
+        }
+    }
+}
+
+/// A bad query parameter; the admin API answers 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit query parameter {param}: {reason}")]
+pub struct FilterError {
+    pub param: String,
+    pub reason: String,
+}
+
+fn ferr(param: &str, reason: impl Into<String>) -> FilterError {
+    FilterError {
+        param: param.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parse an RFC 3339 time into Unix nanoseconds.
+///
+/// A space where the offset's `+` belongs is read as `+`: form decoding of an
+/// unescaped query string turns `+01:00` into ` 01:00`, and nothing else is meant.
+pub fn parse_rfc3339_nanos(param: &str, value: &str) -> Result<i64, FilterError> {
+    let repaired;
+    let mut text = value;
+    if value.len() > 6 && value.as_bytes()[value.len() - 6] == b' ' {
+        repaired = format!(
+            "{}+{}",
+            &value[..value.len() - 6],
+            &value[value.len() - 5..]
+        );
+        text = &repaired;
+    }
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        ferr(
+            param,
+            format!("{value:?} is not an RFC 3339 time like 2026-01-02T03:04:05Z ({e})"),
+        )
+    })?;
+    Ok(t.unix_timestamp_nanos()
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+}
+
+impl AuditFilter {
+    /// Parse the query parameters of `GET /api/v1/trust/audit`:
+    /// caller, target, action, decision (allow|deny), since, until (RFC 3339),
+    /// request_id, limit (1..=1000, default 100), cursor (seq), order (newest|oldest).
+    /// Unknown, repeated or empty parameters are refused (fail closed: a typo must
+    /// not silently widen an auditor's query).
+    pub fn from_query_pairs(pairs: &[(String, String)]) -> Result<AuditFilter, FilterError> {
+        let mut f = AuditFilter::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (key, value) in pairs {
+            let key = key.as_str();
+            if seen.contains(&key) {
+                return Err(ferr(key, "given more than once"));
+            }
+            seen.push(key);
+            if value.is_empty() {
+                return Err(ferr(key, "empty value"));
+            }
+            match key {
+                "caller" => f.caller = Some(value.clone()),
+                "target" => f.target = Some(value.clone()),
+                "action" => f.action = Some(value.clone()),
+                "request_id" => f.request_id = Some(value.clone()),
+                "decision" => {
+                    f.allowed = Some(match value.as_str() {
+                        "allow" => true,
+                        "deny" => false,
+                        other => return Err(ferr(key, format!("{other:?} is not allow or deny"))),
+                    })
+                }
+                "since" => f.since_nanos = Some(parse_rfc3339_nanos(key, value)?),
+                "until" => f.until_nanos = Some(parse_rfc3339_nanos(key, value)?),
+                "limit" => {
+                    let n: usize = value
+                        .parse()
+                        .map_err(|_| ferr(key, format!("{value:?} is not a number")))?;
+                    if n == 0 || n > MAX_LIMIT {
+                        return Err(ferr(key, format!("{n} is outside 1..={MAX_LIMIT}")));
+                    }
+                    f.limit = n;
+                }
+                "cursor" => {
+                    f.cursor = Some(
+                        value
+                            .parse()
+                            .map_err(|_| ferr(key, format!("{value:?} is not a sequence number")))?,
+                    )
+                }
+                "order" => {
+                    f.order = match value.as_str() {
+                        "newest" => Order::Newest,
+                        "oldest" => Order::Oldest,
+                        other => return Err(ferr(key, format!("{other:?} is not newest or oldest"))),
+                    }
+                }
+                other => {
+                    return Err(ferr(
+                        other,
+                        "unknown (expected caller, target, action, decision, since, until, request_id, limit, cursor, order)",
+                    ))
+                }
+            }
+        }
+        if let (Some(s), Some(u)) = (f.since_nanos, f.until_nanos) {
+            if s > u {
+                return Err(ferr("since", "is after until"));
+            }
+        }
+        Ok(f)
+    }
+
+    /// Does `rec` satisfy every filter (cursor and limit aside)?
+    pub fn matches(&self, rec: &AuditRecord) -> bool {
+        if self.caller.as_deref().is_some_and(|c| c != rec.caller) {
+            return false;
+        }
+        if self.action.as_deref().is_some_and(|a| a != rec.action) {
+            return false;
+        }
+        if self
+            .request_id
+            .as_deref()
+            .is_some_and(|r| r != rec.request_id)
+        {
+            return false;
+        }
+        if let Some(t) = self.target.as_deref() {
+            if rec.target_id.as_deref() != Some(t) && rec.target_name.as_deref() != Some(t) {
+                return false;
+            }
+        }
+        if self.allowed.is_some_and(|a| a != rec.allowed) {
+            return false;
+        }
+        if self.since_nanos.is_some() || self.until_nanos.is_some() {
+            // A record whose time cannot be read never matches a time range.
+            let Some(n) = store::parse_time_nanos(&rec.time) else {
+                return false;
+            };
+            if self.since_nanos.is_some_and(|s| n < s) || self.until_nanos.is_some_and(|u| n > u) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// Pass back as `cursor` for the next page; None when this is the last page.
+    pub next_cursor: Option<u64>,
+}
+
+/// Seq range strictly past the cursor, in iteration terms.
+fn seq_bounds(f: &AuditFilter) -> (u64, u64) {
+    match (f.order, f.cursor) {
+        (_, None) => (0, u64::MAX),
+        (Order::Newest, Some(c)) => (0, c.saturating_sub(1)),
+        (Order::Oldest, Some(c)) => (c.saturating_add(1), u64::MAX),
+    }
+}
+
+pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordError> {
+    if f.limit == 0 || f.limit > MAX_LIMIT {
+        return Err(RecordError::Invalid(format!(
+            "limit {} is outside 1..={MAX_LIMIT}",
+            f.limit
+        )));
+    }
+    let (lo, hi) = seq_bounds(f);
+    if f.cursor.is_some() && ((f.order == Order::Newest && f.cursor == Some(0)) || lo > hi) {
+        return Ok(AuditPage {
+            records: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    let newest = f.order == Order::Newest;
+
+    // The driving index yields candidate seqs in result order.
+    let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> = if let Some(v) = &f.target
+    {
+        postings(&stores.idx_target, v.as_bytes(), lo, hi, newest)
+    } else if let Some(v) = &f.caller {
+        postings(&stores.idx_caller, v.as_bytes(), lo, hi, newest)
+    } else if let Some(v) = &f.action {
+        postings(&stores.idx_action, v.as_bytes(), lo, hi, newest)
+    } else if f.since_nanos.is_some() || f.until_nanos.is_some() {
+        time_index(stores, f, lo, hi, newest)?
+    } else if let Some(a) = f.allowed {
+        postings(
+            &stores.idx_decision,
+            store::decision_value(a),
+            lo,
+            hi,
+            newest,
+        )
+    } else {
+        return scan_records(stores, f, lo, hi, newest);
+    };
+
+    let mut records = Vec::with_capacity(f.limit.min(64));
+    let mut more = false;
+    for seq in candidates {
+        let seq = seq?;
+        // An index entry whose record is gone (pruned concurrently) is skipped.
+        let Some(rec) = stores.get_record(seq)? else {
+            continue;
+        };
+        if !f.matches(&rec) {
+            continue;
+        }
+        if records.len() == f.limit {
+            more = true;
+            break;
+        }
+        records.push(rec);
+    }
+    let next_cursor = if more {
+        records.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(AuditPage {
+        records,
+        next_cursor,
+    })
+}
+
+/// No usable index: walk the records in result order. A request-id filter is
+/// checked on the raw bytes first, so a lookup by request id decodes one record.
+fn scan_records(
+    stores: &Stores,
+    f: &AuditFilter,
+    lo: u64,
+    hi: u64,
+    newest: bool,
+) -> Result<AuditPage, RecordError> {
+    let range = stores.records.range(seq_key(lo)..=seq_key(hi));
+    let it: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    let mut records = Vec::with_capacity(f.limit.min(64));
+    let mut more = false;
+    for item in it {
+        let (k, v) = item.map_err(|e| RecordError::Store(format!("audit query: {e}")))?;
+        let seq = codec::parse_seq(&k)
+            .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))?;
+        if let Some(want) = &f.request_id {
+            // Undecodable values fall through to the full decode, which reports them.
+            if codec::peek_request_id(&v).is_some_and(|got| got != want.as_bytes()) {
+                continue;
+            }
+        }
+        let rec = store::decode_stored(seq, &v)?;
+        if !f.matches(&rec) {
+            continue;
+        }
+        if records.len() == f.limit {
+            more = true;
+            break;
+        }
+        records.push(rec);
+    }
+    let next_cursor = if more {
+        records.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(AuditPage {
+        records,
+        next_cursor,
+    })
+}
+
+/// Seqs in [lo, hi] from the postings of `value`, in result order.
+/// Postings are keyed by their batch's first seq and a batch spans at most
+/// MAX_BATCH_CAP seqs, so the scan starts that far below `lo`.
+fn postings(
+    tree: &sled::Tree,
+    value: &[u8],
+    lo: u64,
+    hi: u64,
+    newest: bool,
+) -> Box<dyn Iterator<Item = Result<u64, RecordError>>> {
+    let prefix = store::string_index_prefix(value);
+    let mut start = prefix.clone();
+    start.extend_from_slice(&lo.saturating_sub(store::MAX_BATCH_CAP as u64).to_be_bytes());
+    let mut end = prefix;
+    end.extend_from_slice(&hi.to_be_bytes());
+    let range = tree.range(start..=end);
+    let per_key =
+        move |r: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<u64, RecordError>> {
+            let seqs = r
+                .map_err(|e| RecordError::Store(format!("audit index: {e}")))
+                .and_then(|(_, v)| store::posting_seqs(&v));
+            match seqs {
+                Err(e) => vec![Err(e)],
+                Ok(mut seqs) => {
+                    seqs.retain(|s| *s >= lo && *s <= hi);
+                    if newest {
+                        seqs.reverse();
+                    }
+                    seqs.into_iter().map(Ok).collect()
+                }
+            }
+        };
+    if newest {
+        Box::new(range.rev().flat_map(per_key))
+    } else {
+        Box::new(range.flat_map(per_key))
+    }
+}
+
+/// The time index is ordered by time, results by seq: collect the seqs in the time
+/// range, then sort. Cost grows with the number of records in the range.
+fn time_index(
+    stores: &Stores,
+    f: &AuditFilter,
+    lo: u64,
+    hi: u64,
+    newest: bool,
+) -> Result<Box<dyn Iterator<Item = Result<u64, RecordError>>>, RecordError> {
+    let start = match f.since_nanos {
+        Some(s) => Bound::Included(store::time_index_key(s, 0)),
+        None => Bound::Unbounded,
+    };
+    let end = match f.until_nanos {
+        Some(u) => Bound::Included(store::time_index_key(u, u64::MAX)),
+        None => Bound::Unbounded,
+    };
+    let mut seqs = Vec::new();
+    for r in stores.idx_time.range::<Vec<u8>, _>((start, end)) {
+        let (_, v) = r.map_err(|e| RecordError::Store(format!("audit time index: {e}")))?;
+        seqs.extend(
+            store::posting_seqs(&v)?
+                .into_iter()
+                .filter(|s| *s >= lo && *s <= hi),
+        );
+    }
+    seqs.sort_unstable();
+    if newest {
+        seqs.reverse();
+    }
+    Ok(Box::new(seqs.into_iter().map(Ok)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_every_parameter() {
+        let f = AuditFilter::from_query_pairs(&pairs(&[
+            ("caller", "svc"),
+            ("target", "web"),
+            ("action", "container.start"),
+            ("decision", "deny"),
+            ("since", "2026-01-01T00:00:00Z"),
+            ("until", "2026-01-02T00:00:00+01:00"),
+            ("request_id", "r-1"),
+            ("limit", "5"),
+            ("cursor", "77"),
+            ("order", "oldest"),
+        ]))
+        .unwrap();
+        assert_eq!(f.caller.as_deref(), Some("svc"));
+        assert_eq!(f.target.as_deref(), Some("web"));
+        assert_eq!(f.allowed, Some(false));
+        assert_eq!(f.since_nanos, Some(1_767_225_600_000_000_000));
+        assert_eq!(
+            f.until_nanos,
+            Some(1_767_225_600_000_000_000 + 23 * 3600 * 1_000_000_000)
+        );
+        assert_eq!((f.limit, f.cursor, f.order), (5, Some(77), Order::Oldest));
+    }
+
+    #[test]
+    fn offset_plus_lost_to_form_decoding_is_restored() {
+        let a = parse_rfc3339_nanos("since", "2026-01-02T00:00:00 01:00").unwrap();
+        let b = parse_rfc3339_nanos("since", "2026-01-02T00:00:00+01:00").unwrap();
+        assert_eq!(a, b);
+        assert!(parse_rfc3339_nanos("since", "2026-01-02T00:00:00 xx:00").is_err());
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        let bad = [
+            ("decision", "maybe"),
+            ("since", "yesterday"),
+            ("limit", "0"),
+            ("limit", "1001"),
+            ("limit", "-1"),
+            ("cursor", "x"),
+            ("order", "random"),
+            ("colour", "red"),
+            ("caller", ""),
+        ];
+        for (k, v) in bad {
+            let e = AuditFilter::from_query_pairs(&pairs(&[(k, v)])).unwrap_err();
+            assert_eq!(e.param, k, "{e}");
+        }
+        let dup = AuditFilter::from_query_pairs(&pairs(&[("caller", "a"), ("caller", "b")]));
+        assert!(dup.unwrap_err().reason.contains("more than once"));
+        let inverted = AuditFilter::from_query_pairs(&pairs(&[
+            ("since", "2026-01-02T00:00:00Z"),
+            ("until", "2026-01-01T00:00:00Z"),
+        ]));
+        assert!(inverted.is_err());
+    }
+
+    #[test]
+    fn matches_target_by_id_or_name() {
+        let rec = AuditRecord {
+            target_id: Some("abc".into()),
+            target_name: Some("web".into()),
+            ..Default::default()
+        };
+        for t in ["abc", "web"] {
+            let f = AuditFilter {
+                target: Some(t.into()),
+                ..Default::default()
+            };
+            assert!(f.matches(&rec));
+        }
+        let f = AuditFilter {
+            target: Some("ab".into()),
+            ..Default::default()
+        };
+        assert!(!f.matches(&rec));
+    }
+}

@@ -17,7 +17,11 @@ pub enum Identification {
     /// The listener is pinned to one caller.
     Listener { listener: String },
     /// The unix peer's credentials (SO_PEERCRED).
-    PeerCredentials { uid: u32, gid: u32, pid: Option<i32> },
+    PeerCredentials {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
     /// A bearer token; `token_id` names the token, never its secret.
     Token { token_id: String },
     /// A verified TLS client certificate.

@@ -13,7 +13,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> ProxyBody {
@@ -46,6 +48,8 @@ pub fn refusal(
 ) -> Response<ProxyBody> {
     error(
         status,
-        format!("portcullis: {caller} may not {action} {target}: {reason} (decision {decision_id})"),
+        format!(
+            "portcullis: {caller} may not {action} {target}: {reason} (decision {decision_id})"
+        ),
     )
 }

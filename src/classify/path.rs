@@ -37,7 +37,10 @@ pub struct VersionRange {
 
 impl Default for VersionRange {
     fn default() -> Self {
-        Self { min: ApiVersion::new(1, 24), max: ApiVersion::new(1, 56) }
+        Self {
+            min: ApiVersion::new(1, 24),
+            max: ApiVersion::new(1, 56),
+        }
     }
 }
 

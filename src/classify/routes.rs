@@ -3,7 +3,7 @@
 //!
 //! (Skeleton: the classify helper fills in the table and the matcher.)
 
-use super::{path, Action, ClassifyError, Classified, Resource, ResourceKind, VersionRange};
+use super::{path, Action, Classified, ClassifyError, Resource, ResourceKind, VersionRange};
 
 /// Who serves a classified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,13 @@ pub(super) fn classify(
     versions: &VersionRange,
 ) -> Result<Classified, ClassifyError> {
     let _ = (versions, path::form_get(&[], ""));
-    let _ = (Action("x"), Resource { kind: ResourceKind::System, name: None });
+    let _ = (
+        Action("x"),
+        Resource {
+            kind: ResourceKind::System,
+            name: None,
+        },
+    );
     Err(ClassifyError::UnknownRoute {
         method: method.to_string(),
         path: path_and_query.to_string(),

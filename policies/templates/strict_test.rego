@@ -1,0 +1,5 @@
+package portcullis_test
+
+import rego.v1
+
+test_placeholder if true

@@ -155,12 +155,15 @@ needs := {
 	"grpc.open": "allow_tunnels containing grpc",
 }
 
-need_for(action) := n if {
-	n := needs[action]
-} else := n if {
-	n := container_rights[action]
-} else := n if {
-	n := sprintf("resources.%s.%s", resource_rights[action])
+# (A rule, not a function, and `else` values written as expressions: the RVM
+# in regorus 0.14 loses variables bound in an `else` body, and `else` on
+# functions.)
+need := needs[input.action] if {
+	needs[input.action]
+} else := container_rights[input.action] if {
+	container_rights[input.action]
+} else := sprintf("resources.%s.%s", resource_rights[input.action]) if {
+	resource_rights[input.action]
 } else := "a trust relationship"
 
 # grants(m): relationship fact m grants the action, hardening aside.

@@ -91,4 +91,4 @@ no_grant_reason := sprintf("caller %s has no trust relationship for %s", [caller
 } else := sprintf("%s on %s by caller %s: tunnels are disabled (template %s)", [input.action, target_desc, caller_name, data.portcullis.settings.template]) if {
 	tunnel_of[input.action]
 	data.portcullis.settings.tunnels != true
-} else := sprintf("no trust relationship of caller %s grants %s on %s (needs %s)", [caller_name, input.action, target_desc, need_for(input.action)])
+} else := sprintf("no trust relationship of caller %s grants %s on %s (needs %s)", [caller_name, input.action, target_desc, need])

@@ -805,6 +805,122 @@ mod tests {
         })
     }
 
+    fn engines(specs: &[serde_json::Value]) -> Vec<PolicyEngine> {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = TrustStore::open(&db).unwrap();
+        for spec in specs {
+            store.create_json(spec).unwrap();
+        }
+        let rvm = PolicyEngine::load(PolicySource::Embedded(Template::Standard));
+        let interp = PolicyEngine::load_interpreted(PolicySource::Embedded(Template::Standard));
+        rvm.attach_trust(store.clone()).unwrap();
+        interp.attach_trust(store).unwrap();
+        assert_eq!(rvm.evaluator(), Evaluator::Rvm);
+        assert_eq!(interp.evaluator(), Evaluator::Interpreter);
+        vec![rvm, interp]
+    }
+
+    /// Decide on both evaluators; they must agree.
+    fn decide(engines: &[PolicyEngine], input: serde_json::Value) -> Decision {
+        let a = engines[0].decide_json(input.clone());
+        let b = engines[1].decide_json(input);
+        assert_eq!(a, b, "RVM and interpreter disagree");
+        a
+    }
+
+    fn rel(caller: &str, target: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut v = json!({"caller_service": caller, "target_container": target});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    #[test]
+    fn seed_rights_on_both_evaluators() {
+        let e = engines(&[rel("ci", "web-*", json!({"can_restart": true}))]);
+        let d = decide(&e, input("ci", "container.restart", "web-1"));
+        assert!(d.allowed, "{d:?}");
+        assert!(d.trust_id.is_some());
+        assert!(
+            d.reasons[0].contains("allowed by trust relationship"),
+            "{d:?}"
+        );
+        let d = decide(&e, input("ci", "container.exec", "web-1"));
+        assert!(!d.allowed);
+        assert!(d.reasons[0].contains("needs can_exec"), "{d:?}");
+        let d = decide(&e, input("ci", "container.logs", "web-1"));
+        assert!(d.allowed, "default can_logs");
+        let d = decide(&e, input("ci", "container.restart", "db"));
+        assert!(!d.allowed);
+        assert!(
+            d.reasons[0].contains("no trust relationship for db"),
+            "{d:?}"
+        );
+        let d = decide(&e, input("other", "container.inspect", "web-1"));
+        assert!(!d.allowed);
+    }
+
+    #[test]
+    fn admin_and_unidentified() {
+        let e = engines(&[]);
+        let mut admin = input("root", "container.prune", "");
+        admin["caller"]["admin"] = json!(true);
+        assert!(decide(&e, admin).allowed);
+        let mut anon = input("unidentified(x)", "system.ping", "");
+        anon["caller"]["identified"] = json!(false);
+        let d = decide(&e, anon);
+        assert!(!d.allowed);
+        assert!(d.reasons[0].contains("not identified"));
+        let d = decide(&e, input("ci", "no.such.action", "x"));
+        assert!(!d.allowed);
+        assert!(d.reasons[0].contains("not known"), "{d:?}");
+    }
+
+    #[test]
+    fn files_and_hardening() {
+        let e = engines(&[rel(
+            "ci",
+            "web-1",
+            json!({"file_write_paths": ["/app/config/*"], "can_create": true, "allowed_images": ["busybox:*"]}),
+        )]);
+        let mut w = input("ci", "file.write", "web-1");
+        w["file"] =
+            json!({"path": "/app/config/a", "resolved_path": "/app/config/a", "mount": null});
+        assert!(decide(&e, w.clone()).allowed);
+        w["file"]["resolved_path"] = json!("/etc/passwd");
+        assert!(!decide(&e, w.clone()).allowed);
+        w["file"] = json!({"path": "/app/config/a", "resolved_path": "/app/config/a",
+            "mount": {"type": "bind", "source": "/srv/x", "destination": "/app/config", "rw": true}});
+        let d = decide(&e, w);
+        assert!(!d.allowed);
+        assert!(d.reasons[0].contains("bind mount /srv/x"), "{d:?}");
+
+        let mut c = input("ci", "container.create", "web-1");
+        c["body"] = json!({"Image": "busybox", "HostConfig": {"Privileged": true}});
+        let d = decide(&e, c.clone());
+        assert!(!d.allowed);
+        assert_eq!(d.reasons, vec!["privileged containers are not allowed for caller ci (no trust relationship opts in)"]);
+        c["body"] = json!({"Image": "alpine"});
+        assert!(!decide(&e, c.clone()).allowed);
+        c["body"] = json!({"Image": "busybox:1"});
+        assert!(decide(&e, c).allowed);
+    }
+
+    #[test]
+    fn expired_relationships_grant_nothing() {
+        let e = engines(&[rel(
+            "ci",
+            "web",
+            json!({"expires_at": "2024-06-01T00:00:00Z"}),
+        )]);
+        let mut i = input("ci", "container.inspect", "web");
+        i["now"] = json!("2024-05-01T00:00:00Z");
+        assert!(decide(&e, i.clone()).allowed);
+        i["now"] = json!("2024-07-01T00:00:00Z");
+        assert!(!decide(&e, i).allowed);
+    }
+
     #[test]
     fn default_policy_runs_on_the_rvm() {
         let engine = PolicyEngine::load(PolicySource::Embedded(Template::Standard));

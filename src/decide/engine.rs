@@ -95,6 +95,11 @@ const PERMISSIVE: (&str, &str) = (
     include_str!("../../policies/templates/permissive.rego"),
 );
 
+const TESTLIB: (&str, &str) = (
+    "testlib_test.rego",
+    include_str!("../../policies/testlib_test.rego"),
+);
+
 const STANDARD_TESTS: &[(&str, &str)] = &[
     (
         "portcullis_test.rego",
@@ -136,8 +141,8 @@ impl Template {
             Template::Standard => STANDARD_TESTS,
             Template::Permissive => PERMISSIVE_TESTS,
         };
-        tests
-            .iter()
+        std::iter::once(&TESTLIB)
+            .chain(tests)
             .map(|(n, s)| (n.to_string(), s.to_string()))
             .collect()
     }

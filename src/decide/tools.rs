@@ -268,3 +268,18 @@ pub fn render_decision(decision: &Decision) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Template;
+
+    #[test]
+    fn shipped_tests_pass() {
+        for template in [Template::Standard, Template::Strict, Template::Permissive] {
+            let report = policy_test(&PolicySource::Embedded(template));
+            assert!(report.passed(), "{template}:\n{}", report.render());
+            assert!(report.outcomes.len() >= 2, "{template}");
+        }
+    }
+}

@@ -926,6 +926,231 @@ mod tests {
         assert!(!decide(&e, i).allowed);
     }
 
+    const ALLOW_ALL: &str = "package portcullis\nimport rego.v1\ndecision := {\"allowed\": true, \"reasons\": [\"custom\"], \"trust_id\": null}\n";
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn interpreter_fallback_for_with_and_print() {
+        let with_policy = "package portcullis\nimport rego.v1\nflag := input.flag\ndecision := {\"allowed\": x, \"reasons\": [\"w\"], \"trust_id\": null} if {\n  x := flag with input.flag as true\n}\n";
+        let print_policy = "package portcullis\nimport rego.v1\ndecision := {\"allowed\": true, \"reasons\": [\"p\"], \"trust_id\": null} if {\n  print(\"hello\")\n}\n";
+        for (policy, reason) in [(with_policy, "w"), (print_policy, "p")] {
+            let dir = dir_with(&[("p.rego", policy)]);
+            let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+            assert_eq!(engine.last_error(), None);
+            assert_eq!(engine.evaluator(), Evaluator::Interpreter);
+            assert!(engine.status().rvm_rejection.is_some());
+            let d = engine.decide_json(input("ci", "container.inspect", "x"));
+            assert!(d.allowed, "{d:?}");
+            assert_eq!(d.reasons, vec![reason]);
+        }
+    }
+
+    #[test]
+    fn broken_policy_keeps_the_previous_one() {
+        let dir = dir_with(&[("p.rego", ALLOW_ALL)]);
+        let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        let before = engine.version();
+        assert!(
+            engine
+                .decide_json(input("ci", "container.inspect", "x"))
+                .allowed
+        );
+        std::fs::write(
+            dir.path().join("p.rego"),
+            "package portcullis\ndecision := {\n",
+        )
+        .unwrap();
+        let errors = engine.reload_policies().unwrap_err();
+        assert!(errors[0].file.ends_with("p.rego"));
+        assert!(engine.last_error().is_some());
+        assert!(engine.status().last_error.is_some());
+        assert_eq!(engine.version(), before);
+        assert!(
+            engine
+                .decide_json(input("ci", "container.inspect", "x"))
+                .allowed
+        );
+        // A fixed policy replaces it and clears the error.
+        std::fs::write(
+            dir.path().join("p.rego"),
+            ALLOW_ALL.replace("true", "false"),
+        )
+        .unwrap();
+        engine.reload_policies().unwrap();
+        assert_eq!(engine.last_error(), None);
+        assert_ne!(engine.version(), before);
+        assert!(
+            !engine
+                .decide_json(input("ci", "container.inspect", "x"))
+                .allowed
+        );
+    }
+
+    #[test]
+    fn no_loadable_policy_denies_everything() {
+        let empty = tempfile::tempdir().unwrap();
+        let engine = PolicyEngine::load(PolicySource::Dir(empty.path().into()));
+        assert!(engine.last_error().is_some());
+        assert_eq!(engine.evaluator(), Evaluator::None);
+        let mut admin = input("root", "system.ping", "");
+        admin["caller"]["admin"] = json!(true);
+        let d = engine.decide_json(admin);
+        assert!(!d.allowed);
+        assert!(d.reasons[0].contains("no policy is loaded"), "{d:?}");
+        // Only test files: still nothing to serve.
+        let tests_only = dir_with(&[("a_test.rego", ALLOW_ALL)]);
+        let engine = PolicyEngine::load(PolicySource::Dir(tests_only.path().into()));
+        assert!(!engine.decide_json(input("ci", "system.ping", "")).allowed);
+        // A policy without the entry point refuses too.
+        let other = dir_with(&[("p.rego", "package other\nx := 1\n")]);
+        let engine = PolicyEngine::load(PolicySource::Dir(other.path().into()));
+        assert!(!engine.decide_json(input("ci", "system.ping", "")).allowed);
+    }
+
+    #[test]
+    fn evaluation_errors_fail_closed() {
+        let policy = "package portcullis\nimport rego.v1\ndecision := {\"allowed\": true, \"reasons\": [\"x\"], \"trust_id\": null} if {\n  x := 1 / input.zero\n  x > 0\n}\n";
+        let malformed = "package portcullis\nimport rego.v1\ndecision := {\"allowed\": \"yes\"}\n";
+        for text in [policy, malformed] {
+            let dir = dir_with(&[("p.rego", text)]);
+            let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+            let mut i = input("ci", "system.ping", "");
+            i["zero"] = json!(0);
+            let d = engine.decide_json(i);
+            assert!(!d.allowed, "{d:?}");
+        }
+        let engine = PolicyEngine::load(PolicySource::Embedded(Template::Standard));
+        let mut bad_time = input("ci", "system.ping", "");
+        bad_time["now"] = json!("yesterday");
+        assert!(!engine.decide_json(bad_time).allowed);
+    }
+
+    #[test]
+    fn trust_reload_changes_decisions_and_version() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = TrustStore::open(&db).unwrap();
+        let engine = PolicyEngine::load(PolicySource::Embedded(Template::Standard));
+        engine.attach_trust(store.clone()).unwrap();
+        assert!(
+            !engine
+                .decide_json(input("ci", "container.start", "web"))
+                .allowed
+        );
+        let v0 = engine.version();
+        let r = store
+            .create_json(
+                &json!({"caller_service": "ci", "target_container": "web", "can_start": true}),
+            )
+            .unwrap();
+        engine.reload_trust().unwrap();
+        assert!(
+            engine
+                .decide_json(input("ci", "container.start", "web"))
+                .allowed
+        );
+        assert_ne!(engine.version(), v0);
+        assert!(engine.version().ends_with("-t1"));
+        store.patch(&r.id, &json!({"can_start": false})).unwrap();
+        engine.reload_trust().unwrap();
+        assert!(
+            !engine
+                .decide_json(input("ci", "container.start", "web"))
+                .allowed
+        );
+    }
+
+    #[test]
+    fn watch_reloads_within_a_second() {
+        let dir = dir_with(&[("p.rego", ALLOW_ALL)]);
+        let engine = Arc::new(PolicyEngine::load(PolicySource::Dir(dir.path().into())));
+        let _watcher = engine.watch(dir.path().into()).unwrap();
+        let before = engine.version();
+        std::fs::write(
+            dir.path().join("p.rego"),
+            ALLOW_ALL.replace("true", "false"),
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        while engine.version() == before && start.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "reload took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            !engine
+                .decide_json(input("ci", "container.inspect", "x"))
+                .allowed
+        );
+    }
+
+    #[test]
+    fn decisions_continue_during_reloads() {
+        let engine = Arc::new(PolicyEngine::load(PolicySource::Embedded(
+            Template::Standard,
+        )));
+        engine
+            .set_trust(TrustSnapshot {
+                revision: 1,
+                relationships: vec![crate::trust::TrustRelationship {
+                    id: "r".into(),
+                    spec: crate::trust::TrustSpec::from_json(
+                        &json!({"caller_service": "ci", "target_container": "*"}),
+                    )
+                    .unwrap(),
+                    created_at: "2024-01-01T00:00:00Z".into(),
+                    updated_at: "2024-01-01T00:00:00Z".into(),
+                }],
+            })
+            .unwrap();
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    (0..100).all(|_| {
+                        engine
+                            .decide_json(input("ci", "container.inspect", "x"))
+                            .allowed
+                    })
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            engine.reload_policies().unwrap();
+        }
+        for w in workers {
+            assert!(w.join().unwrap());
+        }
+    }
+
+    #[test]
+    fn templates_load_on_the_rvm() {
+        for t in [Template::Strict, Template::Standard, Template::Permissive] {
+            let engine = PolicyEngine::load(PolicySource::Embedded(t));
+            assert_eq!(
+                engine.evaluator(),
+                Evaluator::Rvm,
+                "{t}: {:?}",
+                engine.status().rvm_rejection
+            );
+        }
+        let strict = PolicyEngine::load(PolicySource::Embedded(Template::Strict));
+        let permissive = PolicyEngine::load(PolicySource::Embedded(Template::Permissive));
+        let mut image_list = input("ci", "image.list", "");
+        image_list["resource"] = json!({"kind": "image", "name": null});
+        assert!(permissive.decide_json(image_list.clone()).allowed);
+        assert!(!strict.decide_json(image_list).allowed);
+    }
+
     #[test]
     fn default_policy_runs_on_the_rvm() {
         let engine = PolicyEngine::load(PolicySource::Embedded(Template::Standard));

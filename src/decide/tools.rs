@@ -279,7 +279,92 @@ mod tests {
         for template in [Template::Standard, Template::Strict, Template::Permissive] {
             let report = policy_test(&PolicySource::Embedded(template));
             assert!(report.passed(), "{template}:\n{}", report.render());
-            assert!(report.outcomes.len() >= 2, "{template}");
+            assert!(report.outcomes.len() >= 5, "{template}");
+            assert!(report.render().contains("PASS: "), "{}", report.render());
         }
+    }
+
+    #[test]
+    fn a_broken_test_fails_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in Template::Standard.files() {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("mine_test.rego"),
+            "package mine_test\nimport rego.v1\n\ntest_ok if data.portcullis.settings.template == \"standard\"\n\ntest_wrong if data.portcullis.settings.template == \"strict\"\n\ntest_error if 1 / 0\n",
+        )
+        .unwrap();
+        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()));
+        let text = report.render();
+        assert!(!report.passed(), "{text}");
+        assert_eq!(report.exit_code(), 1);
+        assert!(text.contains("data.mine_test.test_ok: PASS"), "{text}");
+        assert!(text.contains("data.mine_test.test_wrong: FAIL"), "{text}");
+        assert!(text.contains("FAIL: 2/3"), "{text}");
+    }
+
+    #[test]
+    fn a_test_file_that_does_not_parse_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("x_test.rego"),
+            "package x_test\ntest_a if {\n",
+        )
+        .unwrap();
+        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()));
+        assert!(!report.passed());
+        assert_eq!(
+            report.compile_errors[0].line,
+            Some(3),
+            "{:?}",
+            report.compile_errors
+        );
+    }
+
+    #[test]
+    fn check_reports_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.rego"), "package portcullis\nimport rego.v1\n\ndecision := {\"allowed\": true, \"reasons\": [], \"trust_id\": null} if {\n  input.x ==\n}\n").unwrap();
+        let errors = policy_check(&PolicySource::Dir(dir.path().to_path_buf())).unwrap_err();
+        assert!(errors[0].file.ends_with("a.rego"), "{errors:?}");
+        assert_eq!(errors[0].line, Some(6), "{errors:?}");
+        let ok = policy_check(&PolicySource::Embedded(Template::Strict)).unwrap();
+        assert_eq!(ok.evaluator, Evaluator::Rvm);
+        assert!(ok.files.iter().any(|f| f.contains("strict")));
+    }
+
+    #[test]
+    fn eval_through_the_same_code_as_serve() {
+        let trust = r#"[{"caller_service": "ci", "target_container": "web-*", "can_restart": true, "id": "t1"}]"#;
+        let input = r#"{"caller": {"name": "ci", "admin": false, "identified": true},
+            "action": "container.restart", "resource": {"kind": "container", "name": "web-2"},
+            "target": {"name": "web-2", "labels": {}}, "body": null, "file": null}"#;
+        let d = policy_eval(
+            &PolicySource::Embedded(Template::Standard),
+            input,
+            Some(trust),
+        )
+        .unwrap();
+        assert!(d.allowed, "{d:?}");
+        assert_eq!(d.trust_id.as_deref(), Some("t1"));
+        let text = render_decision(&d);
+        assert!(
+            text.contains("decision: allow") && text.contains("trust_id: t1"),
+            "{text}"
+        );
+        let denied = policy_eval(
+            &PolicySource::Embedded(Template::Standard),
+            &input.replace("restart", "exec"),
+            Some(trust),
+        )
+        .unwrap();
+        assert!(!denied.allowed);
+        assert!(policy_eval(
+            &PolicySource::Embedded(Template::Standard),
+            input,
+            Some(r#"[{"caller_service": "ci"}]"#)
+        )
+        .is_err());
     }
 }

@@ -225,12 +225,23 @@ pub fn clean_path(path: &str) -> String {
 
 /// The whole trust table compiled, indexed by caller so a decision never scans
 /// other callers' relationships.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompiledTrust {
     pub revision: u64,
     pub by_caller: HashMap<String, Vec<Arc<CompiledRelationship>>>,
     /// `data.trust` for the policy: `{revision, by_caller: {caller: [rel...]}}`.
     pub data: serde_json::Value,
+}
+
+impl Default for CompiledTrust {
+    /// No relationships (every non-admin request is refused).
+    fn default() -> Self {
+        CompiledTrust {
+            revision: 0,
+            by_caller: HashMap::new(),
+            data: serde_json::json!({"trust": {"revision": 0, "by_caller": {}}}),
+        }
+    }
 }
 
 impl CompiledTrust {

@@ -1151,6 +1151,103 @@ mod tests {
         assert!(!strict.decide_json(image_list).allowed);
     }
 
+    /// The hardening rules run on the RVM in production but are unit-tested in
+    /// Rego on the interpreter: check both agree on every rule.
+    #[test]
+    fn hardening_agrees_on_both_evaluators() {
+        let e = engines(&[
+            rel(
+                "ci",
+                "web-*",
+                json!({"can_create": true, "allowed_images": ["busybox*"], "can_exec": true,
+                "allow_bind_mounts": ["/srv/**"], "resources": {"networks": {"write": true}, "plugins": {"write": true},
+                "swarm": {"write": true}, "volumes": {"write": true}}}),
+            ),
+            rel("ci", "db", json!({"can_inspect": false})),
+            rel(
+                "ops",
+                "*",
+                json!({"can_create": true, "allowed_images": ["*"], "allow_privileged": true,
+                "allow_host_namespaces": true, "allow_cap_add": ["ALL"], "allow_unconfined": true, "allow_devices": true,
+                "allow_bind_mounts": ["/var/run/docker.sock", "/**"], "allow_sysctls": true, "allow_privileged_exec": true,
+                "allow_plugins": true, "can_exec": true, "resources": {"networks": {"write": true}, "plugins": {"write": true}}}),
+            ),
+        ]);
+        let hcs = [
+            (json!({}), true),
+            (json!({"Privileged": true}), false),
+            (json!({"NetworkMode": "host"}), false),
+            (json!({"PidMode": "host"}), false),
+            (json!({"IpcMode": "host"}), false),
+            (json!({"UTSMode": "host"}), false),
+            (json!({"UsernsMode": "host"}), false),
+            (json!({"CgroupnsMode": "host"}), false),
+            (json!({"NetworkMode": "container:db"}), false),
+            (json!({"NetworkMode": "container:web-2"}), true),
+            (json!({"VolumesFrom": ["db:ro"]}), false),
+            (json!({"CapAdd": ["SYS_ADMIN"]}), false),
+            (json!({"CapAdd": ["CHOWN", "cap_kill"]}), true),
+            (json!({"CapAdd": ["ALL"]}), false),
+            (json!({"SecurityOpt": ["seccomp:unconfined"]}), false),
+            (json!({"SecurityOpt": ["label=disable"]}), false),
+            (json!({"SecurityOpt": ["no-new-privileges"]}), true),
+            (json!({"MaskedPaths": []}), false),
+            (json!({"Devices": [{"PathOnHost": "/dev/kmsg"}]}), false),
+            (json!({"DeviceRequests": [{"Count": -1}]}), false),
+            (json!({"DeviceCgroupRules": ["a *:* rwm"]}), false),
+            (json!({"Binds": ["/srv/app:/app"]}), true),
+            (json!({"Binds": ["/etc:/etc"]}), false),
+            (
+                json!({"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]}),
+                false,
+            ),
+            // `/` holds the socket: even `/**` does not grant it (checked below).
+            (json!({"Mounts": [{"Type": "bind", "Source": "/"}]}), false),
+            (
+                json!({"Mounts": [{"Type": "volume", "Source": "v", "VolumeOptions": {"DriverConfig": {"Options": {"o": "bind", "device": "/root"}}}}]}),
+                false,
+            ),
+            (json!({"Sysctls": {"kernel.msgmax": "1"}}), false),
+        ];
+        for (hc, expected) in hcs {
+            for caller in ["ci", "ops"] {
+                let mut i = input(caller, "container.create", "web-1");
+                i["body"] = json!({"Image": "busybox", "HostConfig": hc});
+                let d = decide(&e, i);
+                let root_bind = hc.to_string().contains(r#""Source":"/""#);
+                let want = expected || (caller == "ops" && !root_bind);
+                assert_eq!(d.allowed, want, "{caller} {hc}: {d:?}");
+                if !d.allowed {
+                    let who = format!("caller {caller}");
+                    assert!(d.reasons.iter().all(|r| r.contains(&who)), "{d:?}");
+                }
+            }
+        }
+        let mut endpoint = input("ci", "container.create", "web-1");
+        endpoint["body"] = json!({"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"n": {"DriverOpts": {"com.docker.network.endpoint.sysctls": "x=1"}}}}});
+        assert!(!decide(&e, endpoint).allowed);
+        let mut exec = input("ci", "container.exec", "web-1");
+        exec["body"] = json!({"Cmd": ["id"], "Privileged": true});
+        assert!(!decide(&e, exec.clone()).allowed);
+        exec["caller"]["name"] = json!("ops");
+        assert!(decide(&e, exec).allowed);
+        for action in ["plugin.install", "plugin.set", "plugin.upgrade"] {
+            assert!(!decide(&e, input("ci", action, "p")).allowed);
+            assert!(decide(&e, input("ops", action, "p")).allowed);
+        }
+        let mut connect = input("ci", "network.connect", "n");
+        connect["body"] = json!({"Container": "web-1", "EndpointConfig": {"DriverOpts": {"com.docker.network.endpoint.sysctls": "x=1"}}});
+        assert!(!decide(&e, connect).allowed);
+        let mut service = input("ci", "service.create", "s");
+        service["body"] = json!({"TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Mounts": [{"Type": "bind", "Source": "/etc"}]}}});
+        assert!(!decide(&e, service).allowed);
+        let mut volume = input("ci", "volume.create", "v");
+        volume["body"] = json!({"DriverOpts": {"device": "/srv/x", "o": "bind"}});
+        assert!(decide(&e, volume.clone()).allowed);
+        volume["body"] = json!({"DriverOpts": {"device": "/etc", "o": "bind"}});
+        assert!(!decide(&e, volume).allowed);
+    }
+
     #[test]
     fn default_policy_runs_on_the_rvm() {
         let engine = PolicyEngine::load(PolicySource::Embedded(Template::Standard));

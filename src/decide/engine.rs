@@ -292,7 +292,7 @@ enum Compiled {
         program: Arc<Program>,
         policy: CompiledPolicy,
     },
-    Interpreter(Engine),
+    Interpreter(Box<Engine>),
     Nothing(String),
 }
 
@@ -373,7 +373,7 @@ fn compile_for(
         Ok(program) => (Compiled::Rvm { program, policy }, None),
         Err(e) => {
             tracing::info!(error = %e, "policy not supported by the RVM; using the interpreter");
-            (Compiled::Interpreter(engine), Some(e.to_string()))
+            (Compiled::Interpreter(Box::new(engine)), Some(e.to_string()))
         }
     };
     Ok(LoadedPolicy {
@@ -729,7 +729,7 @@ fn new_worker(engine_id: u64, current: &Current) -> anyhow::Result<Worker> {
             vm.set_max_instructions(MAX_INSTRUCTIONS);
             Exec::Vm(Box::new(vm))
         }
-        Compiled::Interpreter(engine) => Exec::Interpreter(Box::new(engine.clone())),
+        Compiled::Interpreter(engine) => Exec::Interpreter(engine.clone()),
         Compiled::Nothing(why) => anyhow::bail!("no policy is loaded ({why})"),
     };
     Ok(Worker {

@@ -392,7 +392,7 @@ impl TrustStore {
         let record: TokenRecord = decode("token", &stored).ok()?;
         let presented = sha256_hex(secret);
         constant_time_eq(presented.as_bytes(), record.sha256.as_bytes())
-            .then(|| (record.caller, record.id))
+            .then_some((record.caller, record.id))
     }
 
     /// Revoke one token of a caller.

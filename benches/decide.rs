@@ -112,6 +112,32 @@ fn bench(c: &mut Criterion) {
     );
     let restart = input("container.restart", serde_json::Value::Null, None);
     let mut group = c.benchmark_group("decide");
+    // The Rust side alone: serialize, add the facts, convert for regorus.
+    let trust =
+        portcullis::trust::CompiledTrust::build(1, snapshot().relationships).expect("trust");
+    group.bench_function("input_only/to_value", |b| {
+        b.iter(|| serde_json::to_value(&write).expect("json"))
+    });
+    let base = serde_json::to_value(&write).expect("json");
+    group.bench_function("input_only/enrich", |b| {
+        b.iter(|| {
+            let mut v = base.clone();
+            portcullis::decide::facts::enrich(&mut v, &trust, 0);
+            v
+        })
+    });
+    let mut enriched = base.clone();
+    portcullis::decide::facts::enrich(&mut enriched, &trust, 0);
+    group.bench_function("input_only/convert", |b| {
+        b.iter(|| regorus::Value::from(enriched.clone()))
+    });
+    group.bench_function("input_only/file.write", |b| {
+        b.iter(|| {
+            let mut v = serde_json::to_value(&write).expect("json");
+            portcullis::decide::facts::enrich(&mut v, &trust, 0);
+            regorus::Value::from(v)
+        })
+    });
     for (name, engine) in &engines {
         engine.set_trust(snapshot()).expect("trust compiles");
         assert!(engine.decide(&write).allowed, "{:?}", engine.decide(&write));

@@ -36,7 +36,7 @@ usable := [m | some m in live; target_ok(m)]
 # dangerous setting the request asks for.
 grantors := [m | some m in usable; grants(m)]
 
-granting := [m | some m in grantors; count(unmet(m)) == 0]
+granting := [m | some m in grantors; clean(m)]
 
 public_read_ok if {
 	data.portcullis.settings.public_read == true

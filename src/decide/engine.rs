@@ -598,7 +598,7 @@ impl PolicyEngine {
 
     /// Evaluate a JSON input document (the JSON of a [`PolicyInput`]); the
     /// facts are added here. Used by [`Decide::decide`] and `policy eval`.
-    pub fn decide_json(&self, mut input: serde_json::Value) -> Decision {
+    pub fn decide_json(&self, input: serde_json::Value) -> Decision {
         let current = self.current();
         let version = current.version();
         let now_ns = match input
@@ -610,8 +610,11 @@ impl PolicyEngine {
             Some(Err(e)) => return Decision::deny(format!("malformed input: {e}"), &version),
             None => time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
         };
-        facts::enrich(&mut input, &current.trust.trust, now_ns);
-        match self.evaluate(&current, regorus::Value::from(input)) {
+        let value = match facts::to_policy_value(&input, &current.trust.trust, now_ns) {
+            Ok(v) => v,
+            Err(e) => return Decision::deny(format!("malformed input: {e}"), &version),
+        };
+        match self.evaluate(&current, value) {
             Ok(result) => to_decision(result, &version),
             Err(e) => {
                 tracing::warn!(error = %e, "policy evaluation failed; denying");

@@ -212,73 +212,79 @@ fn path_allowed(set: &globset::GlobSet, file: &Value) -> bool {
             .all(|e| e.as_str().is_some_and(|e| set.is_match(e)))
 }
 
-fn match_fact(
-    rel: &CompiledRelationship,
-    target_match: &str,
-    file: Option<&Value>,
-    image: Option<&str>,
-    host_paths: &[String],
-) -> Value {
-    let mut fact = match &rel.json {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    fact.insert("trust_id".into(), Value::from(rel.id()));
-    fact.insert("target_match".into(), Value::from(target_match));
-    let (readable, writable) = match file {
-        Some(f) if !f.is_null() => (
-            path_allowed(&rel.read_paths, f),
-            path_allowed(&rel.write_paths, f),
-        ),
-        _ => (false, false),
-    };
-    fact.insert("path_readable".into(), Value::from(readable));
-    fact.insert("path_writable".into(), Value::from(writable));
-    fact.insert(
-        "reads_everything".into(),
-        Value::from(
-            rel.relationship
-                .spec
-                .file_read_paths
-                .iter()
-                .any(|p| p == "/**" || p == "**"),
-        ),
-    );
-    fact.insert(
-        "image_allowed".into(),
-        Value::from(image.is_some_and(|i| rel.image_allowed(i))),
-    );
-    let allowed: Map<String, Value> = host_paths
-        .iter()
-        .map(|p| (p.clone(), Value::from(rel.bind_allowed(p))))
-        .collect();
-    fact.insert("host_paths_allowed".into(), Value::Object(allowed));
-    Value::Object(fact)
+/// The facts about one applicable relationship.
+pub struct MatchFact<'a> {
+    pub relationship: &'a CompiledRelationship,
+    pub target_match: &'static str,
+    pub path_readable: bool,
+    pub path_writable: bool,
+    pub reads_everything: bool,
+    pub image_allowed: bool,
+    pub host_paths_allowed: Vec<(String, bool)>,
 }
 
-/// Add the precomputed facts to an input document (the JSON of a
-/// [`super::PolicyInput`]). `now_ns` is the decision time.
-pub fn enrich(input: &mut Value, trust: &CompiledTrust, now_ns: i128) {
-    let action = input
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let caller = str_at(input, &["caller", "name"]).unwrap_or("").to_string();
-    let body = input.get("body").cloned().unwrap_or(Value::Null);
+/// Everything computed for one decision.
+pub struct Facts<'a> {
+    pub matches: Vec<MatchFact<'a>>,
+    pub image: Option<String>,
+    pub host_paths: Vec<String>,
+    pub refs: Vec<(String, bool)>,
+    pub now_ns: i128,
+}
+
+fn match_fact<'a>(
+    rel: &'a CompiledRelationship,
+    target_match: &'static str,
+    file: Option<&Value>,
+    action: &str,
+    image: Option<&str>,
+    host_paths: &[String],
+) -> MatchFact<'a> {
+    let file = file.filter(|f| !f.is_null());
+    // Only the side the action needs is matched: globs are the costly part.
+    let reading = matches!(action, "file.read" | "file.list" | "file.stat");
+    let writing = matches!(action, "file.write" | "file.delete");
+    MatchFact {
+        relationship: rel,
+        target_match,
+        path_readable: reading && file.is_some_and(|f| path_allowed(&rel.read_paths, f)),
+        path_writable: writing && file.is_some_and(|f| path_allowed(&rel.write_paths, f)),
+        reads_everything: rel
+            .relationship
+            .spec
+            .file_read_paths
+            .iter()
+            .any(|p| p == "/**" || p == "**"),
+        image_allowed: image.is_some_and(|i| rel.image_allowed(i)),
+        host_paths_allowed: host_paths
+            .iter()
+            .map(|p| (p.clone(), rel.bind_allowed(p)))
+            .collect(),
+    }
+}
+
+/// Compute the facts for an input document (the JSON of a [`super::PolicyInput`]).
+pub fn compute<'a>(input: &Value, trust: &'a CompiledTrust, now_ns: i128) -> Facts<'a> {
+    let action = input.get("action").and_then(Value::as_str).unwrap_or("");
+    let caller = str_at(input, &["caller", "name"]).unwrap_or("");
+    let body = input.get("body").unwrap_or(&Value::Null);
     let image = requested_image(input);
-    let host_paths = host_paths(&action, &body);
-    let refs = referenced_containers(&action, &body);
-    let file = input.get("file").cloned();
-    let (name, labels) = target_identity(input);
+    let host_paths = host_paths(action, body);
+    let refs = referenced_containers(action, body);
+    let file = input.get("file");
+    let targeted = is_container_targeted(action);
+    let (name, labels) = if targeted {
+        target_identity(input)
+    } else {
+        (None, BTreeMap::new())
+    };
 
     let relationships: Vec<&Arc<CompiledRelationship>> = trust
-        .for_caller(&caller)
+        .for_caller(caller)
         .iter()
         .filter(|r| !r.is_expired(now_ns))
         .collect();
-    let targeted = is_container_targeted(&action);
-    let mut matched: Vec<(&str, &Arc<CompiledRelationship>)> = relationships
+    let mut matched: Vec<(&'static str, &Arc<CompiledRelationship>)> = relationships
         .iter()
         .filter_map(|r| {
             if targeted {
@@ -290,39 +296,146 @@ pub fn enrich(input: &mut Value, trust: &CompiledTrust, now_ns: i128) {
             }
         })
         .collect();
-    matched.sort_by_key(|(how, r)| (specificity(how), r.id().to_string()));
-    let matches: Vec<Value> = matched
+    matched.sort_by(|(a, x), (b, y)| {
+        specificity(a)
+            .cmp(&specificity(b))
+            .then_with(|| x.id().cmp(y.id()))
+    });
+    let matches = matched
         .iter()
-        .map(|(how, r)| match_fact(r, how, file.as_ref(), image.as_deref(), &host_paths))
+        .map(|(how, r)| match_fact(r, how, file, action, image.as_deref(), &host_paths))
         .collect();
 
     let no_labels = BTreeMap::new();
-    let refs: Map<String, Value> = refs
+    let refs = refs
         .into_iter()
         .map(|name| {
             let inspectable = relationships.iter().any(|r| {
                 r.relationship.spec.can_inspect
                     && r.target.matches(Some(&name), &no_labels).is_some()
             });
-            (name, Value::from(inspectable))
+            (name, inspectable)
         })
         .collect();
+    Facts {
+        matches,
+        image,
+        host_paths,
+        refs,
+        now_ns,
+    }
+}
 
-    if let Value::Object(object) = input {
+impl Facts<'_> {
+    fn now_ns_i64(&self) -> i64 {
+        i64::try_from(self.now_ns).unwrap_or(i64::MAX)
+    }
+
+    /// Add the facts to a JSON input document.
+    pub fn add_to_json(&self, input: &mut Value) {
+        let Value::Object(object) = input else { return };
+        let matches = self
+            .matches
+            .iter()
+            .map(|m| {
+                let mut fact = match &m.relationship.json {
+                    Value::Object(o) => o.clone(),
+                    _ => Map::new(),
+                };
+                fact.insert("trust_id".into(), Value::from(m.relationship.id()));
+                fact.insert("target_match".into(), Value::from(m.target_match));
+                fact.insert("path_readable".into(), Value::from(m.path_readable));
+                fact.insert("path_writable".into(), Value::from(m.path_writable));
+                fact.insert("reads_everything".into(), Value::from(m.reads_everything));
+                fact.insert("image_allowed".into(), Value::from(m.image_allowed));
+                let allowed: Map<String, Value> = m
+                    .host_paths_allowed
+                    .iter()
+                    .map(|(p, a)| (p.clone(), Value::from(*a)))
+                    .collect();
+                fact.insert("host_paths_allowed".into(), Value::Object(allowed));
+                Value::Object(fact)
+            })
+            .collect();
         object.insert("matches".into(), Value::Array(matches));
         object.insert(
             "image".into(),
-            image.map(Value::from).unwrap_or(Value::Null),
+            self.image.clone().map(Value::from).unwrap_or(Value::Null),
         );
-        object.insert("host_paths".into(), json!(host_paths));
+        object.insert("host_paths".into(), json!(self.host_paths));
+        let refs: Map<String, Value> = self
+            .refs
+            .iter()
+            .map(|(n, i)| (n.clone(), Value::from(*i)))
+            .collect();
         object.insert("refs".into(), Value::Object(refs));
-        // Nanoseconds fit an f64 only approximately; a string-free integer is
-        // what `time.parse_rfc3339_ns` compares against.
-        object.insert(
-            "now_ns".into(),
-            Value::from(i64::try_from(now_ns).unwrap_or(i64::MAX)),
-        );
+        object.insert("now_ns".into(), Value::from(self.now_ns_i64()));
     }
+
+    /// Add the facts to a regorus input value, reusing each relationship's
+    /// pre-converted value (converting JSON is the costly step).
+    pub fn add_to_value(&self, input: &mut regorus::Value) -> anyhow::Result<()> {
+        use regorus::Value as V;
+        let mut matches = Vec::with_capacity(self.matches.len());
+        for m in &self.matches {
+            let mut fact = m.relationship.value.clone();
+            let object = fact.as_object_mut()?;
+            object.insert(V::from("trust_id"), V::from(m.relationship.id()));
+            object.insert(V::from("target_match"), V::from(m.target_match));
+            object.insert(V::from("path_readable"), V::from(m.path_readable));
+            object.insert(V::from("path_writable"), V::from(m.path_writable));
+            object.insert(V::from("reads_everything"), V::from(m.reads_everything));
+            object.insert(V::from("image_allowed"), V::from(m.image_allowed));
+            let allowed: BTreeMap<V, V> = m
+                .host_paths_allowed
+                .iter()
+                .map(|(p, a)| (V::from(p.as_str()), V::from(*a)))
+                .collect();
+            object.insert(V::from("host_paths_allowed"), V::from(allowed));
+            matches.push(fact);
+        }
+        let object = input.as_object_mut()?;
+        object.insert(V::from("matches"), V::from(matches));
+        object.insert(
+            V::from("image"),
+            self.image.as_deref().map(V::from).unwrap_or(V::Null),
+        );
+        let host_paths: Vec<V> = self
+            .host_paths
+            .iter()
+            .map(|p| V::from(p.as_str()))
+            .collect();
+        object.insert(V::from("host_paths"), V::from(host_paths));
+        let refs: BTreeMap<V, V> = self
+            .refs
+            .iter()
+            .map(|(n, i)| (V::from(n.as_str()), V::from(*i)))
+            .collect();
+        object.insert(V::from("refs"), V::from(refs));
+        object.insert(V::from("now_ns"), V::from(self.now_ns_i64()));
+        Ok(())
+    }
+}
+
+/// Add the precomputed facts to a JSON input document (`policy eval`, tests).
+pub fn enrich(input: &mut Value, trust: &CompiledTrust, now_ns: i128) {
+    let facts = compute(input, trust, now_ns);
+    facts.add_to_json(input);
+}
+
+/// The input document for regorus, facts included.
+pub fn to_policy_value(
+    input: &Value,
+    trust: &CompiledTrust,
+    now_ns: i128,
+) -> anyhow::Result<regorus::Value> {
+    let facts = compute(input, trust, now_ns);
+    let mut value = regorus::Value::from(input.clone());
+    if value == regorus::Value::Undefined {
+        anyhow::bail!("the input document does not convert for the policy");
+    }
+    facts.add_to_value(&mut value)?;
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -130,6 +130,8 @@ pub struct CompiledRelationship {
     pub expires_at_ns: Option<i128>,
     /// The relationship as the policy sees it (a JSON object), built once.
     pub json: serde_json::Value,
+    /// The same, converted for regorus once (conversion is the slow part).
+    pub value: regorus::Value,
 }
 
 impl CompiledRelationship {
@@ -150,6 +152,7 @@ impl CompiledRelationship {
             images: name_globs("allowed_images", &spec.allowed_images)?,
             bind_mounts: path_globs("allow_bind_mounts", &spec.allow_bind_mounts)?,
             expires_at_ns,
+            value: regorus::Value::from(json.clone()),
             json,
             relationship,
         })

@@ -4,12 +4,24 @@
 //! [`PolicyInput`]; the same call serves proxied Docker requests, the admin API,
 //! the file API and `trust/check`. There is no second path.
 //!
-//! (Skeleton: the policy helper adds the regorus engine.)
+//! The engine ([`engine::PolicyEngine`]) runs the Rego policies in `policies/`
+//! (embedded, or a directory given with `--policies`) on regorus's compiled VM,
+//! over facts the Rust side precomputes ([`facts`]); [`tools`] holds the policy
+//! author's `check`, `test` and `eval`.
+
+pub mod engine;
+pub mod facts;
+pub mod tools;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
+
+pub use engine::{
+    CompileError, Evaluator, PolicyEngine, PolicySource, PolicyStatus, PolicyWatcher, Template,
+};
+pub use tools::{policy_check, policy_eval, policy_test, CheckReport, TestOutcome, TestReport};
 
 use crate::classify::Resource;
 use crate::identify::Caller;

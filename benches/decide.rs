@@ -1,0 +1,164 @@
+//! Decision latency with 1,000 trust relationships and path globs, on the
+//! compiled VM (RVM) and on the interpreter, side by side.
+//!
+//! Target: median ≤ 15 µs on the RVM. Run briefly with
+//! `cargo bench --bench decide -- --measurement-time 2 --warm-up-time 1`.
+
+use std::collections::BTreeMap;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis::classify::{Resource, ResourceKind};
+use portcullis::decide::{
+    Decide, FileContext, PolicyEngine, PolicyInput, PolicySource, RequestInfo, Template,
+};
+use portcullis::identify::{Caller, Identification};
+use portcullis::resolve::Target;
+use portcullis::trust::{TrustRelationship, TrustSnapshot, TrustSpec};
+use serde_json::json;
+
+/// 100 callers × 10 relationships, each with file globs and images.
+fn snapshot() -> TrustSnapshot {
+    let mut relationships = Vec::new();
+    for caller in 0..100 {
+        for target in 0..10 {
+            let spec = TrustSpec::from_json(&json!({
+                "caller_service": format!("svc-{caller}"),
+                "target_container": if target == 0 { "*".to_string() } else { format!("app-{target}-*") },
+                "can_restart": true,
+                "can_exec": target % 2 == 0,
+                "can_create": true,
+                "allowed_images": [format!("registry.local/app-{target}:v2.*"), "busybox:*"],
+                "file_read_paths": ["/app/config/*", "/data/**", format!("/srv/{target}/**")],
+                "file_write_paths": ["/app/config/instructions/*", format!("/srv/{target}/out/*")],
+                "allow_bind_mounts": ["/srv/shared/**"],
+            }))
+            .expect("valid spec");
+            relationships.push(TrustRelationship {
+                id: format!("{caller:04}{target:04}"),
+                spec,
+                created_at: "2025-01-01T00:00:00Z".into(),
+                updated_at: "2025-01-01T00:00:00Z".into(),
+            });
+        }
+    }
+    TrustSnapshot {
+        revision: 1,
+        relationships,
+    }
+}
+
+fn input(action: &str, body: serde_json::Value, file: Option<FileContext>) -> PolicyInput {
+    PolicyInput {
+        caller: Caller {
+            name: "svc-42".into(),
+            admin: false,
+            identified: true,
+            via: Identification::Token {
+                token_id: "t".into(),
+            },
+        },
+        action: action.into(),
+        resource: Resource {
+            kind: ResourceKind::Container,
+            name: Some("app-3-web".into()),
+        },
+        target: Target {
+            reference: Some("app-3-web".into()),
+            id: Some("c0ffee".into()),
+            name: Some("app-3-web".into()),
+            labels: BTreeMap::from([("tier".to_string(), "web".to_string())]),
+            image: Some("registry.local/app-3:v2.1".into()),
+            exists: true,
+            kind: Some(ResourceKind::Container),
+        },
+        request: RequestInfo {
+            method: "PUT".into(),
+            path: "/containers/app-3-web/archive".into(),
+            query: BTreeMap::new(),
+            version: Some("1.41".into()),
+        },
+        body,
+        file,
+        now: "2025-06-01T00:00:00Z".into(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let engines = [
+        (
+            "rvm",
+            PolicyEngine::load(PolicySource::Embedded(Template::Standard)),
+        ),
+        (
+            "interpreter",
+            PolicyEngine::load_interpreted(PolicySource::Embedded(Template::Standard)),
+        ),
+    ];
+    let write = input(
+        "file.write",
+        serde_json::Value::Null,
+        Some(FileContext {
+            path: "/app/config/instructions/CLAUDE.md".into(),
+            resolved_path: "/app/config/instructions/CLAUDE.md".into(),
+            mount: None,
+            entries: Vec::new(),
+        }),
+    );
+    let create = input(
+        "container.create",
+        json!({"Image": "registry.local/app-3:v2.4", "HostConfig": {
+            "Binds": ["/srv/shared/a:/a"], "CapAdd": ["NET_BIND_SERVICE"], "Memory": 1000000}}),
+        None,
+    );
+    let restart = input("container.restart", serde_json::Value::Null, None);
+    let mut group = c.benchmark_group("decide");
+    // The Rust side alone: serialize, add the facts, convert for regorus.
+    let trust =
+        portcullis::trust::CompiledTrust::build(1, snapshot().relationships).expect("trust");
+    group.bench_function("input_only/to_value", |b| {
+        b.iter(|| serde_json::to_value(&write).expect("json"))
+    });
+    let base = serde_json::to_value(&write).expect("json");
+    group.bench_function("input_only/enrich", |b| {
+        b.iter(|| {
+            let mut v = base.clone();
+            portcullis::decide::facts::enrich(&mut v, &trust, 0);
+            v
+        })
+    });
+    let mut enriched = base.clone();
+    portcullis::decide::facts::enrich(&mut enriched, &trust, 0);
+    group.bench_function("input_only/convert", |b| {
+        b.iter(|| regorus::Value::from(enriched.clone()))
+    });
+    group.bench_function("input_only/file.write", |b| {
+        b.iter(|| {
+            let mut v = serde_json::to_value(&write).expect("json");
+            portcullis::decide::facts::enrich(&mut v, &trust, 0);
+            regorus::Value::from(v)
+        })
+    });
+    for (name, engine) in &engines {
+        engine.set_trust(snapshot()).expect("trust compiles");
+        assert!(engine.decide(&write).allowed, "{:?}", engine.decide(&write));
+        assert!(
+            engine.decide(&create).allowed,
+            "{:?}",
+            engine.decide(&create)
+        );
+        assert!(engine.decide(&restart).allowed);
+        group.bench_function(format!("{name}/file.write"), |b| {
+            b.iter(|| engine.decide(&write))
+        });
+        group.bench_function(format!("{name}/container.create"), |b| {
+            b.iter(|| engine.decide(&create))
+        });
+        group.bench_function(format!("{name}/container.restart"), |b| {
+            b.iter(|| engine.decide(&restart))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

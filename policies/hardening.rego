@@ -1,0 +1,258 @@
+# Default hardening: settings that hand a container the host.
+#
+# Each element of `dangers` is one dangerous setting the request asks for:
+# {kind, key, msg, why}. A relationship that grants the action must also opt in
+# to every danger (`opted_in(m, d)`), or the request is refused with
+# "<msg> for caller <name> (<why>)".
+package portcullis
+
+import rego.v1
+
+body := input.body if {
+	is_object(input.body)
+} else := {}
+
+# Where the container settings are: the HostConfig of a create; the body of an
+# update (UpdateConfig carries the resource fields at top level).
+host_config := object.get(body, "HostConfig", {}) if {
+	input.action == "container.create"
+} else := body if {
+	input.action == "container.update"
+} else := {}
+
+hc := host_config if {
+	is_object(host_config)
+} else := {}
+
+container_spec := spec if {
+	input.action in {"service.create", "service.update"}
+	spec := body.TaskTemplate.ContainerSpec
+	is_object(spec)
+} else := {}
+
+# Docker's default capability set: adding one of these changes nothing.
+safe_caps := {
+	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+	"NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}
+
+normalize_cap(c) := trim_prefix(upper(trim_space(c)), "CAP_")
+
+namespace_fields := [
+	["NetworkMode", "network"], ["PidMode", "pid"], ["IpcMode", "ipc"],
+	["UTSMode", "uts"], ["UsernsMode", "userns"], ["CgroupnsMode", "cgroupns"],
+]
+
+default_why := "no trust relationship opts in"
+
+dangers contains {"kind": "privileged", "key": "privileged", "msg": "privileged containers are not allowed", "why": default_why} if {
+	hc.Privileged == true
+}
+
+dangers contains d if {
+	some pair in namespace_fields
+	mode := hc[pair[0]]
+	is_string(mode)
+	lower(mode) == "host"
+	d := {
+		"kind": "host_namespace", "key": pair[1],
+		"msg": sprintf("sharing the host %s namespace (%s=host) is not allowed", [pair[1], pair[0]]),
+		"why": default_why,
+	}
+}
+
+dangers contains d if {
+	some name, inspectable in input.refs
+	inspectable != true
+	d := {
+		"kind": "container_ref", "key": name,
+		"msg": sprintf("joining or borrowing from container %s is not allowed", [name]),
+		"why": "the caller may not inspect that container",
+	}
+}
+
+requested_caps contains normalize_cap(c) if {
+	some c in hc.CapAdd
+	is_string(c)
+}
+
+requested_caps contains normalize_cap(c) if {
+	some c in hc.Capabilities
+	is_string(c)
+}
+
+requested_caps contains normalize_cap(c) if {
+	some c in container_spec.CapabilityAdd
+	is_string(c)
+}
+
+dangers contains d if {
+	some cap in requested_caps
+	not cap in safe_caps
+	d := {
+		"kind": "cap", "key": cap,
+		"msg": sprintf("adding capability %s is not allowed", [cap]),
+		"why": default_why,
+	}
+}
+
+unconfined_opts := {"seccomp=unconfined", "apparmor=unconfined", "label=disable", "systempaths=unconfined", "label=type=spc_t"}
+
+# `seccomp:unconfined` and `seccomp=unconfined` are the same option.
+normalized_opt(o) := replace(lower(trim_space(o)), ":", "=")
+
+dangers contains d if {
+	some opt in hc.SecurityOpt
+	is_string(opt)
+	unconfined_opt(normalized_opt(opt))
+	d := {
+		"kind": "unconfined", "key": normalized_opt(opt),
+		"msg": sprintf("security option %s is not allowed", [opt]),
+		"why": default_why,
+	}
+}
+
+unconfined_opt(o) if o in unconfined_opts
+
+# A custom seccomp profile may allow anything.
+unconfined_opt(o) if {
+	startswith(o, "seccomp=")
+	not o in {"seccomp=builtin", "seccomp=default"}
+}
+
+dangers contains {"kind": "unconfined", "key": field, "msg": sprintf("setting %s (unmasking kernel paths) is not allowed", [field]), "why": default_why} if {
+	some field in ["MaskedPaths", "ReadonlyPaths"]
+	hc[field] != null
+}
+
+dangers contains {"kind": "unconfined", "key": "seccomp", "msg": "an unconfined seccomp profile is not allowed", "why": default_why} if {
+	lower(container_spec.Privileges.Seccomp.Mode) == "unconfined"
+}
+
+dangers contains {"kind": "unconfined", "key": "apparmor", "msg": "disabling AppArmor is not allowed", "why": default_why} if {
+	lower(container_spec.Privileges.AppArmor.Mode) == "disabled"
+}
+
+dangers contains d if {
+	some field in ["Devices", "DeviceRequests", "DeviceCgroupRules"]
+	count(hc[field]) > 0
+	d := {"kind": "devices", "key": field, "msg": sprintf("host devices (%s) are not allowed", [field]), "why": default_why}
+}
+
+dangers contains d if {
+	some path in input.host_paths
+	d := {"kind": "bind", "key": path, "msg": sprintf("bind-mounting host path %s is not allowed", [path]), "why": "no trust relationship lists it in allow_bind_mounts"}
+}
+
+dangers contains {"kind": "sysctls", "key": "Sysctls", "msg": "setting sysctls is not allowed", "why": default_why} if {
+	count(hc.Sysctls) > 0
+}
+
+dangers contains {"kind": "sysctls", "key": "Sysctls", "msg": "setting sysctls is not allowed", "why": default_why} if {
+	count(container_spec.Sysctls) > 0
+}
+
+endpoint_sysctls_key := "com.docker.network.endpoint.sysctls"
+
+dangers contains {"kind": "sysctls", "key": endpoint_sysctls_key, "msg": "setting endpoint sysctls is not allowed", "why": default_why} if {
+	input.action == "container.create"
+	some endpoint in body.NetworkingConfig.EndpointsConfig
+	endpoint.DriverOpts[endpoint_sysctls_key]
+}
+
+dangers contains {"kind": "sysctls", "key": endpoint_sysctls_key, "msg": "setting endpoint sysctls is not allowed", "why": default_why} if {
+	input.action == "network.connect"
+	body.EndpointConfig.DriverOpts[endpoint_sysctls_key]
+}
+
+dangers contains {"kind": "privileged_exec", "key": "privileged_exec", "msg": "privileged exec is not allowed", "why": default_why} if {
+	input.action == "container.exec"
+	body.Privileged == true
+}
+
+dangers contains {"kind": "plugin", "key": input.action, "msg": sprintf("%s (plugins run with host privileges) is not allowed", [input.action]), "why": default_why} if {
+	input.action in {"plugin.install", "plugin.set", "plugin.upgrade", "plugin.create", "plugin.enable"}
+}
+
+dangers contains {"kind": "bind_write", "key": input.file.mount.source, "msg": sprintf("writing %s, inside bind mount %s of the host, is not allowed", [input.file.path, input.file.mount.source]), "why": default_why} if {
+	input.action in {"file.write", "file.delete"}
+	input.file.mount.type == "bind"
+}
+
+# opted_in(m, d): relationship fact m allows danger d.
+
+opted_in(m, d) if {
+	d.kind == "privileged"
+	m.allow_privileged == true
+}
+
+opted_in(m, d) if {
+	d.kind == "host_namespace"
+	d.key in m.allow_host_namespaces
+}
+
+opted_in(_, d) if {
+	d.kind == "container_ref"
+	input.refs[d.key] == true
+}
+
+opted_in(m, d) if {
+	d.kind == "cap"
+	some allowed in m.allow_cap_add
+	allowed in {d.key, "ALL"}
+}
+
+opted_in(m, d) if {
+	d.kind == "unconfined"
+	m.allow_unconfined == true
+}
+
+opted_in(m, d) if {
+	d.kind == "devices"
+	m.allow_devices == true
+}
+
+opted_in(m, d) if {
+	d.kind == "bind"
+	m.host_paths_allowed[d.key] == true
+}
+
+opted_in(m, d) if {
+	d.kind == "sysctls"
+	m.allow_sysctls == true
+}
+
+opted_in(m, d) if {
+	d.kind == "privileged_exec"
+	m.allow_privileged_exec == true
+}
+
+opted_in(m, d) if {
+	d.kind == "plugin"
+	m.allow_plugins == true
+}
+
+opted_in(m, d) if {
+	d.kind == "bind_write"
+	m.allow_bind_writes == true
+}
+
+# The dangers relationship m does not opt in to.
+unmet(m) := {d | some d in dangers; not opted_in(m, d)}
+
+# Actions whose request can carry a dangerous setting; others skip the checks
+# (they cost a few microseconds each).
+hardened_actions := {
+	"container.create", "container.update", "container.exec",
+	"service.create", "service.update", "network.connect", "volume.create",
+	"plugin.install", "plugin.set", "plugin.upgrade", "plugin.create", "plugin.enable",
+	"file.write", "file.delete",
+}
+
+# clean(m): relationship m opts in to every danger of the request.
+clean(_) if not input.action in hardened_actions
+
+clean(m) if {
+	input.action in hardened_actions
+	count(unmet(m)) == 0
+}

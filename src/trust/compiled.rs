@@ -1,0 +1,370 @@
+//! Trust data compiled for decisions: globs built once per trust revision.
+//!
+//! Why here and not in Rego: `glob.match` costs several microseconds a call, and
+//! a decision may test dozens of patterns. The engine asks these matchers which
+//! relationships apply and which patterns match, and hands the answers to the
+//! policy as facts (see `policies/README.md`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+
+use super::{TrustError, TrustRelationship};
+
+/// What a relationship's `target_container` names.
+#[derive(Debug, Clone)]
+pub enum TargetPattern {
+    /// `*`: every container.
+    Any,
+    /// An exact container name.
+    Exact(String),
+    /// A glob over container names, e.g. `web-*`.
+    Glob(GlobMatcher),
+    /// `label:key=value`: containers carrying that label.
+    Label { key: String, value: String },
+}
+
+impl TargetPattern {
+    pub fn parse(target: &str) -> Result<TargetPattern, TrustError> {
+        let invalid = |message: &str| TrustError::InvalidValue {
+            field: "target_container".into(),
+            message: format!("{target:?}: {message}"),
+        };
+        let target = target.trim();
+        if target.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        if let Some(selector) = target.strip_prefix("label:") {
+            let (key, value) = selector
+                .split_once('=')
+                .ok_or_else(|| invalid("a label selector is label:key=value"))?;
+            if key.is_empty() {
+                return Err(invalid("a label selector needs a key"));
+            }
+            return Ok(TargetPattern::Label {
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+        }
+        if target == "*" {
+            return Ok(TargetPattern::Any);
+        }
+        let name = target.trim_start_matches('/');
+        if name.contains(['*', '?', '[', '{']) {
+            let glob = GlobBuilder::new(name)
+                .build()
+                .map_err(|e| TrustError::InvalidGlob {
+                    field: "target_container".into(),
+                    pattern: target.to_string(),
+                    message: e.kind().to_string(),
+                })?;
+            return Ok(TargetPattern::Glob(glob.compile_matcher()));
+        }
+        Ok(TargetPattern::Exact(name.to_string()))
+    }
+
+    /// How this pattern matched, for the policy (`exact`, `glob`, `label`,
+    /// `wildcard`), or `None`. Names compare without a leading `/`.
+    pub fn matches(
+        &self,
+        name: Option<&str>,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Option<&'static str> {
+        let name = name.map(|n| n.trim_start_matches('/'));
+        match self {
+            TargetPattern::Any => Some("wildcard"),
+            TargetPattern::Exact(exact) => (name == Some(exact.as_str())).then_some("exact"),
+            TargetPattern::Glob(glob) => name.filter(|n| glob.is_match(n)).map(|_| "glob"),
+            TargetPattern::Label { key, value } => {
+                (labels.get(key) == Some(value)).then_some("label")
+            }
+        }
+    }
+}
+
+fn build_set(
+    field: &str,
+    patterns: &[String],
+    literal_separator: bool,
+) -> Result<GlobSet, TrustError> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(literal_separator)
+            .build()
+            .map_err(|e| TrustError::InvalidGlob {
+                field: field.to_string(),
+                pattern: pattern.clone(),
+                message: e.kind().to_string(),
+            })?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|e| TrustError::InvalidGlob {
+        field: field.to_string(),
+        pattern: patterns.join(", "),
+        message: e.to_string(),
+    })
+}
+
+/// Path globs: `*` stays within one path component, `**` crosses them.
+pub fn path_globs(field: &str, patterns: &[String]) -> Result<GlobSet, TrustError> {
+    build_set(field, patterns, true)
+}
+
+/// Name globs (images): `*` matches anything, `/` and `:` included.
+pub fn name_globs(field: &str, patterns: &[String]) -> Result<GlobSet, TrustError> {
+    build_set(field, patterns, false)
+}
+
+/// One relationship, ready to match.
+#[derive(Debug, Clone)]
+pub struct CompiledRelationship {
+    pub relationship: TrustRelationship,
+    pub target: TargetPattern,
+    pub read_paths: GlobSet,
+    pub write_paths: GlobSet,
+    pub images: GlobSet,
+    pub bind_mounts: GlobSet,
+    /// `expires_at` as unix nanoseconds.
+    pub expires_at_ns: Option<i128>,
+    /// The relationship as the policy sees it (a JSON object), built once.
+    pub json: serde_json::Value,
+    /// The same, converted for regorus once (conversion is the slow part).
+    pub value: regorus::Value,
+}
+
+impl CompiledRelationship {
+    pub fn compile(relationship: TrustRelationship) -> Result<Self, TrustError> {
+        let spec = &relationship.spec;
+        let expires_at_ns = match &spec.expires_at {
+            Some(s) => Some(super::parse_rfc3339("expires_at", s)?.unix_timestamp_nanos()),
+            None => None,
+        };
+        let mut json = serde_json::to_value(&relationship)
+            .map_err(|e| TrustError::Corrupt(format!("relationship {}: {e}", relationship.id)))?;
+        // The policy compares a list, whatever form the operator wrote.
+        json["allow_host_namespaces"] = serde_json::json!(spec.allow_host_namespaces.allowed());
+        Ok(CompiledRelationship {
+            target: TargetPattern::parse(&spec.target_container)?,
+            read_paths: path_globs("file_read_paths", &spec.file_read_paths)?,
+            write_paths: path_globs("file_write_paths", &spec.file_write_paths)?,
+            images: name_globs("allowed_images", &spec.allowed_images)?,
+            bind_mounts: path_globs("allow_bind_mounts", &spec.allow_bind_mounts)?,
+            expires_at_ns,
+            value: regorus::Value::from(json.clone()),
+            json,
+            relationship,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.relationship.id
+    }
+
+    pub fn is_expired(&self, now_ns: i128) -> bool {
+        self.expires_at_ns.is_some_and(|t| t <= now_ns)
+    }
+
+    /// Whether an image reference is in `allowed_images`. A reference without
+    /// a tag or digest is also tried with `:latest`, the tag the daemon uses.
+    pub fn image_allowed(&self, image: &str) -> bool {
+        if image.is_empty() {
+            return false;
+        }
+        if self.images.is_match(image) {
+            return true;
+        }
+        let last = image.rsplit('/').next().unwrap_or(image);
+        !last.contains(':')
+            && !image.contains('@')
+            && self.images.is_match(format!("{image}:latest"))
+    }
+
+    /// Whether a host path may be bind-mounted. Paths that expose the Docker
+    /// socket (the socket itself or a directory holding it) must be listed
+    /// literally: a glob like `/**` does not grant the daemon.
+    pub fn bind_allowed(&self, host_path: &str) -> bool {
+        if exposes_docker_socket(host_path) {
+            return self
+                .relationship
+                .spec
+                .allow_bind_mounts
+                .iter()
+                .any(|p| clean_path(p) == host_path);
+        }
+        self.bind_mounts.is_match(host_path)
+    }
+}
+
+/// Host paths through which a container reaches the daemon's socket.
+pub fn exposes_docker_socket(host_path: &str) -> bool {
+    const SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
+    if host_path.ends_with(".sock") && host_path.contains("docker") {
+        return true;
+    }
+    SOCKETS.iter().any(|socket| {
+        *socket == host_path
+            || host_path == "/"
+            || socket.starts_with(&format!("{}/", host_path.trim_end_matches('/')))
+    })
+}
+
+/// Lexical cleanup of an absolute path (Go's `path.Clean` semantics): no
+/// `.`/`..`/empty components, no trailing slash.
+pub fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The whole trust table compiled, indexed by caller so a decision never scans
+/// other callers' relationships.
+#[derive(Debug, Clone)]
+pub struct CompiledTrust {
+    pub revision: u64,
+    pub by_caller: HashMap<String, Vec<Arc<CompiledRelationship>>>,
+    /// `data.trust` for the policy: `{revision, by_caller: {caller: [rel...]}}`.
+    pub data: serde_json::Value,
+}
+
+impl Default for CompiledTrust {
+    /// No relationships (every non-admin request is refused).
+    fn default() -> Self {
+        CompiledTrust {
+            revision: 0,
+            by_caller: HashMap::new(),
+            data: serde_json::json!({"trust": {"revision": 0, "by_caller": {}}}),
+        }
+    }
+}
+
+impl CompiledTrust {
+    pub fn build(revision: u64, relationships: Vec<TrustRelationship>) -> Result<Self, TrustError> {
+        let mut by_caller: HashMap<String, Vec<Arc<CompiledRelationship>>> = HashMap::new();
+        for relationship in relationships {
+            let compiled = CompiledRelationship::compile(relationship)?;
+            by_caller
+                .entry(compiled.relationship.spec.caller_service.clone())
+                .or_default()
+                .push(Arc::new(compiled));
+        }
+        let mut index = serde_json::Map::new();
+        for (caller, rels) in &by_caller {
+            index.insert(
+                caller.clone(),
+                serde_json::Value::Array(rels.iter().map(|r| r.json.clone()).collect()),
+            );
+        }
+        let data = serde_json::json!({"trust": {"revision": revision, "by_caller": index}});
+        Ok(CompiledTrust {
+            revision,
+            by_caller,
+            data,
+        })
+    }
+
+    pub fn for_caller(&self, caller: &str) -> &[Arc<CompiledRelationship>] {
+        self.by_caller.get(caller).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::TrustSpec;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn rel(extra: serde_json::Value) -> CompiledRelationship {
+        let mut body = json!({"caller_service": "ci", "target_container": "web-*"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let spec = TrustSpec::from_json(&body).unwrap();
+        CompiledRelationship::compile(TrustRelationship {
+            id: "r1".into(),
+            spec,
+            created_at: "2024-01-01T00:00:00Z".into(),
+            updated_at: "2024-01-01T00:00:00Z".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn target_patterns() {
+        let labels: BTreeMap<String, String> = [("tier".to_string(), "web".to_string())].into();
+        let none = BTreeMap::new();
+        let glob = TargetPattern::parse("web-*").unwrap();
+        assert_eq!(glob.matches(Some("/web-1"), &none), Some("glob"));
+        assert_eq!(glob.matches(Some("db-1"), &none), None);
+        assert_eq!(glob.matches(None, &none), None);
+        let label = TargetPattern::parse("label:tier=web").unwrap();
+        assert_eq!(label.matches(Some("x"), &labels), Some("label"));
+        assert_eq!(label.matches(Some("x"), &none), None);
+        assert_eq!(
+            TargetPattern::parse("*").unwrap().matches(None, &none),
+            Some("wildcard")
+        );
+        assert_eq!(
+            TargetPattern::parse("db")
+                .unwrap()
+                .matches(Some("db"), &none),
+            Some("exact")
+        );
+    }
+
+    #[test]
+    fn path_globs_stay_in_one_component() {
+        let r = rel(json!({"file_read_paths": ["/app/config/*", "/data/**"]}));
+        assert!(r.read_paths.is_match("/app/config/a.yml"));
+        assert!(!r.read_paths.is_match("/app/config/sub/a.yml"));
+        assert!(r.read_paths.is_match("/data/x/y/z"));
+        assert!(!r.read_paths.is_match("/etc/passwd"));
+    }
+
+    #[test]
+    fn images_with_implicit_latest() {
+        let r = rel(json!({"allowed_images": ["armory-agent:v2.*", "busybox:latest"]}));
+        assert!(r.image_allowed("armory-agent:v2.3"));
+        assert!(!r.image_allowed("armory-agent:v3.0"));
+        assert!(r.image_allowed("busybox"));
+        assert!(!r.image_allowed("alpine"));
+        assert!(!r.image_allowed(""));
+    }
+
+    #[test]
+    fn docker_socket_needs_a_literal_entry() {
+        let broad = rel(json!({"allow_bind_mounts": ["/**"]}));
+        assert!(broad.bind_allowed("/srv/data"));
+        assert!(!broad.bind_allowed("/var/run/docker.sock"));
+        assert!(!broad.bind_allowed("/var/run"));
+        assert!(!broad.bind_allowed("/"));
+        let literal = rel(json!({"allow_bind_mounts": ["/var/run/docker.sock"]}));
+        assert!(literal.bind_allowed("/var/run/docker.sock"));
+        assert!(!literal.bind_allowed("/run/docker.sock"));
+    }
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("/../.."), "/");
+        assert_eq!(clean_path("//var//run/"), "/var/run");
+    }
+
+    #[test]
+    fn expiry() {
+        let r = rel(json!({"expires_at": "2020-01-01T00:00:00Z"}));
+        assert!(r.is_expired(time::OffsetDateTime::now_utc().unix_timestamp_nanos()));
+        let r = rel(json!({}));
+        assert!(!r.is_expired(i128::MAX));
+    }
+}

@@ -1,52 +1,117 @@
-//! Temporary assembly until the policy, trust and record modules land.
+//! Build the stages that hold state (trust store, policy engine, decision log,
+//! file and admin services) over one sled database in the data directory.
 
 use std::sync::Arc;
 
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::admin::Admin;
 use crate::config::ServeConfig;
-use crate::server::{AdminOnly, CountingRecorder, Parts};
+use crate::decide::engine::{PolicyEngine, PolicySource, PolicyWatcher, Template};
+use crate::files::{ContainerFs, FileEvents};
+use crate::identify::Credentials;
+use crate::pipeline::Record;
+use crate::record::{AuditLog, AuditOptions, AuditRecord};
+use crate::resolve::Resolver;
+use crate::services::Local;
+use crate::trust::store::TrustStore;
 
-struct NoCredentials;
-impl crate::identify::Credentials for NoCredentials {
-    fn caller_for_uid(&self, _: u32) -> Option<String> {
-        None
+impl Credentials for TrustStore {
+    fn caller_for_uid(&self, uid: u32) -> Option<String> {
+        // A store error identifies nobody: fail closed.
+        TrustStore::caller_for_uid(self, uid).ok().flatten()
     }
-    fn verify_token(&self, _: &str) -> Option<(String, String)> {
-        None
+    fn verify_token(&self, secret: &str) -> Option<(String, String)> {
+        TrustStore::verify_token(self, secret)
     }
 }
 
-struct NoServices;
-impl crate::stages::LocalServices for NoServices {
-    fn serve<'a>(
-        &'a self,
-        _: &'a crate::pipeline::Gateway,
-        _: &'a crate::identify::Caller,
-        _: &'a crate::classify::Classified,
-        _: &'a crate::resolve::Target,
-        _: Option<crate::decide::FileContext>,
-        _: crate::stages::Forwardable,
-        _: &'a crate::stages::Life,
-    ) -> futures_util::future::BoxFuture<'a, http::Response<crate::reply::ProxyBody>> {
-        Box::pin(async { crate::reply::error(http::StatusCode::NOT_IMPLEMENTED, "not yet") })
-    }
-    fn file_context<'a>(
-        &'a self,
-        _: &'a crate::pipeline::Gateway,
-        _: &'a crate::identify::Caller,
-        _: &'a crate::classify::Classified,
-        _: &'a crate::resolve::Target,
-        _: &'a crate::inspect::Inspected,
-    ) -> futures_util::future::BoxFuture<'a, Result<Option<crate::decide::FileContext>, (http::StatusCode, String)>> {
-        Box::pin(async { Ok(None) })
+impl Record for AuditLog {
+    fn append(&self, record: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
+        async move { AuditLog::append(self, record).await.map_err(|e| e.to_string()) }.boxed()
     }
 }
 
-pub async fn assemble(_config: &ServeConfig) -> anyhow::Result<Parts> {
+/// Where the policies come from: `--policies DIR`, else the embedded template.
+pub fn policy_source(dir: Option<&std::path::Path>, template: &str) -> anyhow::Result<PolicySource> {
+    Ok(match dir {
+        Some(d) => PolicySource::Dir(d.to_path_buf()),
+        None => PolicySource::Embedded(template.parse::<Template>().map_err(anyhow::Error::msg)?),
+    })
+}
+
+/// The stateful parts of a running server.
+pub struct Parts {
+    pub credentials: Arc<dyn Credentials>,
+    pub decider: Arc<PolicyEngine>,
+    pub recorder: Arc<AuditLog>,
+    pub services: Arc<Local>,
+    pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Keeps the policy directory watch alive.
+    pub watcher: Option<PolicyWatcher>,
+}
+
+pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result<Parts> {
+    let db = sled::Config::new()
+        .path(&config.data_dir)
+        .open()
+        .with_context(|| format!("opening the database in {} (is another portcullis running?)", config.data_dir.display()))?;
+    let store = TrustStore::open(&db).context("opening the trust store")?;
+
+    let source = policy_source(config.policies.as_deref(), &config.template)?;
+    let engine = Arc::new(PolicyEngine::load(source));
+    if let Some(errors) = engine.last_error() {
+        for e in errors {
+            tracing::error!(%e, "policy did not compile; every request is refused until it does");
+        }
+    }
+    engine.attach_trust(store.clone()).context("loading trust data")?;
+    let watcher = match &config.policies {
+        Some(dir) => Some(engine.watch(dir.clone()).with_context(|| format!("watching {}", dir.display()))?),
+        None => None,
+    };
+
+    let log = Arc::new(
+        AuditLog::open(
+            &db,
+            AuditOptions {
+                allow_broken_chain: config.allow_broken_chain,
+                data_dir: Some(config.data_dir.clone()),
+                ..AuditOptions::default()
+            },
+        )
+        .context("opening the decision log")?,
+    );
+
+    let fs = ContainerFs::new(resolver.docker().clone());
+    let admin = Arc::new(Admin {
+        store: store.clone(),
+        engine: engine.clone(),
+        log: (*log).clone(),
+        resolver: resolver.clone(),
+        fs: fs.clone(),
+    });
+    let services = Arc::new(Local {
+        fs,
+        events: FileEvents::default(),
+        admin,
+        max_read: config.limits.max_body_inspect as u64,
+    });
+    let selectors = store.clone();
+    let selector_is_immutable = Arc::new(move |trust_id: &str| {
+        selectors
+            .get(trust_id)
+            .map(|r| r.spec.target_container == "*" || r.spec.target_container.starts_with("label:"))
+            .unwrap_or(false)
+    });
     Ok(Parts {
-        credentials: Arc::new(NoCredentials),
-        decider: Arc::new(AdminOnly),
-        recorder: Arc::new(CountingRecorder(Default::default(), Default::default())),
-        services: Arc::new(NoServices),
-        selector_is_immutable: Arc::new(|_| false),
+        credentials: Arc::new(store),
+        decider: engine,
+        recorder: log,
+        services,
+        selector_is_immutable,
+        watcher,
     })
 }

@@ -1,8 +1,21 @@
-//! What each CLI verb does.
+//! What each CLI verb does. Parsing lives in [`crate::cli`]; the work in the
+//! library modules; this file only connects the two and prints.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use crate::cli::Command;
+use anyhow::Context;
+use http::Method;
+use serde_json::{json, Value};
+
+use crate::admin::cli::{
+    fields_to_object, print_json, query_string, AdminClient, AuditCommand, CallerCommand, TrustCommand,
+};
+use crate::assemble::policy_source;
+use crate::cli::{Command, PolicyCommand, PolicySourceArgs};
+use crate::decide::tools;
+use crate::record::{self, AuditRecord};
 
 pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -10,6 +23,199 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             crate::server::serve(args.into_config()?).await?;
             Ok(ExitCode::SUCCESS)
         }
-        _ => anyhow::bail!("not yet available"),
+        Command::Policy(cmd) => policy(cmd),
+        Command::Trust(cmd) => trust(cmd).await,
+        Command::Caller(cmd) => caller(cmd).await,
+        Command::Audit(cmd) => audit(cmd).await,
+    }
+}
+
+fn source(args: &PolicySourceArgs) -> anyhow::Result<crate::decide::engine::PolicySource> {
+    policy_source(args.policies.as_deref(), &args.template)
+}
+
+fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check(args) => match tools::policy_check(&source(&args)?) {
+            Ok(report) => {
+                println!("ok: {} files compile (evaluator: {:?})", report.files.len(), report.evaluator);
+                for f in &report.files {
+                    println!("  {f}");
+                }
+                if let Some(why) = report.rvm_rejection {
+                    println!("note: the compiled VM rejected the policy ({why}); the interpreter runs it");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        PolicyCommand::Test(args) => {
+            let report = tools::policy_test(&source(&args)?);
+            print!("{}", report.render());
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        PolicyCommand::Eval { source: args, input, trust } => {
+            let input = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
+            let trust = match trust {
+                Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+                None => None,
+            };
+            let decision = tools::policy_eval(&source(&args)?, &input, trust.as_deref())?;
+            print!("{}", tools::render_decision(&decision));
+            Ok(if decision.allowed { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
+    }
+}
+
+async fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
+    let (client, method, path, body) = match cmd {
+        TrustCommand::List(s) => (AdminClient::new(&s), Method::GET, "/api/v1/trust".to_string(), None),
+        TrustCommand::Get { id, server } => (AdminClient::new(&server), Method::GET, format!("/api/v1/trust/{id}"), None),
+        TrustCommand::Create(fields) => {
+            let body = fields_to_object(&fields)?;
+            (AdminClient::new(&fields.server), Method::POST, "/api/v1/trust".into(), Some(body))
+        }
+        TrustCommand::Update { id, fields } => {
+            let body = fields_to_object(&fields)?;
+            (AdminClient::new(&fields.server), Method::PATCH, format!("/api/v1/trust/{id}"), Some(body))
+        }
+        TrustCommand::Delete { id, server } => {
+            (AdminClient::new(&server), Method::DELETE, format!("/api/v1/trust/{id}"), None)
+        }
+        TrustCommand::Check { caller, target, action, resource_path, server } => {
+            let body = json!({ "caller": caller, "target": target, "action": action, "resourcePath": resource_path });
+            let answer = AdminClient::new(&server).call(Method::POST, "/api/v1/trust/check", Some(body)).await?;
+            print_json(&answer);
+            let allowed = answer.get("allowed").and_then(Value::as_bool).unwrap_or(false);
+            return Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(3) });
+        }
+    };
+    print_json(&client.call(method, &path, body).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn caller(cmd: CallerCommand) -> anyhow::Result<ExitCode> {
+    let answer = match cmd {
+        CallerCommand::List(s) => AdminClient::new(&s).call(Method::GET, "/api/v1/callers", None).await?,
+        CallerCommand::Add { name, uids, server } => {
+            let body = json!({ "name": name, "uids": uids });
+            AdminClient::new(&server).call(Method::POST, "/api/v1/callers", Some(body)).await?
+        }
+        CallerCommand::Token { name, server } => {
+            let path = format!("/api/v1/callers/{name}/tokens");
+            let answer = AdminClient::new(&server).call(Method::POST, &path, None).await?;
+            eprintln!("the token is shown once; portcullis keeps only its hash");
+            answer
+        }
+        CallerCommand::Remove { name, server } => {
+            AdminClient::new(&server).call(Method::DELETE, &format!("/api/v1/callers/{name}"), None).await?
+        }
+    };
+    print_json(&answer);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn records_of(page: &Value) -> anyhow::Result<(Vec<AuditRecord>, Option<u64>)> {
+    let records: Vec<AuditRecord> =
+        serde_json::from_value(page.get("records").cloned().unwrap_or(Value::Array(vec![])))
+            .context("the server's audit page is not a list of records")?;
+    let next = page.get("next_cursor").and_then(Value::as_u64);
+    Ok((records, next))
+}
+
+fn print_records(records: &[AuditRecord], format: &str) -> anyhow::Result<()> {
+    match format {
+        "table" => print!("{}", record::format_table(records)),
+        "json" => println!("{}", record::format_json(records)),
+        "jsonl" => print!("{}", record::format_jsonl(records)),
+        other => anyhow::bail!("unknown format {other:?} (table, json, jsonl)"),
+    }
+    Ok(())
+}
+
+async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Query(q) => {
+            let qs = query_string(&[
+                ("caller", q.caller),
+                ("target", q.target),
+                ("action", q.action),
+                ("decision", q.decision),
+                ("since", q.since),
+                ("until", q.until),
+                ("request_id", q.request_id),
+                ("limit", q.limit.map(|l| l.to_string())),
+                ("cursor", q.cursor),
+            ]);
+            let page = AdminClient::new(&q.server)
+                .call(Method::GET, &format!("/api/v1/trust/audit{qs}"), None)
+                .await?;
+            let (records, next) = records_of(&page)?;
+            let format = q
+                .format
+                .unwrap_or_else(|| if std::io::stdout().is_terminal() { "table".into() } else { "jsonl".into() });
+            print_records(&records, &format)?;
+            if let Some(next) = next {
+                eprintln!("more: --cursor {next}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tail { follow, lines, server } => {
+            let client = AdminClient::new(&server);
+            let page = client
+                .call(Method::GET, &format!("/api/v1/trust/audit?limit={}", lines.clamp(1, 1000)), None)
+                .await?;
+            let (mut records, _) = records_of(&page)?;
+            records.reverse();
+            print!("{}", record::format_jsonl(&records));
+            let mut last = records.last().map(|r| r.seq).unwrap_or(0);
+            while follow {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let path = format!("/api/v1/trust/audit?order=oldest&cursor={last}&limit=1000");
+                let (records, _) = records_of(&client.call(Method::GET, &path, None).await?)?;
+                if let Some(r) = records.last() {
+                    last = r.seq;
+                }
+                print!("{}", record::format_jsonl(&records));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export { from, server } => {
+            let client = AdminClient::new(&server);
+            let mut cursor = from.saturating_sub(1);
+            loop {
+                let path = format!("/api/v1/trust/audit?order=oldest&cursor={cursor}&limit=1000");
+                let (records, next) = records_of(&client.call(Method::GET, &path, None).await?)?;
+                print!("{}", record::format_jsonl(&records));
+                match (next, records.last()) {
+                    (Some(_), Some(r)) => cursor = r.seq,
+                    _ => break,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { data_dir, server } => {
+            let report = match data_dir {
+                Some(dir) => {
+                    let db = record::open_offline(&dir)?;
+                    serde_json::to_value(record::verify_db(&db)?)?
+                }
+                None => AdminClient::new(&server).call(Method::GET, "/api/v1/audit/verify", None).await?,
+            };
+            print_json(&report);
+            let broken = report.get("broken").map(|b| !b.is_null()).unwrap_or(true);
+            if broken {
+                eprintln!("audit chain is BROKEN");
+                Ok(ExitCode::FAILURE)
+            } else {
+                eprintln!("audit chain verifies");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     }
 }

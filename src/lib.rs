@@ -39,10 +39,9 @@ pub mod reply;
 pub mod resolve;
 pub mod stages;
 pub mod trust;
+pub mod assemble;
 pub mod server;
 pub mod services;
-#[doc(hidden)]
-pub mod assemble;
 
 use clap::Parser;
 

@@ -6,17 +6,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use crate::classify::{ApiVersion, VersionRange};
 use crate::config::{ServeConfig, UpstreamAddr};
-use crate::decide::{Decide, Decision, PolicyInput};
 use crate::forward::Upstream;
-use crate::identify::Credentials;
 use crate::listen::{self, Handler};
-use crate::pipeline::{self, Gateway, Record};
-use crate::record::AuditRecord;
+use crate::pipeline::{self, Gateway};
 use crate::resolve::Resolver;
 
 /// The oldest API version served, whatever the daemon accepts.
@@ -68,7 +64,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let resolver = Resolver::new(docker_client(&config.upstream)?);
     resolver.spawn_event_feed();
 
-    let parts = crate::assemble::assemble(&config).await?;
+    let parts = crate::assemble::assemble(&config, resolver.clone())?;
+    let _policy_watch = parts.watcher;
     let gateway = Arc::new(Gateway {
         upstream,
         versions,
@@ -109,37 +106,3 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The parts whose implementations live in the policy, trust and record modules.
-pub struct Parts {
-    pub credentials: Arc<dyn Credentials>,
-    pub decider: Arc<dyn Decide>,
-    pub recorder: Arc<dyn Record>,
-    pub services: Arc<dyn crate::stages::LocalServices>,
-    pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-/// Until policies are loaded: the administrator is allowed, everyone else refused.
-pub struct AdminOnly;
-
-impl Decide for AdminOnly {
-    fn decide(&self, input: &PolicyInput) -> Decision {
-        if input.caller.admin {
-            Decision { allowed: true, reasons: vec!["administrator".into()], trust_id: None, policy_version: "admin-only".into() }
-        } else {
-            Decision::deny("no policy is loaded; only the administrator is allowed", "admin-only")
-        }
-    }
-}
-
-/// A recorder that keeps nothing durable: only for tests of other stages.
-#[doc(hidden)]
-pub struct CountingRecorder(pub std::sync::atomic::AtomicU64, pub std::sync::Mutex<Vec<AuditRecord>>);
-
-impl Record for CountingRecorder {
-    fn append(&self, mut record: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
-        let seq = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        record.seq = seq;
-        self.1.lock().expect("lock").push(record);
-        async move { Ok(seq) }.boxed()
-    }
-}

@@ -198,10 +198,11 @@ test_read_does_not_grant_write if {
 	t.says(t.req("image.remove", [m]), "needs resources.images.write")
 }
 
-test_handshake_needs_some_relationship if {
+test_handshake_is_open_to_identified_callers_only if {
 	every action in ["system.ping", "system.version"] {
 		t.allowed(t.req(action, [t.rel(object.union(t.no_rights, {"target_match": "caller"}))])) == true
-		t.allowed(t.req(action, [])) == false
+		t.allowed(t.req(action, [])) == true
+		t.allowed(object.union(t.req(action, []), {"caller": {"identified": false, "name": "x"}})) == false
 	}
 }
 

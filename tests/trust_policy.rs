@@ -1,0 +1,220 @@
+//! Issue: Rego decisions from trust data. A caller pinned to its own socket,
+//! trusted only for some actions on `web-*`, drives the real docker CLI.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A proxy with an admin socket and a socket pinned to `caller`.
+fn pinned_proxy(caller: &str, extra: &[&str]) -> (Proxy, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join(format!("{caller}.sock"));
+    let spec = format!("unix://{}?caller={caller}", sock.display());
+    let mut args = vec!["--listen", spec.as_str()];
+    args.extend_from_slice(extra);
+    let p = Proxy::start(&args);
+    p.wait_for_socket(&sock);
+    (p, format!("unix://{}", sock.display()), dir)
+}
+
+fn trust_create(p: &Proxy, sets: &[&str]) -> String {
+    let mut args = vec!["trust", "create"];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let out = ok(&p.cli(&args));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("trust create prints JSON");
+    v["id"].as_str().expect("an id").to_string()
+}
+
+#[track_caller]
+fn refused(out: &std::process::Output, why: &str) {
+    assert!(!out.status.success(), "expected a refusal, got success: {}", stdout(out));
+    let err = stderr(out);
+    assert!(err.contains("Error response from daemon: portcullis: "), "not a portcullis refusal: {err}");
+    assert!(err.contains(why), "refusal does not say {why:?}: {err}");
+}
+
+/// Retry for up to a second: a trust change must take effect within one.
+fn within_a_second(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_caller_trusted_for_start_stop_logs_on_web_star() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let (p, host, _dir) = pinned_proxy("webteam", &[]);
+    let label = unique("trust");
+    let web = unique("web");
+    let db = unique("db");
+    let _c = Cleanup(vec![web.clone(), db.clone()]);
+    for n in [&web, &db] {
+        ok(&direct(&["run", "-d", "--name", n, "--label", &format!("suite={label}"), img, "sh", "-c", "echo hello-from-$HOSTNAME; sleep 300"]));
+    }
+    let id = trust_create(&p, &["caller_service=webteam", "target_container=web-*", "can_start=true", "can_stop=true", "can_logs=true"]);
+
+    // Allowed: stop, logs, start.
+    ok(&p.docker_at(&host, &["stop", "-t", "1", &web]));
+    assert!(ok(&p.docker_at(&host, &["logs", &web])).contains("hello-from-"));
+    ok(&p.docker_at(&host, &["start", &web]));
+
+    // Refused, with the reason.
+    refused(&p.docker_at(&host, &["exec", &web, "ls"]), "webteam may not container.exec");
+    refused(&p.docker_at(&host, &["stop", &db]), "webteam may not container.stop");
+    refused(&p.docker_at(&host, &["run", "--rm", "--privileged", img, "true"]), "may not container.create");
+
+    // docker ps -a lists only web-*.
+    let filter = format!("label=suite={label}");
+    let names = ok(&p.docker_at(&host, &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]));
+    assert_eq!(names.trim(), web, "only web-* is visible");
+    // And inspecting a container it may not see looks like it does not exist.
+    let out = p.docker_at(&host, &["container", "inspect", &db]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("No such"), "{}", stderr(&out));
+
+    // Granting exec takes effect within a second, without a restart.
+    ok(&p.cli(&["trust", "update", &id, "--set", "can_exec=true"]));
+    assert!(within_a_second(|| p.docker_at(&host, &["exec", &web, "ls", "/"]).status.success()), "exec granted");
+
+    // When the grant expires, exec is refused again.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
+    ok(&p.cli(&["trust", "update", &id, "--set", &format!("expires_at={soon}")]));
+    ok(&p.docker_at(&host, &["exec", &web, "true"]));
+    std::thread::sleep(Duration::from_millis(2200));
+    // Expired, the relationship grants nothing, not even inspect: the CLI's
+    // first call (inspect) already finds no such container.
+    let out = p.docker_at(&host, &["exec", &web, "true"]);
+    assert!(!out.status.success(), "exec after expiry must fail");
+    assert!(stderr(&out).contains(&format!("No such container: {web}")), "{}", stderr(&out));
+    refused(&p.docker_at(&host, &["stop", &web]), "webteam may not container.stop");
+}
+
+#[test]
+fn hardening_refuses_privileged_create_unless_opted_in() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let (p, host, _dir) = pinned_proxy("builder", &[]);
+    let id = trust_create(
+        &p,
+        &["caller_service=builder", "target_container=web-*", "can_create=true", "can_start=true", "can_attach=true", "can_remove=true", &format!("allowed_images=[\"{img}\"]")],
+    );
+    let ok_name = unique("web");
+    let bad_name = unique("web");
+    let other = unique("web");
+    let _c = Cleanup(vec![ok_name.clone(), bad_name.clone(), other.clone()]);
+    assert_eq!(ok(&p.docker_at(&host, &["run", "--rm", "--name", &ok_name, img, "echo", "made"])), "made\n");
+    refused(&p.docker_at(&host, &["run", "--rm", "--name", &bad_name, "--privileged", img, "true"]), "rivileged");
+    refused(&p.docker_at(&host, &["run", "--rm", "--name", &bad_name, "-v", "/var/run/docker.sock:/s", img, "true"]), "container.create");
+    refused(&p.docker_at(&host, &["run", "--rm", "--name", &bad_name, "--pid", "host", img, "true"]), "container.create");
+    // An image outside allowed_images is refused.
+    let out = p.docker_at(&host, &["create", "--name", &other, "some/other:image"]);
+    refused(&out, "container.create");
+    // Opting in to privileged makes it pass the policy.
+    ok(&p.cli(&["trust", "update", &id, "--set", "allow_privileged=true"]));
+    assert!(within_a_second(|| {
+        let out = p.docker_at(&host, &["create", "--name", &bad_name, "--privileged", img, "true"]);
+        out.status.success()
+    }));
+}
+
+#[test]
+fn a_broken_policy_leaves_enforcement_unchanged_and_check_reports_it() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let policies = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rego") {
+            std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let dir_arg = policies.path().to_string_lossy().to_string();
+    let (p, host, _dir) = pinned_proxy("webteam", &["--policies", &dir_arg]);
+    let web = unique("web");
+    let _c = Cleanup(vec![web.clone()]);
+    ok(&direct(&["run", "-d", "--name", &web, img, "sleep", "300"]));
+    trust_create(&p, &["caller_service=webteam", "target_container=web-*", "can_stop=true"]);
+    refused(&p.docker_at(&host, &["exec", &web, "true"]), "container.exec");
+
+    // Save a broken policy: enforcement stays as it was.
+    std::fs::write(policies.path().join("broken.rego"), "package portcullis\n\nthis is not rego {\n").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    refused(&p.docker_at(&host, &["exec", &web, "true"]), "container.exec");
+    let stats = ok(&p.docker_at(&host, &["inspect", "-f", "{{.Name}}", &web]));
+    assert_eq!(stats.trim(), format!("/{web}"));
+    let status: serde_json::Value = serde_json::from_str(&ok(&p.cli(&["trust", "list"]))).unwrap();
+    assert!(status.is_array());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["policy", "check", "--policies", &dir_arg])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "policy check must fail on a broken file");
+    assert!(stderr(&out).contains("broken.rego:"), "names file and line: {}", stderr(&out));
+
+    // The admin API reports the error too.
+    let status = get(&p.socket, "/api/v1/policy");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(status.contains("broken.rego"), "policy status names the broken file: {status}");
+}
+
+fn get(socket: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn policy_test_passes_on_shipped_policies_and_fails_when_broken() {
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    for template in ["standard", "strict", "permissive"] {
+        let out = std::process::Command::new(bin).args(["policy", "test", "--template", template]).output().unwrap();
+        assert!(out.status.success(), "{template}: {}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("PASS"), "{}", stdout(&out));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rego") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let dir_arg = dir.path().to_string_lossy().to_string();
+    let out = std::process::Command::new(bin).args(["policy", "test", "--policies", &dir_arg]).output().unwrap();
+    assert!(out.status.success(), "copied policies pass: {}", stdout(&out));
+    // Break one test on purpose.
+    std::fs::write(
+        dir.path().join("zz_broken_test.rego"),
+        "package portcullis_broken_test\n\nimport rego.v1\n\ntest_admin_is_refused if {\n\tdata.portcullis.decision.allowed with input as {\"caller\": {\"admin\": true}}\n\tfalse\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin).args(["policy", "test", "--policies", &dir_arg]).output().unwrap();
+    assert!(!out.status.success(), "a failing test must fail the run: {}", stdout(&out));
+    assert!(stdout(&out).contains("test_admin_is_refused"), "{}", stdout(&out));
+}

@@ -174,7 +174,10 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             records.reverse();
             print!("{}", record::format_jsonl(&records));
             let mut last = records.last().map(|r| r.seq).unwrap_or(0);
-            while follow {
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let path = format!("/api/v1/trust/audit?order=oldest&cursor={last}&limit=1000");
                 let (records, _) = records_of(&client.call(Method::GET, &path, None).await?)?;
@@ -183,7 +186,6 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 print!("{}", record::format_jsonl(&records));
             }
-            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { from, server } => {
             let client = AdminClient::new(&server);

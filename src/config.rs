@@ -118,10 +118,8 @@ impl FromStr for ListenerSpec {
                 other => return Err(format!("listener {s:?}: unknown option {other:?}")),
             }
         }
-        if spec.mode.is_some() || spec.group.is_some() {
-            if !matches!(spec.addr, ListenAddr::Unix(_)) {
-                return Err(format!("listener {s:?}: mode and group apply to unix sockets only"));
-            }
+        if (spec.mode.is_some() || spec.group.is_some()) && !matches!(spec.addr, ListenAddr::Unix(_)) {
+            return Err(format!("listener {s:?}: mode and group apply to unix sockets only"));
         }
         Ok(spec)
     }

@@ -201,7 +201,7 @@ impl Resolver {
         Ok(())
     }
 
-    fn from_cache(&self, reference: &str) -> Option<Target> {
+    fn cached_lookup(&self, reference: &str) -> Option<Target> {
         if !self.synced.load(Ordering::SeqCst) {
             return None;
         }
@@ -282,7 +282,7 @@ impl Resolver {
     /// Resolve a container reference.
     pub async fn container(&self, reference: &str, freshness: Freshness) -> Result<Target, ResolveError> {
         if freshness == Freshness::Cached {
-            if let Some(t) = self.from_cache(reference) {
+            if let Some(t) = self.cached_lookup(reference) {
                 return Ok(t);
             }
         }
@@ -330,7 +330,7 @@ impl Resolver {
     /// Every cached container, for filtering lists and events.
     pub fn cached(&self, id: &str) -> Option<Target> {
         if is_full_id(id) {
-            self.from_cache(id)
+            self.cached_lookup(id)
         } else {
             None
         }

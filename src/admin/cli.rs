@@ -84,6 +84,8 @@ pub enum CallerCommand {
     Remove { name: String, #[command(flatten)] server: ServerArgs },
 }
 
+// Parsed once per process: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Query the decision log.

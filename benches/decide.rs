@@ -70,6 +70,7 @@ fn input(action: &str, body: serde_json::Value, file: Option<FileContext>) -> Po
             image: Some("registry.local/app-3:v2.1".into()),
             exists: true,
             kind: Some(ResourceKind::Container),
+            ..Target::default()
         },
         request: RequestInfo {
             method: "PUT".into(),
@@ -119,11 +120,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| serde_json::to_value(&write).expect("json"))
     });
     let base = serde_json::to_value(&write).expect("json");
-    group.bench_function("input_only/enrich", |b| {
+    group.bench_function("input_only/facts", |b| {
         b.iter(|| {
-            let mut v = base.clone();
-            portcullis::decide::facts::enrich(&mut v, &trust, 0);
-            v
+            portcullis::decide::facts::compute(&base, &trust, 0)
+                .matches
+                .len()
         })
     });
     let mut enriched = base.clone();
@@ -133,9 +134,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("input_only/file.write", |b| {
         b.iter(|| {
-            let mut v = serde_json::to_value(&write).expect("json");
-            portcullis::decide::facts::enrich(&mut v, &trust, 0);
-            regorus::Value::from(v)
+            let v = serde_json::to_value(&write).expect("json");
+            portcullis::decide::facts::to_policy_value(&v, &trust, 0).expect("value")
         })
     });
     for (name, engine) in &engines {

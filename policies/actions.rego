@@ -166,6 +166,22 @@ need := needs[input.action] if {
 	resource_rights[input.action]
 } else := "a trust relationship"
 
+# The relationships that grant the action, hardening aside. The common cases
+# (one boolean right, one resource right) are specialized comprehensions: a
+# function call per relationship and definition is what costs on the RVM.
+action_right := container_rights[input.action]
+
+resource_family := resource_rights[input.action][0]
+
+resource_mode := resource_rights[input.action][1]
+
+grantors := [m | some m in usable; m[action_right] == true] if {
+	action_right
+} else := [m | some m in usable; m.resources[resource_family][resource_mode] == true] if {
+	resource_family
+	data.portcullis.settings.resource_rights == true
+} else := [m | some m in usable; grants(m)]
+
 # grants(m): relationship fact m grants the action, hardening aside.
 
 grants(m) if m[container_rights[input.action]] == true

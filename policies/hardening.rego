@@ -248,11 +248,3 @@ hardened_actions := {
 	"plugin.install", "plugin.set", "plugin.upgrade", "plugin.create", "plugin.enable",
 	"file.write", "file.delete",
 }
-
-# clean(m): relationship m opts in to every danger of the request.
-clean(_) if not input.action in hardened_actions
-
-clean(m) if {
-	input.action in hardened_actions
-	count(unmet(m)) == 0
-}

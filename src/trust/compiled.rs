@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::{TrustError, TrustRelationship};
 
@@ -19,8 +19,9 @@ pub enum TargetPattern {
     Any,
     /// An exact container name.
     Exact(String),
-    /// A glob over container names, e.g. `web-*`.
-    Glob(GlobMatcher),
+    /// A glob over container names, e.g. `web-*` (a one-glob set: the set
+    /// picks literal/prefix/suffix strategies before falling back to a regex).
+    Glob(GlobSet),
     /// `label:key=value`: containers carrying that label.
     Label { key: String, value: String },
 }
@@ -52,14 +53,10 @@ impl TargetPattern {
         }
         let name = target.trim_start_matches('/');
         if name.contains(['*', '?', '[', '{']) {
-            let glob = GlobBuilder::new(name)
-                .build()
-                .map_err(|e| TrustError::InvalidGlob {
-                    field: "target_container".into(),
-                    pattern: target.to_string(),
-                    message: e.kind().to_string(),
-                })?;
-            return Ok(TargetPattern::Glob(glob.compile_matcher()));
+            return Ok(TargetPattern::Glob(name_globs(
+                "target_container",
+                &[name.to_string()],
+            )?));
         }
         Ok(TargetPattern::Exact(name.to_string()))
     }
@@ -152,7 +149,7 @@ impl CompiledRelationship {
             images: name_globs("allowed_images", &spec.allowed_images)?,
             bind_mounts: path_globs("allow_bind_mounts", &spec.allow_bind_mounts)?,
             expires_at_ns,
-            value: regorus::Value::from(json.clone()),
+            value: crate::decide::facts::json_to_value(&json),
             json,
             relationship,
         })

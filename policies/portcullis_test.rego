@@ -68,6 +68,11 @@ test_seed_defaults_grant_inspect_logs_stats_only if {
 	}
 }
 
+test_secrets_need_can_see_secrets if {
+	t.allowed(t.req("container.inspect_secrets", [t.rel({})])) == false
+	t.allowed(t.req("container.inspect_secrets", [t.rel({"can_see_secrets": true})])) == true
+}
+
 test_deny_names_the_missing_right if {
 	t.says(t.req("container.exec", [t.rel({})]), "needs can_exec")
 }

@@ -47,6 +47,13 @@ fn events_show_only_visible_containers_and_secrets_are_redacted() {
     assert!(env.contains("DB_PASSWORD="), "the name stays: {env}");
     let env = ok(&p.docker(&["container", "inspect", "-f", "{{json .Config.Env}}", &web]));
     assert!(env.contains("hunter2"), "the administrator sees everything: {env}");
+
+    // An explicit right lifts the redaction.
+    let list: serde_json::Value = serde_json::from_str(&ok(&p.cli(&["trust", "list"]))).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    ok(&p.cli(&["trust", "update", &id, "--set", "can_see_secrets=true"]));
+    let env = ok(&p.docker_at(&host, &["container", "inspect", "-f", "{{json .Config.Env}}", &web]));
+    assert!(env.contains("hunter2"), "can_see_secrets shows the values: {env}");
 }
 
 #[test]

@@ -28,11 +28,16 @@ struct Stats {
 
 async fn one_client(socket: PathBuf, path: &'static str, n: usize) -> Vec<Duration> {
     let stream = UnixStream::connect(&socket).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
-        let req = Request::get(path).header("host", "docker").body(Empty::<Bytes>::new()).unwrap();
+        let req = Request::get(path)
+            .header("host", "docker")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
         let t = Instant::now();
         let resp = sender.send_request(req).await.expect("request");
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
@@ -127,7 +132,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if benching { 4000 } else { 200 });
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let fixture_sock = dir.path().join("fixture.sock");
@@ -138,7 +146,9 @@ fn main() {
         println!("fixture upstream received {} requests", fixture.count());
 
         let engine = Path::new("/var/run/docker.sock");
-        if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok() || std::os::unix::net::UnixStream::connect(engine).is_err() {
+        if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok()
+            || std::os::unix::net::UnixStream::connect(engine).is_err()
+        {
             println!("engine: skipped (no daemon at {})", engine.display());
             return;
         }

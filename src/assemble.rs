@@ -30,12 +30,20 @@ impl Credentials for TrustStore {
 
 impl Record for AuditLog {
     fn append(&self, record: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
-        async move { AuditLog::append(self, record).await.map_err(|e| e.to_string()) }.boxed()
+        async move {
+            AuditLog::append(self, record)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
     }
 }
 
 /// Where the policies come from: `--policies DIR`, else the embedded template.
-pub fn policy_source(dir: Option<&std::path::Path>, template: &str) -> anyhow::Result<PolicySource> {
+pub fn policy_source(
+    dir: Option<&std::path::Path>,
+    template: &str,
+) -> anyhow::Result<PolicySource> {
     Ok(match dir {
         Some(d) => PolicySource::Dir(d.to_path_buf()),
         None => PolicySource::Embedded(template.parse::<Template>().map_err(anyhow::Error::msg)?),
@@ -57,7 +65,12 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
     let db = sled::Config::new()
         .path(&config.data_dir)
         .open()
-        .with_context(|| format!("opening the database in {} (is another portcullis running?)", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "opening the database in {} (is another portcullis running?)",
+                config.data_dir.display()
+            )
+        })?;
     let store = TrustStore::open(&db).context("opening the trust store")?;
 
     let source = policy_source(config.policies.as_deref(), &config.template)?;
@@ -67,9 +80,15 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
             tracing::error!(%e, "policy did not compile; every request is refused until it does");
         }
     }
-    engine.attach_trust(store.clone()).context("loading trust data")?;
+    engine
+        .attach_trust(store.clone())
+        .context("loading trust data")?;
     let watcher = match &config.policies {
-        Some(dir) => Some(engine.watch(dir.clone()).with_context(|| format!("watching {}", dir.display()))?),
+        Some(dir) => Some(
+            engine
+                .watch(dir.clone())
+                .with_context(|| format!("watching {}", dir.display()))?,
+        ),
         None => None,
     };
 
@@ -103,7 +122,9 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
     let selector_is_immutable = Arc::new(move |trust_id: &str| {
         selectors
             .get(trust_id)
-            .map(|r| r.spec.target_container == "*" || r.spec.target_container.starts_with("label:"))
+            .map(|r| {
+                r.spec.target_container == "*" || r.spec.target_container.starts_with("label:")
+            })
             .unwrap_or(false)
     });
     Ok(Parts {

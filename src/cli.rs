@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Limits, ListenerSpec, Mode, ServeConfig, TlsFiles, UpstreamAddr};
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "An authorization proxy for the Docker Engine API")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An authorization proxy for the Docker Engine API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +47,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", value_delimiter = ',')]
     pub listen: Vec<ListenerSpec>,
     /// The Docker daemon to forward to.
-    #[arg(long, env = "PORTCULLIS_UPSTREAM", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "PORTCULLIS_UPSTREAM",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     pub upstream: UpstreamAddr,
     /// Where the trust store and the decision log live.
     /// Default: /var/lib/portcullis (root) or $XDG_DATA_HOME/portcullis.
@@ -87,7 +95,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
         let tls = match (self.tls_cert, self.tls_key, self.tls_client_ca) {
-            (Some(cert), Some(key), Some(client_ca)) => Some(TlsFiles { cert, key, client_ca }),
+            (Some(cert), Some(key), Some(client_ca)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
             (None, None, None) => None,
             _ => anyhow::bail!("--tls-cert, --tls-key and --tls-client-ca go together"),
         };

@@ -10,7 +10,8 @@ use http::Method;
 use serde_json::{json, Value};
 
 use crate::admin::cli::{
-    fields_to_object, print_json, query_string, AdminClient, AuditCommand, CallerCommand, TrustCommand,
+    fields_to_object, print_json, query_string, AdminClient, AuditCommand, CallerCommand,
+    TrustCommand,
 };
 use crate::assemble::policy_source;
 use crate::cli::{Command, PolicyCommand, PolicySourceArgs};
@@ -38,7 +39,11 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check(args) => match tools::policy_check(&source(&args)?) {
             Ok(report) => {
-                println!("ok: {} files compile (evaluator: {:?})", report.files.len(), report.evaluator);
+                println!(
+                    "ok: {} files compile (evaluator: {:?})",
+                    report.files.len(),
+                    report.evaluator
+                );
                 for f in &report.files {
                     println!("  {f}");
                 }
@@ -57,42 +62,96 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Test(args) => {
             let report = tools::policy_test(&source(&args)?);
             print!("{}", report.render());
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        PolicyCommand::Eval { source: args, input, trust } => {
-            let input = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
+        PolicyCommand::Eval {
+            source: args,
+            input,
+            trust,
+        } => {
+            let input = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
             let trust = match trust {
-                Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+                Some(p) => Some(
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                ),
                 None => None,
             };
             let decision = tools::policy_eval(&source(&args)?, &input, trust.as_deref())?;
             print!("{}", tools::render_decision(&decision));
-            Ok(if decision.allowed { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            Ok(if decision.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
     }
 }
 
 async fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
     let (client, method, path, body) = match cmd {
-        TrustCommand::List(s) => (AdminClient::new(&s), Method::GET, "/api/v1/trust".to_string(), None),
-        TrustCommand::Get { id, server } => (AdminClient::new(&server), Method::GET, format!("/api/v1/trust/{id}"), None),
+        TrustCommand::List(s) => (
+            AdminClient::new(&s),
+            Method::GET,
+            "/api/v1/trust".to_string(),
+            None,
+        ),
+        TrustCommand::Get { id, server } => (
+            AdminClient::new(&server),
+            Method::GET,
+            format!("/api/v1/trust/{id}"),
+            None,
+        ),
         TrustCommand::Create(fields) => {
             let body = fields_to_object(&fields)?;
-            (AdminClient::new(&fields.server), Method::POST, "/api/v1/trust".into(), Some(body))
+            (
+                AdminClient::new(&fields.server),
+                Method::POST,
+                "/api/v1/trust".into(),
+                Some(body),
+            )
         }
         TrustCommand::Update { id, fields } => {
             let body = fields_to_object(&fields)?;
-            (AdminClient::new(&fields.server), Method::PATCH, format!("/api/v1/trust/{id}"), Some(body))
+            (
+                AdminClient::new(&fields.server),
+                Method::PATCH,
+                format!("/api/v1/trust/{id}"),
+                Some(body),
+            )
         }
-        TrustCommand::Delete { id, server } => {
-            (AdminClient::new(&server), Method::DELETE, format!("/api/v1/trust/{id}"), None)
-        }
-        TrustCommand::Check { caller, target, action, resource_path, server } => {
+        TrustCommand::Delete { id, server } => (
+            AdminClient::new(&server),
+            Method::DELETE,
+            format!("/api/v1/trust/{id}"),
+            None,
+        ),
+        TrustCommand::Check {
+            caller,
+            target,
+            action,
+            resource_path,
+            server,
+        } => {
             let body = json!({ "caller": caller, "target": target, "action": action, "resourcePath": resource_path });
-            let answer = AdminClient::new(&server).call(Method::POST, "/api/v1/trust/check", Some(body)).await?;
+            let answer = AdminClient::new(&server)
+                .call(Method::POST, "/api/v1/trust/check", Some(body))
+                .await?;
             print_json(&answer);
-            let allowed = answer.get("allowed").and_then(Value::as_bool).unwrap_or(false);
-            return Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(3) });
+            let allowed = answer
+                .get("allowed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            return Ok(if allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            });
         }
     };
     print_json(&client.call(method, &path, body).await?);
@@ -101,19 +160,29 @@ async fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
 
 async fn caller(cmd: CallerCommand) -> anyhow::Result<ExitCode> {
     let answer = match cmd {
-        CallerCommand::List(s) => AdminClient::new(&s).call(Method::GET, "/api/v1/callers", None).await?,
+        CallerCommand::List(s) => {
+            AdminClient::new(&s)
+                .call(Method::GET, "/api/v1/callers", None)
+                .await?
+        }
         CallerCommand::Add { name, uids, server } => {
             let body = json!({ "name": name, "uids": uids });
-            AdminClient::new(&server).call(Method::POST, "/api/v1/callers", Some(body)).await?
+            AdminClient::new(&server)
+                .call(Method::POST, "/api/v1/callers", Some(body))
+                .await?
         }
         CallerCommand::Token { name, server } => {
             let path = format!("/api/v1/callers/{name}/tokens");
-            let answer = AdminClient::new(&server).call(Method::POST, &path, None).await?;
+            let answer = AdminClient::new(&server)
+                .call(Method::POST, &path, None)
+                .await?;
             eprintln!("the token is shown once; portcullis keeps only its hash");
             answer
         }
         CallerCommand::Remove { name, server } => {
-            AdminClient::new(&server).call(Method::DELETE, &format!("/api/v1/callers/{name}"), None).await?
+            AdminClient::new(&server)
+                .call(Method::DELETE, &format!("/api/v1/callers/{name}"), None)
+                .await?
         }
     };
     print_json(&answer);
@@ -156,19 +225,31 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 .call(Method::GET, &format!("/api/v1/trust/audit{qs}"), None)
                 .await?;
             let (records, next) = records_of(&page)?;
-            let format = q
-                .format
-                .unwrap_or_else(|| if std::io::stdout().is_terminal() { "table".into() } else { "jsonl".into() });
+            let format = q.format.unwrap_or_else(|| {
+                if std::io::stdout().is_terminal() {
+                    "table".into()
+                } else {
+                    "jsonl".into()
+                }
+            });
             print_records(&records, &format)?;
             if let Some(next) = next {
                 eprintln!("more: --cursor {next}");
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Tail { follow, lines, server } => {
+        AuditCommand::Tail {
+            follow,
+            lines,
+            server,
+        } => {
             let client = AdminClient::new(&server);
             let page = client
-                .call(Method::GET, &format!("/api/v1/trust/audit?limit={}", lines.clamp(1, 1000)), None)
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/trust/audit?limit={}", lines.clamp(1, 1000)),
+                    None,
+                )
                 .await?;
             let (mut records, _) = records_of(&page)?;
             records.reverse();
@@ -207,7 +288,11 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                     let db = record::open_offline(&dir)?;
                     serde_json::to_value(record::verify_db(&db)?)?
                 }
-                None => AdminClient::new(&server).call(Method::GET, "/api/v1/audit/verify", None).await?,
+                None => {
+                    AdminClient::new(&server)
+                        .call(Method::GET, "/api/v1/audit/verify", None)
+                        .await?
+                }
             };
             print_json(&report);
             let broken = report.get("broken").map(|b| !b.is_null()).unwrap_or(true);

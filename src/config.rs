@@ -27,7 +27,9 @@ impl FromStr for UpstreamAddr {
         } else if s.starts_with('/') {
             Ok(UpstreamAddr::Unix(PathBuf::from(s)))
         } else {
-            Err(format!("upstream {s:?}: expected unix:///path or tcp://host:port"))
+            Err(format!(
+                "upstream {s:?}: expected unix:///path or tcp://host:port"
+            ))
         }
     }
 }
@@ -118,8 +120,12 @@ impl FromStr for ListenerSpec {
                 other => return Err(format!("listener {s:?}: unknown option {other:?}")),
             }
         }
-        if (spec.mode.is_some() || spec.group.is_some()) && !matches!(spec.addr, ListenAddr::Unix(_)) {
-            return Err(format!("listener {s:?}: mode and group apply to unix sockets only"));
+        if (spec.mode.is_some() || spec.group.is_some())
+            && !matches!(spec.addr, ListenAddr::Unix(_))
+        {
+            return Err(format!(
+                "listener {s:?}: mode and group apply to unix sockets only"
+            ));
         }
         Ok(spec)
     }
@@ -253,7 +259,9 @@ mod tests {
     #[test]
     fn upstreams_parse() {
         assert_eq!(
-            "unix:///var/run/docker.sock".parse::<UpstreamAddr>().unwrap(),
+            "unix:///var/run/docker.sock"
+                .parse::<UpstreamAddr>()
+                .unwrap(),
             UpstreamAddr::Unix("/var/run/docker.sock".into())
         );
         assert_eq!(

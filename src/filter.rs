@@ -29,7 +29,10 @@ pub fn target_of_summary(entry: &Value) -> Target {
         id: entry.get("Id").and_then(Value::as_str).map(str::to_string),
         name,
         labels: string_map(entry.get("Labels")),
-        image: entry.get("Image").and_then(Value::as_str).map(str::to_string),
+        image: entry
+            .get("Image")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         exists: true,
         kind: Some(crate::classify::ResourceKind::Container),
         mounts: Vec::new(),
@@ -50,8 +53,12 @@ fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
 /// `GET /containers/json`: keep only the containers the caller may inspect.
 /// An unparsable list is an error, never passed through unfiltered.
 pub fn container_list(body: &[u8], visible: &dyn Fn(&Target) -> bool) -> Result<Vec<u8>, String> {
-    let list: Vec<Value> = serde_json::from_slice(body).map_err(|e| format!("container list: {e}"))?;
-    let kept: Vec<Value> = list.into_iter().filter(|c| visible(&target_of_summary(c))).collect();
+    let list: Vec<Value> =
+        serde_json::from_slice(body).map_err(|e| format!("container list: {e}"))?;
+    let kept: Vec<Value> = list
+        .into_iter()
+        .filter(|c| visible(&target_of_summary(c)))
+        .collect();
     serde_json::to_vec(&kept).map_err(|e| e.to_string())
 }
 
@@ -59,10 +66,18 @@ pub fn container_list(body: &[u8], visible: &dyn Fn(&Target) -> bool) -> Result<
 pub fn target_of_event(event: &Value) -> Option<Target> {
     let actor = event.get("Actor")?;
     let attrs = actor.get("Attributes").and_then(Value::as_object);
-    let attr = |k: &str| attrs.and_then(|a| a.get(k)).and_then(Value::as_str).map(str::to_string);
+    let attr = |k: &str| {
+        attrs
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let kind = event.get("Type").and_then(Value::as_str).unwrap_or("");
     let (id, name) = match kind {
-        "container" => (actor.get("ID").and_then(Value::as_str).map(str::to_string), attr("name")),
+        "container" => (
+            actor.get("ID").and_then(Value::as_str).map(str::to_string),
+            attr("name"),
+        ),
         // Network connect/disconnect name the container in an attribute.
         "network" => (attr("container"), None),
         _ => return None,
@@ -73,7 +88,9 @@ pub fn target_of_event(event: &Value) -> Option<Target> {
         attrs
             .map(|a| {
                 a.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "name" | "image" | "exitCode" | "signal"))
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), "name" | "image" | "exitCode" | "signal")
+                    })
                     .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
                     .collect()
             })
@@ -136,14 +153,24 @@ pub fn event_stream(
 /// Environment variable names whose values are secrets.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "PRIVATE", "AUTH"]
-        .iter()
-        .any(|s| upper.contains(s))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "SECRET",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+        "AUTH",
+    ]
+    .iter()
+    .any(|s| upper.contains(s))
 }
 
 /// `GET /containers/{id}/json`: replace secret-looking environment values.
 pub fn redact_inspect(body: &[u8]) -> Result<Bytes, String> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| format!("container inspect: {e}"))?;
+    let mut v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("container inspect: {e}"))?;
     if let Some(env) = v.pointer_mut("/Config/Env").and_then(Value::as_array_mut) {
         for item in env.iter_mut() {
             if let Some(s) = item.as_str() {
@@ -155,7 +182,9 @@ pub fn redact_inspect(body: &[u8]) -> Result<Bytes, String> {
             }
         }
     }
-    serde_json::to_vec(&v).map(Bytes::from).map_err(|e| e.to_string())
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -170,7 +199,10 @@ mod tests {
             {"Id": "b", "Names": ["/db-1"], "Labels": {}, "Image": "img"}
         ])
         .to_string();
-        let out = container_list(body.as_bytes(), &|t| t.name.as_deref().unwrap().starts_with("web-")).unwrap();
+        let out = container_list(body.as_bytes(), &|t| {
+            t.name.as_deref().unwrap().starts_with("web-")
+        })
+        .unwrap();
         let v: Vec<Value> = serde_json::from_slice(&out).unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!(v[0]["Id"], "a");
@@ -192,7 +224,8 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let body = json!({"Config": {"Env": ["PATH=/bin", "DB_PASSWORD=hunter2", "API_TOKEN=x"]}}).to_string();
+        let body = json!({"Config": {"Env": ["PATH=/bin", "DB_PASSWORD=hunter2", "API_TOKEN=x"]}})
+            .to_string();
         let out: Value = serde_json::from_slice(&redact_inspect(body.as_bytes()).unwrap()).unwrap();
         let env = out["Config"]["Env"].as_array().unwrap();
         assert_eq!(env[0], "PATH=/bin");

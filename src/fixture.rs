@@ -31,16 +31,17 @@ impl FixtureUpstream {
             while let Ok((stream, _)) = listener.accept().await {
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let counter = counter.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            // Drain the body so the connection can be reused.
-                            let _ = req.into_body().collect().await;
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            Ok::<_, Infallible>(answer(&path))
-                        }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let counter = counter.clone();
+                            async move {
+                                let path = req.uri().path().to_string();
+                                // Drain the body so the connection can be reused.
+                                let _ = req.into_body().collect().await;
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                Ok::<_, Infallible>(answer(&path))
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -62,7 +63,10 @@ fn answer(path: &str) -> Response<Full<Bytes>> {
     };
     let (ctype, body): (&str, &[u8]) = match unversioned {
         "/_ping" => ("text/plain; charset=utf-8", b"OK"),
-        "/version" => ("application/json", br#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"fixture"}"#),
+        "/version" => (
+            "application/json",
+            br#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"fixture"}"#,
+        ),
         "/containers/json" => ("application/json", b"[]"),
         _ => ("application/json", b"{}"),
     };

@@ -102,7 +102,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in listed {
         headers.remove(name.as_str());
     }
-    for name in ["keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "host"] {
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "host",
+    ] {
         headers.remove(name);
     }
     headers.remove(header::CONNECTION);
@@ -115,7 +122,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Turn the daemon's response into the client's. A `101` becomes a two-way
 /// pipe between the client's and the daemon's upgraded connections.
-pub fn relay(client_req: Option<hyper::upgrade::OnUpgrade>, mut resp: Response<Incoming>) -> Response<ProxyBody> {
+pub fn relay(
+    client_req: Option<hyper::upgrade::OnUpgrade>,
+    mut resp: Response<Incoming>,
+) -> Response<ProxyBody> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut resp);
         match client_req {
@@ -136,7 +146,10 @@ pub fn relay(client_req: Option<hyper::upgrade::OnUpgrade>, mut resp: Response<I
                 });
             }
             None => {
-                return reply::error(StatusCode::BAD_GATEWAY, "portcullis: the daemon upgraded a connection that asked for no upgrade");
+                return reply::error(
+                    StatusCode::BAD_GATEWAY,
+                    "portcullis: the daemon upgraded a connection that asked for no upgrade",
+                );
             }
         }
         let (parts, _) = resp.into_parts();
@@ -207,13 +220,21 @@ macro_rules! delegate {
 }
 
 impl AsyncRead for UpstreamStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         delegate!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for UpstreamStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         delegate!(self, s => Pin::new(s).poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

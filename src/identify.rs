@@ -94,10 +94,15 @@ pub fn identify(
         let secret = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or(IdentifyError::BadToken)?;
-        let (name, token_id) = credentials.verify_token(secret).ok_or(IdentifyError::BadToken)?;
+        let (name, token_id) = credentials
+            .verify_token(secret)
+            .ok_or(IdentifyError::BadToken)?;
         return Ok(Caller {
             name,
             admin: false,
@@ -183,7 +188,11 @@ mod tests {
             id: 1,
             listener: "unix:///t.sock".into(),
             pinned_caller: pinned.map(str::to_string),
-            peer: Peer::Unix { uid, gid: uid, pid: Some(7) },
+            peer: Peer::Unix {
+                uid,
+                gid: uid,
+                pid: Some(7),
+            },
         }
     }
 
@@ -193,7 +202,10 @@ mod tests {
         h.insert("authorization", "Bearer s3cret".parse().unwrap());
         let c = identify(&unix(1000, Some("traefik")), &mut h, &[0], &Fixed).unwrap();
         assert_eq!(c.name, "traefik");
-        assert!(h.get("authorization").is_none(), "credential header must never be forwarded");
+        assert!(
+            h.get("authorization").is_none(),
+            "credential header must never be forwarded"
+        );
 
         let mut h = http::HeaderMap::new();
         h.insert("authorization", "Bearer s3cret".parse().unwrap());
@@ -203,7 +215,10 @@ mod tests {
         let c = identify(&unix(0, None), &mut http::HeaderMap::new(), &[0], &Fixed).unwrap();
         assert!(c.admin && c.identified);
         let c = identify(&unix(1000, None), &mut http::HeaderMap::new(), &[0], &Fixed).unwrap();
-        assert_eq!((c.name.as_str(), c.admin, c.identified), ("ci", false, true));
+        assert_eq!(
+            (c.name.as_str(), c.admin, c.identified),
+            ("ci", false, true)
+        );
         let c = identify(&unix(4242, None), &mut http::HeaderMap::new(), &[0], &Fixed).unwrap();
         assert!(!c.identified && !c.admin);
     }
@@ -212,10 +227,16 @@ mod tests {
     fn a_bad_token_is_refused_not_ignored() {
         let mut h = http::HeaderMap::new();
         h.insert("authorization", "Bearer wrong".parse().unwrap());
-        assert_eq!(identify(&unix(0, None), &mut h, &[0], &Fixed), Err(IdentifyError::BadToken));
+        assert_eq!(
+            identify(&unix(0, None), &mut h, &[0], &Fixed),
+            Err(IdentifyError::BadToken)
+        );
         let mut h = http::HeaderMap::new();
         h.insert("authorization", "Basic eDp5".parse().unwrap());
-        assert_eq!(identify(&unix(0, None), &mut h, &[0], &Fixed), Err(IdentifyError::BadToken));
+        assert_eq!(
+            identify(&unix(0, None), &mut h, &[0], &Fixed),
+            Err(IdentifyError::BadToken)
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! record stages: there is no second path.
 
 pub mod admin;
+pub mod assemble;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -37,11 +38,10 @@ pub mod pipeline;
 pub mod record;
 pub mod reply;
 pub mod resolve;
-pub mod stages;
-pub mod trust;
-pub mod assemble;
 pub mod server;
 pub mod services;
+pub mod stages;
+pub mod trust;
 
 use clap::Parser;
 
@@ -49,12 +49,16 @@ use clap::Parser;
 pub fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("portcullis: cannot start the runtime: {e}");

@@ -57,8 +57,11 @@ pub struct Connection {
 }
 
 /// What the pipeline provides: a request and its connection in, a response out.
-pub type Handler =
-    Arc<dyn Fn(Request<Incoming>, Arc<Connection>) -> BoxFuture<'static, Response<ProxyBody>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>, Arc<Connection>) -> BoxFuture<'static, Response<ProxyBody>>
+        + Send
+        + Sync,
+>;
 
 enum Socket {
     Unix(UnixListener),
@@ -97,7 +100,8 @@ pub async fn bind(spec: &ListenerSpec, tls: Option<&TlsFiles>) -> anyhow::Result
                 .with_context(|| format!("binding tcp://{addr}"))?,
         ),
         ListenAddr::Tls(addr) => {
-            let files = tls.context("a tls:// listener needs --tls-cert, --tls-key and --tls-client-ca")?;
+            let files =
+                tls.context("a tls:// listener needs --tls-cert, --tls-key and --tls-client-ca")?;
             let acceptor = tls_acceptor(files)?;
             let l = TcpListener::bind(addr)
                 .await
@@ -115,14 +119,18 @@ fn bind_unix(path: &Path, spec: &ListenerSpec) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            bail!("{} exists and is not a socket; refusing to replace it", path.display());
+            bail!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            );
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     // 0660 by default: a local user who is neither owner nor in the group has no
     // business even talking to the proxy.
     let mode = spec.mode.unwrap_or(0o660);
@@ -157,10 +165,12 @@ fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
         roots.add(ca.context("parsing --tls-client-ca")?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .context("building the client certificate verifier")?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .context("building the client certificate verifier")?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -172,7 +182,13 @@ fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
 /// The common name of a DER certificate's subject.
 fn common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some(cn)
 }
 
@@ -192,14 +208,22 @@ pub async fn serve(listeners: Vec<Listener>, limits: Limits, handler: Handler) {
     }
 }
 
-async fn accept_loop(listener: Listener, slots: Arc<Semaphore>, limits: Arc<Limits>, handler: Handler) {
+async fn accept_loop(
+    listener: Listener,
+    slots: Arc<Semaphore>,
+    limits: Arc<Limits>,
+    handler: Handler,
+) {
     let label = listener.label();
     let pinned = listener.spec.caller.clone();
     loop {
         let accepted = match &listener.socket {
             Socket::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
             Socket::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
-            Socket::Tls(l, acc) => l.accept().await.map(|(s, a)| Accepted::Tls(s, a, acc.clone())),
+            Socket::Tls(l, acc) => l
+                .accept()
+                .await
+                .map(|(s, a)| Accepted::Tls(s, a, acc.clone())),
         };
         let accepted = match accepted {
             Ok(a) => a,
@@ -211,7 +235,12 @@ async fn accept_loop(listener: Listener, slots: Arc<Semaphore>, limits: Arc<Limi
             }
         };
         let permit = slots.clone().try_acquire_owned();
-        let (label, pinned, limits, handler) = (label.clone(), pinned.clone(), limits.clone(), handler.clone());
+        let (label, pinned, limits, handler) = (
+            label.clone(),
+            pinned.clone(),
+            limits.clone(),
+            handler.clone(),
+        );
         tokio::spawn(async move {
             let Ok(_permit) = permit else {
                 accepted.refuse_busy().await;
@@ -231,15 +260,26 @@ async fn accept_loop(listener: Listener, slots: Arc<Semaphore>, limits: Arc<Limi
                             return;
                         }
                     };
-                    let conn = Connection { id, listener: label, pinned_caller: pinned, peer };
+                    let conn = Connection {
+                        id,
+                        listener: label,
+                        pinned_caller: pinned,
+                        peer,
+                    };
                     serve_connection(s, conn, &limits, handler).await
                 }
                 Accepted::Tcp(s, addr) => {
-                    let conn = Connection { id, listener: label, pinned_caller: pinned, peer: Peer::Tcp { addr } };
+                    let conn = Connection {
+                        id,
+                        listener: label,
+                        pinned_caller: pinned,
+                        peer: Peer::Tcp { addr },
+                    };
                     serve_connection(s, conn, &limits, handler).await
                 }
                 Accepted::Tls(s, addr, acceptor) => {
-                    let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s)).await;
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s)).await;
                     let tls = match handshake {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
@@ -276,7 +316,11 @@ enum Accepted {
 impl Accepted {
     /// Over the connection limit: say so in Docker's format, then close.
     async fn refuse_busy(self) {
-        let msg = raw_error(503, "Service Unavailable", "portcullis: too many connections; try again later");
+        let msg = raw_error(
+            503,
+            "Service Unavailable",
+            "portcullis: too many connections; try again later",
+        );
         match self {
             Accepted::Unix(mut s) => {
                 let _ = s.write_all(msg.as_bytes()).await;
@@ -339,7 +383,11 @@ where
     }
 
     let conn = Arc::new(conn);
-    let io = TokioIo::new(Prefixed { head, pos: 0, inner: io });
+    let io = TokioIo::new(Prefixed {
+        head,
+        pos: 0,
+        inner: io,
+    });
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let fut = handler(req, conn.clone());
         async move { Ok::<_, std::convert::Infallible>(fut.await) }
@@ -363,7 +411,11 @@ struct Prefixed<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.pos < self.head.len() {
             let n = (self.head.len() - self.pos).min(buf.remaining());
             let start = self.pos;
@@ -376,7 +428,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

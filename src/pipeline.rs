@@ -41,7 +41,7 @@ pub struct Gateway {
     pub decider: Arc<dyn Decide>,
     pub recorder: Arc<dyn Record>,
     pub resolver: Arc<Resolver>,
-    pub services: Arc<dyn stages::LocalServices>,
+    pub services: Arc<crate::services::Local>,
     /// Whether a trust relationship's target selector cannot change with a
     /// container's name (`*` or a label selector): see [`crate::resolve`].
     pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
@@ -50,25 +50,37 @@ pub struct Gateway {
 }
 
 /// One request, start to end.
-pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: Arc<Connection>) -> Response<ProxyBody> {
+pub async fn handle(
+    gw: Arc<Gateway>,
+    mut req: Request<Incoming>,
+    conn: Arc<Connection>,
+) -> Response<ProxyBody> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
     let mut life = Life::begin(&parts, &conn);
 
     // Identify: who is calling. The credential header is removed here.
-    let caller = match identify::identify(&conn, &mut parts.headers, &gw.admin_uids, &*gw.credentials) {
-        Ok(caller) => caller,
-        Err(e) => {
-            let caller = Caller::unidentified(&conn.listener);
-            return gw.refuse_early(&life, &caller, StatusCode::UNAUTHORIZED, &e.to_string()).await;
-        }
-    };
+    let caller =
+        match identify::identify(&conn, &mut parts.headers, &gw.admin_uids, &*gw.credentials) {
+            Ok(caller) => caller,
+            Err(e) => {
+                let caller = Caller::unidentified(&conn.listener);
+                return gw
+                    .refuse_early(&life, &caller, StatusCode::UNAUTHORIZED, &e.to_string())
+                    .await;
+            }
+        };
 
     // Classify: which action on which resource, by the daemon's own routing.
-    let mut request: Classified = match classify::classify(parts.method.as_str(), &life.raw_target, &gw.versions) {
-        Ok(c) => c,
-        Err(e) => return gw.refuse_early(&life, &caller, stages::classify_status(&e), &e.to_string()).await,
-    };
+    let mut request: Classified =
+        match classify::classify(parts.method.as_str(), &life.raw_target, &gw.versions) {
+            Ok(c) => c,
+            Err(e) => {
+                return gw
+                    .refuse_early(&life, &caller, stages::classify_status(&e), &e.to_string())
+                    .await
+            }
+        };
     life.action = request.action.0.to_string();
 
     // Inspect: read the bodies that grant power; these exact bytes are forwarded.
@@ -81,13 +93,15 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: Arc<Conn
     // changed is checked again on a fresh look (see `resolve`).
     let mut freshness = Freshness::Cached;
     let (target, file, decision) = loop {
-        let (target, file) = match stages::resolve(&gw, &caller, &request, &inspected, freshness).await {
+        let (target, file) = match stages::resolve(&gw, &request, &inspected, freshness).await {
             Ok(t) => t,
             Err((status, e)) => return gw.refuse_early(&life, &caller, status, &e).await,
         };
         let input = stages::policy_input(&caller, &request, &target, &inspected, file.clone());
         let decision = gw.decider.decide(&input);
-        if freshness == Freshness::Cached && stages::needs_fresh_look(&gw, &caller, &target, &decision) {
+        if freshness == Freshness::Cached
+            && stages::needs_fresh_look(&gw, &caller, &target, &decision)
+        {
             freshness = Freshness::Fresh;
             continue;
         }
@@ -96,7 +110,15 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: Arc<Conn
 
     // Record: durable before anything is forwarded or refused.
     let enforced = gw.mode == Mode::Enforce;
-    let record = life.record(&caller, &request, &target, file.as_ref(), &inspected, &decision, enforced);
+    let record = life.record(
+        &caller,
+        &request,
+        &target,
+        file.as_ref(),
+        &inspected,
+        &decision,
+        enforced,
+    );
     let decision_id = match gw.recorder.append(record).await {
         Ok(seq) => seq,
         Err(e) => return stages::log_unavailable(&e),
@@ -107,11 +129,19 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: Arc<Conn
     }
 
     // Forward to the daemon, or serve portcullis's own APIs; then filter.
-    let work = Forwardable { parts, body, inspected, client_upgrade, decision_id };
+    let work = Forwardable {
+        parts,
+        body,
+        inspected,
+        client_upgrade,
+        decision_id,
+    };
     match request.route.service {
         Service::Docker => stages::forward(&gw, &caller, &request, &target, work).await,
         Service::Admin | Service::Files => {
-            gw.services.serve(&gw, &caller, &request, &target, file, work, &life).await
+            gw.services
+                .serve(&gw, &caller, &request, &target, file, work, &life)
+                .await
         }
     }
 }
@@ -119,7 +149,13 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: Arc<Conn
 impl Gateway {
     /// A refusal before a decision could be made (bad credential, unknown
     /// route, unreadable body): recorded as a denial, then answered.
-    async fn refuse_early(&self, life: &Life, caller: &Caller, status: StatusCode, reason: &str) -> Response<ProxyBody> {
+    async fn refuse_early(
+        &self,
+        life: &Life,
+        caller: &Caller,
+        status: StatusCode,
+        reason: &str,
+    ) -> Response<ProxyBody> {
         let decision = Decision::deny(reason, "-");
         let record = life.early_record(caller, &decision, self.mode == Mode::Enforce);
         let id = match self.recorder.append(record).await {
@@ -133,7 +169,10 @@ impl Gateway {
         };
         reply::error(
             status,
-            format!("portcullis: {} may not {what}: {reason} (decision {id})", caller.name),
+            format!(
+                "portcullis: {} may not {what}: {reason} (decision {id})",
+                caller.name
+            ),
         )
     }
 

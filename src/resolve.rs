@@ -108,8 +108,23 @@ pub enum Freshness {
     Fresh,
 }
 
+fn mount_infos(mounts: Option<Vec<bollard::models::MountPoint>>) -> Vec<MountInfo> {
+    mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| MountInfo {
+            kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+            source: m.source.unwrap_or_default(),
+            destination: m.destination.unwrap_or_default(),
+            rw: m.rw.unwrap_or(false),
+        })
+        .collect()
+}
+
 fn is_full_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl Resolver {
@@ -156,19 +171,14 @@ impl Resolver {
             let mut cache = self.cache.write().expect("cache lock");
             cache.by_id.clear();
             for c in containers {
-                let (Some(id), Some(names)) = (c.id, c.names) else { continue };
-                let name = names.first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
-                let mounts = c
-                    .mounts
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| MountInfo {
-                        kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
-                        source: m.source.unwrap_or_default(),
-                        destination: m.destination.unwrap_or_default(),
-                        rw: m.rw.unwrap_or(false),
-                    })
-                    .collect();
+                let (Some(id), Some(names)) = (c.id, c.names) else {
+                    continue;
+                };
+                let name = names
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default();
+                let mounts = mount_infos(c.mounts);
                 cache.by_id.insert(
                     id,
                     Cached {
@@ -183,7 +193,9 @@ impl Resolver {
         self.synced.store(true, Ordering::SeqCst);
         while let Some(event) = events.next().await {
             let event = event?;
-            let Some(id) = event.actor.and_then(|a| a.id) else { continue };
+            let Some(id) = event.actor.and_then(|a| a.id) else {
+                continue;
+            };
             match event.action.as_deref() {
                 Some("destroy") => {
                     let mut cache = self.cache.write().expect("cache lock");
@@ -231,21 +243,16 @@ impl Resolver {
         match self.docker.inspect_container(reference, None).await {
             Ok(c) => {
                 let id = c.id.unwrap_or_default();
-                let name = c.name.unwrap_or_default().trim_start_matches('/').to_string();
-                let config = c.config.unwrap_or_default();
-                let labels: BTreeMap<String, String> = config.labels.unwrap_or_default().into_iter().collect();
-                let image = config.image.unwrap_or_default();
-                let mounts: Vec<MountInfo> = c
-                    .mounts
+                let name = c
+                    .name
                     .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| MountInfo {
-                        kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
-                        source: m.source.unwrap_or_default(),
-                        destination: m.destination.unwrap_or_default(),
-                        rw: m.rw.unwrap_or(false),
-                    })
-                    .collect();
+                    .trim_start_matches('/')
+                    .to_string();
+                let config = c.config.unwrap_or_default();
+                let labels: BTreeMap<String, String> =
+                    config.labels.unwrap_or_default().into_iter().collect();
+                let image = config.image.unwrap_or_default();
+                let mounts = mount_infos(c.mounts);
                 self.cache.write().expect("cache lock").by_id.insert(
                     id.clone(),
                     Cached {
@@ -267,7 +274,9 @@ impl Resolver {
                     from_cache: false,
                 })
             }
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(Target {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(Target {
                 reference: Some(reference.to_string()),
                 kind: Some(ResourceKind::Container),
                 ..Target::default()
@@ -280,7 +289,11 @@ impl Resolver {
     }
 
     /// Resolve a container reference.
-    pub async fn container(&self, reference: &str, freshness: Freshness) -> Result<Target, ResolveError> {
+    pub async fn container(
+        &self,
+        reference: &str,
+        freshness: Freshness,
+    ) -> Result<Target, ResolveError> {
         if freshness == Freshness::Cached {
             if let Some(t) = self.cached_lookup(reference) {
                 return Ok(t);
@@ -299,8 +312,18 @@ impl Resolver {
     }
 
     /// The container an exec instance runs in: remembered, else asked of the daemon.
-    pub async fn exec_container(&self, exec_id: &str, freshness: Freshness) -> Result<Target, ResolveError> {
-        let known = self.cache.read().expect("cache lock").execs.get(exec_id).cloned();
+    pub async fn exec_container(
+        &self,
+        exec_id: &str,
+        freshness: Freshness,
+    ) -> Result<Target, ResolveError> {
+        let known = self
+            .cache
+            .read()
+            .expect("cache lock")
+            .execs
+            .get(exec_id)
+            .cloned();
         let container_id = match known {
             Some(id) => id,
             None => match self.docker.inspect_exec(exec_id).await {
@@ -311,9 +334,9 @@ impl Resolver {
                     }
                     None => return Ok(Target::none(ResourceKind::Exec, Some(exec_id))),
                 },
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                    return Ok(Target::none(ResourceKind::Exec, Some(exec_id)))
-                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(Target::none(ResourceKind::Exec, Some(exec_id))),
                 Err(e) => {
                     return Err(ResolveError {
                         reference: exec_id.to_string(),

@@ -22,7 +22,10 @@ pub const MIN_API: ApiVersion = ApiVersion::new(1, 24);
 pub async fn daemon_versions(upstream: &Upstream) -> Option<VersionRange> {
     use http_body_util::BodyExt;
     let (parts, _) = http::Request::get("/version").body(()).ok()?.into_parts();
-    let resp = upstream.send(parts, "/version", crate::reply::empty()).await.ok()?;
+    let resp = upstream
+        .send(parts, "/version", crate::reply::empty())
+        .await
+        .ok()?;
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     let max = ApiVersion::parse(v.get("ApiVersion")?.as_str()?)?;
@@ -33,7 +36,10 @@ pub async fn daemon_versions(upstream: &Upstream) -> Option<VersionRange> {
         .unwrap_or(MIN_API);
     // Below 1.24 the daemon still applies a HostConfig sent with container
     // start: a second, uninspected way to make a container privileged.
-    Some(VersionRange { min: min.max(MIN_API), max })
+    Some(VersionRange {
+        min: min.max(MIN_API),
+        max,
+    })
 }
 
 pub fn docker_client(addr: &UpstreamAddr) -> anyhow::Result<bollard::Docker> {
@@ -44,8 +50,12 @@ pub fn docker_client(addr: &UpstreamAddr) -> anyhow::Result<bollard::Docker> {
             bollard::API_DEFAULT_VERSION,
         )
         .with_context(|| format!("connecting bollard to {}", p.display())),
-        UpstreamAddr::Tcp(a) => bollard::Docker::connect_with_http(&format!("tcp://{a}"), 120, bollard::API_DEFAULT_VERSION)
-            .with_context(|| format!("connecting bollard to {a}")),
+        UpstreamAddr::Tcp(a) => bollard::Docker::connect_with_http(
+            &format!("tcp://{a}"),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .with_context(|| format!("connecting bollard to {a}")),
     }
 }
 
@@ -83,7 +93,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for spec in &config.listeners {
         let l = listen::bind(spec, config.tls.as_ref()).await?;
-        let pinned = spec.caller.as_deref().map(|c| format!(" (pinned to caller {c})")).unwrap_or_default();
+        let pinned = spec
+            .caller
+            .as_deref()
+            .map(|c| format!(" (pinned to caller {c})"))
+            .unwrap_or_default();
         println!("portcullis listening on {}{pinned}", l.label());
         listeners.push(l);
     }
@@ -105,4 +119,3 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     listen::serve(listeners, config.limits.clone(), handler).await;
     Ok(())
 }
-

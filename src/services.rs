@@ -4,37 +4,27 @@
 
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use http::{Response, StatusCode};
 use serde_json::json;
 
+use crate::admin::Admin;
 use crate::classify::{BodyRule, Classified, Service};
 use crate::decide::{Decision, FileContext};
-use crate::files::{self, ContainerFs, FileAction, FileChanged, FileError, FileEvents, WriteRequest};
+use crate::files::{
+    self, ContainerFs, FileAction, FileChanged, FileError, FileEvents, WriteRequest,
+};
 use crate::identify::Caller;
 use crate::inspect::Inspected;
 use crate::pipeline::Gateway;
 use crate::reply::{self, ProxyBody};
 use crate::resolve::Target;
-use crate::stages::{Forwardable, Life, LocalServices};
-
-/// The admin API, as the services need it (implemented in [`crate::admin`]).
-pub trait AdminApi: Send + Sync {
-    fn serve<'a>(
-        &'a self,
-        gw: &'a Gateway,
-        caller: &'a Caller,
-        request: &'a Classified,
-        work: Forwardable,
-        life: &'a Life,
-    ) -> BoxFuture<'a, Response<ProxyBody>>;
-}
+use crate::stages::{Forwardable, Life};
 
 /// The file API and the admin API.
 pub struct Local {
     pub fs: ContainerFs,
     pub events: FileEvents,
-    pub admin: Arc<dyn AdminApi>,
+    pub admin: Arc<Admin>,
     /// Largest file the read endpoint returns.
     pub max_read: u64,
 }
@@ -49,12 +39,18 @@ fn error_reply(e: FileError) -> Response<ProxyBody> {
 
 /// The write request of `PUT …/files/write`, from exactly the inspected bytes.
 fn write_request(inspected: &Inspected) -> Result<WriteRequest, (StatusCode, String)> {
-    serde_json::from_slice(&inspected.bytes)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid write request: {e}")))
+    serde_json::from_slice(&inspected.bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("invalid write request: {e}"),
+        )
+    })
 }
 
 impl Local {
-    async fn file_facts(
+    /// The file a file action touches (normalized, symlinks resolved, mount,
+    /// and for docker cp uploads every entry), or `None` for other actions.
+    pub async fn file_facts(
         &self,
         request: &Classified,
         target: &Target,
@@ -69,17 +65,26 @@ impl Local {
         let raw = if request.route.service == Service::Files && request.action.0 == "file.write" {
             write_request(inspected)?.path
         } else {
-            request
-                .resource_path()
-                .map(str::to_string)
-                .ok_or((StatusCode::BAD_REQUEST, "the path parameter is required".to_string()))?
+            request.resource_path().map(str::to_string).ok_or((
+                StatusCode::BAD_REQUEST,
+                "the path parameter is required".to_string(),
+            ))?
         };
         let path = files::normalize_path(&raw).map_err(file_error)?;
-        let mut context = self.fs.file_context(container, &path).await.map_err(file_error)?;
+        let mut context = self
+            .fs
+            .file_context(container, &path)
+            .await
+            .map_err(file_error)?;
         if request.route.body == BodyRule::Tar {
             // docker cp upload: every entry, where it really lands, and every link target.
-            let upload = files::inspect_upload(&inspected.bytes, &context.resolved_path).map_err(file_error)?;
-            let mut entries = self.fs.resolve_upload(container, &upload).await.map_err(file_error)?;
+            let upload = files::inspect_upload(&inspected.bytes, &context.resolved_path)
+                .map_err(file_error)?;
+            let mut entries = self
+                .fs
+                .resolve_upload(container, &upload)
+                .await
+                .map_err(file_error)?;
             entries.extend(upload.paths());
             entries.extend(upload.link_targets());
             entries.sort();
@@ -100,9 +105,13 @@ impl Local {
         work: Forwardable,
         life: &Life,
     ) -> Response<ProxyBody> {
-        let (Some(container), Some(file)) = (target.id.as_deref().filter(|_| target.exists), file) else {
+        let (Some(container), Some(file)) = (target.id.as_deref().filter(|_| target.exists), file)
+        else {
             let reference = target.reference.clone().unwrap_or_default();
-            return reply::error(StatusCode::NOT_FOUND, format!("No such container: {reference}"));
+            return reply::error(
+                StatusCode::NOT_FOUND,
+                format!("No such container: {reference}"),
+            );
         };
         let changed = match request.action.0 {
             "file.list" => {
@@ -115,7 +124,11 @@ impl Local {
                 }
             }
             "file.read" => {
-                return match self.fs.read(container, &file.resolved_path, self.max_read).await {
+                return match self
+                    .fs
+                    .read(container, &file.resolved_path, self.max_read)
+                    .await
+                {
                     Ok(mut content) => {
                         content.path = file.path.clone();
                         reply::json(StatusCode::OK, &json!(content))
@@ -134,10 +147,18 @@ impl Local {
                 }
             }
             "file.delete" => match self.fs.delete(container, &file.path).await {
-                Ok(()) => (FileAction::Delete, json!({ "path": file.path, "deleted": true })),
+                Ok(()) => (
+                    FileAction::Delete,
+                    json!({ "path": file.path, "deleted": true }),
+                ),
                 Err(e) => return error_reply(e),
             },
-            other => return reply::error(StatusCode::NOT_FOUND, format!("portcullis: no file operation {other}")),
+            other => {
+                return reply::error(
+                    StatusCode::NOT_FOUND,
+                    format!("portcullis: no file operation {other}"),
+                )
+            }
         };
         let (action, body) = changed;
         self.events.publish(FileChanged {
@@ -152,7 +173,15 @@ impl Local {
             trust_id: None,
             policy_version: "-".into(),
         };
-        let mut record = life.record(caller, request, target, Some(&file), &work.inspected, &applied, true);
+        let mut record = life.record(
+            caller,
+            request,
+            target,
+            Some(&file),
+            &work.inspected,
+            &applied,
+            true,
+        );
         record.action = "file.changed".into();
         if let Err(e) = gw.recorder.append(record).await {
             tracing::error!(error = %e, "a file change was applied but its event could not be recorded");
@@ -161,33 +190,25 @@ impl Local {
     }
 }
 
-impl LocalServices for Local {
-    fn serve<'a>(
-        &'a self,
-        gw: &'a Gateway,
-        caller: &'a Caller,
-        request: &'a Classified,
-        target: &'a Target,
+impl Local {
+    /// Serve an allowed admin or file API request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn serve(
+        &self,
+        gw: &Gateway,
+        caller: &Caller,
+        request: &Classified,
+        target: &Target,
         file: Option<FileContext>,
         work: Forwardable,
-        life: &'a Life,
-    ) -> BoxFuture<'a, Response<ProxyBody>> {
-        Box::pin(async move {
-            match request.route.service {
-                Service::Files => self.serve_files(gw, caller, request, target, file, work, life).await,
-                _ => self.admin.serve(gw, caller, request, work, life).await,
+        life: &Life,
+    ) -> Response<ProxyBody> {
+        match request.route.service {
+            Service::Files => {
+                self.serve_files(gw, caller, request, target, file, work, life)
+                    .await
             }
-        })
-    }
-
-    fn file_context<'a>(
-        &'a self,
-        _gw: &'a Gateway,
-        _caller: &'a Caller,
-        request: &'a Classified,
-        target: &'a Target,
-        inspected: &'a Inspected,
-    ) -> BoxFuture<'a, Result<Option<FileContext>, (StatusCode, String)>> {
-        Box::pin(self.file_facts(request, target, inspected))
+            _ => self.admin.serve(caller, request, work, life).await,
+        }
     }
 }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use http::{header, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -37,7 +36,11 @@ impl Life {
         Life {
             request_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
             method: parts.method.as_str().to_string(),
-            raw_target: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
+            raw_target: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
             action: String::new(),
         }
     }
@@ -51,7 +54,11 @@ impl Life {
             request_id: self.request_id.clone(),
             caller: caller.name.clone(),
             identified_by: caller.via.summary(),
-            action: if self.action.is_empty() { "unclassified".into() } else { self.action.clone() },
+            action: if self.action.is_empty() {
+                "unclassified".into()
+            } else {
+                self.action.clone()
+            },
             method: self.method.clone(),
             path: self.path_only().to_string(),
             allowed: decision.allowed,
@@ -64,7 +71,12 @@ impl Life {
     }
 
     /// The record of a request refused before it could be decided.
-    pub fn early_record(&self, caller: &Caller, decision: &Decision, _enforced: bool) -> AuditRecord {
+    pub fn early_record(
+        &self,
+        caller: &Caller,
+        decision: &Decision,
+        _enforced: bool,
+    ) -> AuditRecord {
         // Structural refusals (bad credential, unknown route, unreadable body)
         // are enforced even in audit-only mode: there is nothing safe to forward.
         self.base_record(caller, decision, true)
@@ -123,20 +135,36 @@ pub async fn inspect(
     let method = parts.method.as_str();
     // docker cp uploads are read whole too: every entry is checked before any is forwarded.
     let tar = request.route.body == BodyRule::Tar;
-    let must_read = inspect::must_read_body(request.route, method, &parts.headers).map_err(refuse)? || tar;
+    let must_read =
+        inspect::must_read_body(request.route, method, &parts.headers).map_err(refuse)? || tar;
     if !must_read {
-        let inspected = inspect::inspect(request.route, method, &parts.headers, &request.query, Bytes::new()).map_err(refuse)?;
+        let inspected = inspect::inspect(
+            request.route,
+            method,
+            &parts.headers,
+            &request.query,
+            Bytes::new(),
+        )
+        .map_err(refuse)?;
         return Ok((inspected, Some(body)));
     }
-    let limit = if tar { gw.limits.max_archive_inspect } else { gw.limits.max_body_inspect };
+    let limit = if tar {
+        gw.limits.max_archive_inspect
+    } else {
+        gw.limits.max_body_inspect
+    };
     let chunked_upload = tar && !parts.headers.contains_key(header::CONTENT_LENGTH);
     let bytes = if chunked_upload {
         // The docker CLI streams cp uploads chunked; they are bounded by the limit instead.
         read_chunked(body, limit).await.map_err(refuse)?
     } else {
-        inspect::read_bounded(body, &parts.headers, limit).await.map_err(refuse)?
+        inspect::read_bounded(body, &parts.headers, limit)
+            .await
+            .map_err(refuse)?
     };
-    let mut inspected = inspect::inspect(request.route, method, &parts.headers, &request.query, bytes).map_err(refuse)?;
+    let mut inspected =
+        inspect::inspect(request.route, method, &parts.headers, &request.query, bytes)
+            .map_err(refuse)?;
     if inspected.sha256.is_none() {
         inspected.sha256 = Some(crate::inspect::sha256_hex(&inspected.bytes));
     }
@@ -161,32 +189,46 @@ async fn read_chunked(body: Incoming, limit: usize) -> Result<Bytes, BodyError> 
 
 /// `POST /exec/{id}/start` with `{"Detach": true}` does not take the connection over.
 fn detached(inspected: &Inspected) -> bool {
-    inspected.canonical.get("Detach").and_then(Value::as_bool).unwrap_or(false)
+    inspected
+        .canonical
+        .get("Detach")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// Resolve the request's target, and for file actions the file it touches.
 pub async fn resolve(
     gw: &Gateway,
-    caller: &Caller,
     request: &Classified,
     inspected: &Inspected,
     freshness: Freshness,
 ) -> Result<(Target, Option<FileContext>), (StatusCode, String)> {
     let name = request.resource.name.as_deref();
-    let unreachable = |e: crate::resolve::ResolveError| (StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
+    let unreachable =
+        |e: crate::resolve::ResolveError| (StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
     let mut target = match (request.resource.kind, name) {
-        (ResourceKind::Container, Some(n)) if request.action.0 != "container.create" => {
-            gw.resolver.container(n, freshness).await.map_err(unreachable)?
-        }
-        (ResourceKind::Exec, Some(n)) => gw.resolver.exec_container(n, freshness).await.map_err(unreachable)?,
+        (ResourceKind::Container, Some(n)) if request.action.0 != "container.create" => gw
+            .resolver
+            .container(n, freshness)
+            .await
+            .map_err(unreachable)?,
+        (ResourceKind::Exec, Some(n)) => gw
+            .resolver
+            .exec_container(n, freshness)
+            .await
+            .map_err(unreachable)?,
         (kind, n) => Target::none(kind, n),
     };
     if request.action.0 == "container.create" {
-        target.image = inspected.canonical.get("Image").and_then(Value::as_str).map(str::to_string);
+        target.image = inspected
+            .canonical
+            .get("Image")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
     let file = gw
         .services
-        .file_context(gw, caller, request, &target, inspected)
+        .file_facts(request, &target, inspected)
         .await
         .map_err(|(s, e)| (s, format!("portcullis: {e}")))?;
     Ok((target, file))
@@ -230,7 +272,12 @@ pub fn now_rfc3339() -> String {
 /// Whether a decision made on cached container data must be made again on a
 /// fresh look: a denial (the cache may be behind), or an allow that matched a
 /// trust selector which depends on the container's name.
-pub fn needs_fresh_look(gw: &Gateway, caller: &Caller, target: &Target, decision: &Decision) -> bool {
+pub fn needs_fresh_look(
+    gw: &Gateway,
+    caller: &Caller,
+    target: &Target,
+    decision: &Decision,
+) -> bool {
     if caller.admin || !target.from_cache {
         return false;
     }
@@ -253,11 +300,20 @@ pub fn log_unavailable(e: &str) -> Response<ProxyBody> {
 }
 
 /// The answer to a denied request.
-pub fn refusal(caller: &Caller, request: &Classified, target: &Target, decision: &Decision, id: u64) -> Response<ProxyBody> {
+pub fn refusal(
+    caller: &Caller,
+    request: &Classified,
+    target: &Target,
+    decision: &Decision,
+    id: u64,
+) -> Response<ProxyBody> {
     // A container the caller may not see does not exist, as far as it can tell.
     if request.action.0 == "container.inspect" {
         let reference = target.reference.clone().unwrap_or_default();
-        return reply::error(StatusCode::NOT_FOUND, format!("No such container: {reference}"));
+        return reply::error(
+            StatusCode::NOT_FOUND,
+            format!("No such container: {reference}"),
+        );
     }
     let reason = if decision.reasons.is_empty() {
         "no policy rule allows it".to_string()
@@ -297,39 +353,13 @@ impl Forwardable {
             None => {
                 // Exactly the inspected bytes, framed by their length.
                 self.parts.headers.remove(header::TRANSFER_ENCODING);
-                self.parts.headers.insert(header::CONTENT_LENGTH, self.inspected.bytes.len().into());
+                self.parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, self.inspected.bytes.len().into());
                 reply::full(self.inspected.bytes.clone())
             }
         }
     }
-}
-
-/// portcullis's own services behind the same pipeline: the admin API and the
-/// file API (and the file facts the decide stage needs).
-pub trait LocalServices: Send + Sync {
-    /// Serve an allowed admin or file API request.
-    #[allow(clippy::too_many_arguments)]
-    fn serve<'a>(
-        &'a self,
-        gw: &'a Gateway,
-        caller: &'a Caller,
-        request: &'a Classified,
-        target: &'a Target,
-        file: Option<FileContext>,
-        work: Forwardable,
-        life: &'a Life,
-    ) -> BoxFuture<'a, Response<ProxyBody>>;
-
-    /// The file a file action touches (normalized, symlinks resolved, mount),
-    /// or `None` for other actions.
-    fn file_context<'a>(
-        &'a self,
-        gw: &'a Gateway,
-        caller: &'a Caller,
-        request: &'a Classified,
-        target: &'a Target,
-        inspected: &'a Inspected,
-    ) -> BoxFuture<'a, Result<Option<FileContext>, (StatusCode, String)>>;
 }
 
 /// Rewrite `/containers/{name}/…` to `/containers/{id}/…` so the daemon acts
@@ -345,14 +375,31 @@ fn pinned_target(request: &Classified, target: &Target, raw_target: &str) -> Str
     let Some(rest) = request.path.strip_prefix(&prefix) else {
         return raw_target.to_string();
     };
-    let version = request.version.map(|v| format!("/v{v}")).unwrap_or_default();
-    let query = raw_target.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let version = request
+        .version
+        .map(|v| format!("/v{v}"))
+        .unwrap_or_default();
+    let query = raw_target
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{version}/containers/{id}{rest}{query}")
 }
 
 /// Forward an allowed request to the daemon and filter what comes back.
-pub async fn forward(gw: &Arc<Gateway>, caller: &Caller, request: &Classified, target: &Target, mut work: Forwardable) -> Response<ProxyBody> {
-    let raw = work.parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+pub async fn forward(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    request: &Classified,
+    target: &Target,
+    mut work: Forwardable,
+) -> Response<ProxyBody> {
+    let raw = work
+        .parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     let path = pinned_target(request, target, &raw);
     let body = work.take_body();
     let hijack = request.route.hijack;
@@ -371,12 +418,15 @@ pub async fn forward(gw: &Arc<Gateway>, caller: &Caller, request: &Classified, t
         "container.list" if !caller.admin => filter_list(gw, caller, request, resp).await,
         "system.events" if !caller.admin => {
             let (parts, body) = resp.into_parts();
-            let (gw2, gw3, caller, request) = (gw.clone(), gw.clone(), caller.clone(), request.clone());
+            let (gw2, gw3, caller, request) =
+                (gw.clone(), gw.clone(), caller.clone(), request.clone());
             let visible = move |t: &Target| gw2.visible(&caller, &request, t);
             let known = move |id: &str| gw3.cached_target(id);
             Response::from_parts(parts, filter::event_stream(body, visible, known))
         }
-        "container.inspect" if !caller.admin && !gw.may(caller, request, target, "container.inspect_secrets") => {
+        "container.inspect"
+            if !caller.admin && !gw.may(caller, request, target, "container.inspect_secrets") =>
+        {
             rewrite_body(resp, filter::redact_inspect).await
         }
         _ => forward::relay(None, resp),
@@ -385,7 +435,13 @@ pub async fn forward(gw: &Arc<Gateway>, caller: &Caller, request: &Classified, t
 
 impl Gateway {
     /// Whether the caller may perform `action` on `target` (for filters).
-    pub fn may(&self, caller: &Caller, request: &Classified, target: &Target, action: &'static str) -> bool {
+    pub fn may(
+        &self,
+        caller: &Caller,
+        request: &Classified,
+        target: &Target,
+        action: &'static str,
+    ) -> bool {
         let mut input = policy_input(caller, request, target, &Inspected::default(), None);
         input.action = action.to_string();
         input.body = Value::Null;
@@ -398,11 +454,16 @@ impl Gateway {
     }
 }
 
-async fn collect_or_502(resp: Response<Incoming>) -> Result<(http::response::Parts, Bytes), Response<ProxyBody>> {
+async fn collect_or_502(
+    resp: Response<Incoming>,
+) -> Result<(http::response::Parts, Bytes), Response<ProxyBody>> {
     let (parts, body) = resp.into_parts();
     match forward::collect(body, 64 * 1024 * 1024).await {
         Ok(b) => Ok((parts, b)),
-        Err(e) => Err(reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: reading the daemon's answer: {e}"))),
+        Err(e) => Err(reply::error(
+            StatusCode::BAD_GATEWAY,
+            format!("portcullis: reading the daemon's answer: {e}"),
+        )),
     }
 }
 
@@ -412,7 +473,10 @@ fn with_body(mut parts: http::response::Parts, bytes: Bytes) -> Response<ProxyBo
     Response::from_parts(parts, reply::full(bytes))
 }
 
-async fn rewrite_body(resp: Response<Incoming>, f: fn(&[u8]) -> Result<Bytes, String>) -> Response<ProxyBody> {
+async fn rewrite_body(
+    resp: Response<Incoming>,
+    f: fn(&[u8]) -> Result<Bytes, String>,
+) -> Response<ProxyBody> {
     let (parts, body) = match collect_or_502(resp).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -424,7 +488,12 @@ async fn rewrite_body(resp: Response<Incoming>, f: fn(&[u8]) -> Result<Bytes, St
     }
 }
 
-async fn filter_list(gw: &Gateway, caller: &Caller, request: &Classified, resp: Response<Incoming>) -> Response<ProxyBody> {
+async fn filter_list(
+    gw: &Gateway,
+    caller: &Caller,
+    request: &Classified,
+    resp: Response<Incoming>,
+) -> Response<ProxyBody> {
     let (parts, body) = match collect_or_502(resp).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -437,7 +506,11 @@ async fn filter_list(gw: &Gateway, caller: &Caller, request: &Classified, resp: 
 
 /// Exec create answers `{"Id": …}`: remember which container the exec runs in,
 /// so exec start and resize are decided against it.
-async fn remember_exec(gw: &Gateway, target: &Target, resp: Response<Incoming>) -> Response<ProxyBody> {
+async fn remember_exec(
+    gw: &Gateway,
+    target: &Target,
+    resp: Response<Incoming>,
+) -> Response<ProxyBody> {
     let (parts, body) = match collect_or_502(resp).await {
         Ok(p) => p,
         Err(r) => return r,

@@ -23,37 +23,112 @@ fn events_show_only_visible_containers_and_secrets_are_redacted() {
     }
     let img = image();
     let (p, host, _d) = pinned(&[], "watcher");
-    ok(&p.cli(&["trust", "create", "--set", "caller_service=watcher", "--set", "target_container=web-*", "--set", r#"resources={"system":{"read":true}}"#]));
+    ok(&p.cli(&[
+        "trust",
+        "create",
+        "--set",
+        "caller_service=watcher",
+        "--set",
+        "target_container=web-*",
+        "--set",
+        r#"resources={"system":{"read":true}}"#,
+    ]));
     let web = unique("web");
     let db = unique("db");
     let _c = Cleanup(vec![web.clone(), db.clone()]);
-    let since = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 1).to_string();
+    let since = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1)
+    .to_string();
     for n in [&web, &db] {
-        ok(&direct(&["run", "-d", "--name", n, "-e", "DB_PASSWORD=hunter2", "-e", "PLAIN=visible", img, "sleep", "300"]));
+        ok(&direct(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "-e",
+            "DB_PASSWORD=hunter2",
+            "-e",
+            "PLAIN=visible",
+            img,
+            "sleep",
+            "300",
+        ]));
     }
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let fmt = "{{.Type}} {{.Actor.Attributes.name}}";
-    let all = ok(&direct(&["events", "--since", &since, "--until", &until, "--filter", "type=container", "--format", fmt]));
-    assert!(all.contains(&db) && all.contains(&web), "directly, both appear: {all}");
-    let seen = ok(&p.docker_at(&host, &["events", "--since", &since, "--until", &until, "--filter", "type=container", "--format", fmt]));
-    assert!(seen.contains(&web), "the caller sees its own container's events: {seen}");
+    let all = ok(&direct(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        fmt,
+    ]));
+    assert!(
+        all.contains(&db) && all.contains(&web),
+        "directly, both appear: {all}"
+    );
+    let seen = ok(&p.docker_at(
+        &host,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--format",
+            fmt,
+        ],
+    ));
+    assert!(
+        seen.contains(&web),
+        "the caller sees its own container's events: {seen}"
+    );
     assert!(!seen.contains(&db), "and nothing of the others: {seen}");
 
-    let env = ok(&p.docker_at(&host, &["container", "inspect", "-f", "{{json .Config.Env}}", &web]));
+    let env = ok(&p.docker_at(
+        &host,
+        &["container", "inspect", "-f", "{{json .Config.Env}}", &web],
+    ));
     assert!(env.contains("PLAIN=visible"), "{env}");
-    assert!(!env.contains("hunter2"), "secret values are redacted: {env}");
+    assert!(
+        !env.contains("hunter2"),
+        "secret values are redacted: {env}"
+    );
     assert!(env.contains("DB_PASSWORD="), "the name stays: {env}");
     let env = ok(&p.docker(&["container", "inspect", "-f", "{{json .Config.Env}}", &web]));
-    assert!(env.contains("hunter2"), "the administrator sees everything: {env}");
+    assert!(
+        env.contains("hunter2"),
+        "the administrator sees everything: {env}"
+    );
 
     // An explicit right lifts the redaction.
     let list: serde_json::Value = serde_json::from_str(&ok(&p.cli(&["trust", "list"]))).unwrap();
     let id = list[0]["id"].as_str().unwrap().to_string();
     ok(&p.cli(&["trust", "update", &id, "--set", "can_see_secrets=true"]));
-    let env = ok(&p.docker_at(&host, &["container", "inspect", "-f", "{{json .Config.Env}}", &web]));
-    assert!(env.contains("hunter2"), "can_see_secrets shows the values: {env}");
+    let env = ok(&p.docker_at(
+        &host,
+        &["container", "inspect", "-f", "{{json .Config.Env}}", &web],
+    ));
+    assert!(
+        env.contains("hunter2"),
+        "can_see_secrets shows the values: {env}"
+    );
 }
 
 #[test]
@@ -65,13 +140,24 @@ fn audit_only_mode_records_refusals_but_enforces_nothing() {
     let (p, host, _d) = pinned(&["--mode", "audit-only"], "rollout");
     let name = unique("db");
     let _c = Cleanup(vec![name.clone()]);
-    ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "300"]));
+    ok(&direct(&[
+        "run", "-d", "--name", &name, img, "sleep", "300",
+    ]));
     // No trust at all, yet the request goes through...
     ok(&p.docker_at(&host, &["stop", "-t", "1", &name]));
     let state = ok(&direct(&["inspect", "-f", "{{.State.Running}}", &name]));
     assert_eq!(state.trim(), "false");
     // ...and the log says it would have been refused.
-    let out = ok(&p.cli(&["audit", "query", "--caller", "rollout", "--action", "container.stop", "--format", "json"]));
+    let out = ok(&p.cli(&[
+        "audit",
+        "query",
+        "--caller",
+        "rollout",
+        "--action",
+        "container.stop",
+        "--format",
+        "json",
+    ]));
     let records: serde_json::Value = serde_json::from_str(&out).unwrap();
     let r = &records.as_array().expect("a JSON array")[0];
     assert_eq!(r["allowed"], false, "{r}");

@@ -21,11 +21,23 @@ fn a_bearer_token_in_http_headers_identifies_the_caller() {
     let p = Proxy::start(&[]);
     ok(&p.cli(&["caller", "add", "ci"]));
     let token = json(&p.cli(&["caller", "token", "ci"]));
-    let secret = token["token"].as_str().expect("the token is shown once").to_string();
+    let secret = token["token"]
+        .as_str()
+        .expect("the token is shown once")
+        .to_string();
     // Only the hash is kept: listing callers never shows the secret.
     let callers = ok(&p.cli(&["caller", "list"]));
     assert!(!callers.contains(&secret));
-    ok(&p.cli(&["trust", "create", "--set", "caller_service=ci", "--set", "target_container=ci-*", "--set", "can_stop=true"]));
+    ok(&p.cli(&[
+        "trust",
+        "create",
+        "--set",
+        "caller_service=ci",
+        "--set",
+        "target_container=ci-*",
+        "--set",
+        "can_stop=true",
+    ]));
 
     let mine = unique("ci");
     let theirs = unique("other");
@@ -37,7 +49,8 @@ fn a_bearer_token_in_http_headers_identifies_the_caller() {
     let config = tempfile::tempdir().unwrap();
     std::fs::write(
         config.path().join("config.json"),
-        serde_json::json!({ "HttpHeaders": { "Authorization": format!("Bearer {secret}") } }).to_string(),
+        serde_json::json!({ "HttpHeaders": { "Authorization": format!("Bearer {secret}") } })
+            .to_string(),
     )
     .unwrap();
     let docker = |args: &[&str]| {
@@ -50,7 +63,11 @@ fn a_bearer_token_in_http_headers_identifies_the_caller() {
     };
     ok(&docker(&["stop", "-t", "1", &mine]));
     let out = docker(&["stop", "-t", "1", &theirs]);
-    assert!(stderr(&out).contains("portcullis: ci may not container.stop"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("portcullis: ci may not container.stop"),
+        "{}",
+        stderr(&out)
+    );
 
     // A wrong token is refused, never downgraded to the peer's uid (root here).
     std::fs::write(
@@ -82,7 +99,11 @@ fn unix_peer_uids_map_to_callers_and_unknown_uids_get_nothing() {
     let p = Proxy::start(&["--listen", &spec]);
     p.wait_for_socket(&shared);
     let config = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(config.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        config.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let as_uid = |uid: &str, args: &[&str]| {
         Command::new("setpriv")
             .args(["--reuid", uid, "--regid", uid, "--clear-groups", "docker"])
@@ -95,14 +116,39 @@ fn unix_peer_uids_map_to_callers_and_unknown_uids_get_nothing() {
     };
     let out = as_uid("4242", &["ps"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("portcullis: unidentified(uid 4242) may not"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("portcullis: unidentified(uid 4242) may not"),
+        "{}",
+        stderr(&out)
+    );
 
     ok(&p.cli(&["caller", "add", "dashboard", "--uid", "4242"]));
-    ok(&p.cli(&["trust", "create", "--set", "caller_service=dashboard", "--set", "target_container=*"]));
+    ok(&p.cli(&[
+        "trust",
+        "create",
+        "--set",
+        "caller_service=dashboard",
+        "--set",
+        "target_container=*",
+    ]));
     let out = as_uid("4242", &["ps", "--format", "{{.Names}}"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = as_uid("4242", &["network", "create", &unique("nope")]);
-    assert!(stderr(&out).contains("portcullis: dashboard may not network.create"), "{}", stderr(&out));
-    let records = ok(&p.cli(&["audit", "query", "--caller", "dashboard", "--format", "json"]));
-    assert!(records.contains("uid 4242"), "the record says how the caller was identified: {records}");
+    assert!(
+        stderr(&out).contains("portcullis: dashboard may not network.create"),
+        "{}",
+        stderr(&out)
+    );
+    let records = ok(&p.cli(&[
+        "audit",
+        "query",
+        "--caller",
+        "dashboard",
+        "--format",
+        "json",
+    ]));
+    assert!(
+        records.contains("uid 4242"),
+        "the record says how the caller was identified: {records}"
+    );
 }

@@ -35,10 +35,25 @@ fn version_info_ps_match_the_daemon() {
     let names = [unique("ps-a"), unique("ps-b")];
     let _c = Cleanup(names.to_vec());
     for n in &names {
-        ok(&p.docker(&["create", "--name", n, "--label", &format!("suite={label}"), img, "true"]));
+        ok(&p.docker(&[
+            "create",
+            "--name",
+            n,
+            "--label",
+            &format!("suite={label}"),
+            img,
+            "true",
+        ]));
     }
     let filter = format!("label=suite={label}");
-    let args = ["ps", "-a", "--filter", &filter, "--format", "{{.Names}} {{.Image}} {{.Status}}"];
+    let args = [
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Names}} {{.Image}} {{.Status}}",
+    ];
     let (d, x) = both(&p, &args);
     assert_eq!(ok(&d), ok(&x));
     assert_eq!(stdout(&x).lines().count(), 2);
@@ -75,22 +90,46 @@ fn run_exec_logs_attach_wait_kill_rm() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"data\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!((stdout(&out).as_str(), out.status.code()), ("data\n", Some(0)));
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("data\n", Some(0))
+    );
 
     // exec -t under a pty.
-    let cmd = format!("DOCKER_HOST={} docker exec -t {name} sh -c 'tty; echo pty-ok'", p.host());
-    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let cmd = format!(
+        "DOCKER_HOST={} docker exec -t {name} sh -c 'tty; echo pty-ok'",
+        p.host()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
     let text = stdout(&out);
-    assert!(text.contains("/dev/pts/") && text.contains("pty-ok"), "exec -t output: {text:?}");
+    assert!(
+        text.contains("/dev/pts/") && text.contains("pty-ok"),
+        "exec -t output: {text:?}"
+    );
 
     // logs -f streams until the container stops.
     let logger = unique("logs");
     let _l = Cleanup(vec![logger.clone()]);
-    ok(&p.docker(&["run", "-d", "--name", &logger, img, "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 1; done"]));
+    ok(&p.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &logger,
+        img,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 1; done",
+    ]));
     let started = std::time::Instant::now();
     let out = p.docker(&["logs", "-f", &logger]);
     assert_eq!(ok(&out), "line1\nline2\nline3\n");
-    assert!(started.elapsed() >= Duration::from_millis(1500), "logs -f returned before the container stopped");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "logs -f returned before the container stopped"
+    );
     let (d, x) = both(&p, &["logs", &logger]);
     assert_eq!(stdout(&d), stdout(&x));
 
@@ -101,14 +140,29 @@ fn run_exec_logs_attach_wait_kill_rm() {
     // attach: stdin in, output back, exit when the container ends.
     let att = unique("attach");
     let _a = Cleanup(vec![att.clone()]);
-    ok(&p.docker(&["run", "-di", "--name", &att, img, "sh", "-c", "read x; sleep 1; echo got $x"]));
+    ok(&p.docker(&[
+        "run",
+        "-di",
+        "--name",
+        &att,
+        img,
+        "sh",
+        "-c",
+        "read x; sleep 1; echo got $x",
+    ]));
     // Keep stdin open until the answer is back, as a terminal would.
-    let script = format!("(echo hello; sleep 3) | DOCKER_HOST={} docker attach {att}", p.host());
+    let script = format!(
+        "(echo hello; sleep 3) | DOCKER_HOST={} docker attach {att}",
+        p.host()
+    );
     let out = Command::new("sh").args(["-c", &script]).output().unwrap();
     assert_eq!(stdout(&out), "got hello\n");
 
     // stats, kill, rm -f.
-    let (d, x) = both(&p, &["stats", "--no-stream", "--format", "{{.Name}}", &name]);
+    let (d, x) = both(
+        &p,
+        &["stats", "--no-stream", "--format", "{{.Name}}", &name],
+    );
     assert_eq!(ok(&d), ok(&x));
     ok(&p.docker(&["kill", &name]));
     let state = ok(&direct(&["inspect", "-f", "{{.State.Running}}", &name]));
@@ -130,7 +184,10 @@ fn cp_build_networks_volumes_events() {
     let local = p.dir.path().join("x.txt");
     std::fs::write(&local, b"copied in\n").unwrap();
     ok(&p.docker(&["cp", local.to_str().unwrap(), &format!("{name}:/tmp/")]));
-    assert_eq!(ok(&direct(&["exec", &name, "cat", "/tmp/x.txt"])), "copied in\n");
+    assert_eq!(
+        ok(&direct(&["exec", &name, "cat", "/tmp/x.txt"])),
+        "copied in\n"
+    );
     let back = p.dir.path().join("back.txt");
     ok(&p.docker(&["cp", &format!("{name}:/tmp/x.txt"), back.to_str().unwrap()]));
     assert_eq!(std::fs::read(&back).unwrap(), b"copied in\n");
@@ -138,7 +195,11 @@ fn cp_build_networks_volumes_events() {
     // docker build with the classic builder.
     let ctx = p.dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), format!("FROM {img}\nRUN echo built > /built\n")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {img}\nRUN echo built > /built\n"),
+    )
+    .unwrap();
     let tag = format!("{}:latest", unique("pc-build"));
     let out = Command::new("docker")
         .env("DOCKER_HOST", p.host())
@@ -147,7 +208,10 @@ fn cp_build_networks_volumes_events() {
         .output()
         .unwrap();
     ok(&out);
-    assert_eq!(ok(&direct(&["run", "--rm", &tag, "cat", "/built"])), "built\n");
+    assert_eq!(
+        ok(&direct(&["run", "--rm", &tag, "cat", "/built"])),
+        "built\n"
+    );
     let _ = direct(&["rmi", &tag]);
 
     let net = unique("pc-net");
@@ -158,11 +222,28 @@ fn cp_build_networks_volumes_events() {
     assert_eq!(ok(&p.docker(&["volume", "rm", &vol])).trim(), vol);
 
     // events over a closed window: the same through the proxy as directly.
-    let since = ok(&direct(&["inspect", "-f", "{{.Created}}", &name])).trim().to_string();
-    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let since = ok(&direct(&["inspect", "-f", "{{.Created}}", &name]))
+        .trim()
+        .to_string();
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
     std::thread::sleep(Duration::from_millis(1100));
     let filter = format!("container={name}");
-    let args = ["events", "--since", &since, "--until", &until, "--filter", &filter, "--format", "{{.Action}}"];
+    let args = [
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Action}}",
+    ];
     let (d, x) = both(&p, &args);
     assert_eq!(ok(&d), ok(&x));
     assert!(stdout(&x).contains("start"));
@@ -185,7 +266,10 @@ fn a_pinned_unknown_caller_is_refused_with_a_docker_error() {
         err.contains("Error response from daemon: portcullis: stranger may not container.list"),
         "stderr: {err}"
     );
-    assert!(err.contains("(decision "), "the refusal names its decision: {err}");
+    assert!(
+        err.contains("(decision "),
+        "the refusal names its decision: {err}"
+    );
 }
 
 fn raw(p: &Proxy, request: &[u8]) -> String {
@@ -198,8 +282,14 @@ fn raw(p: &Proxy, request: &[u8]) -> String {
 }
 
 fn ping_works(p: &Proxy) {
-    let r = raw(p, b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("OK"), "ping after bad input: {r}");
+    let r = raw(
+        p,
+        b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("OK"),
+        "ping after bad input: {r}"
+    );
 }
 
 #[test]
@@ -212,7 +302,10 @@ fn bad_input_gets_clear_errors_and_service_continues() {
     let chunked = b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
     let r = raw(&p, chunked);
     assert!(r.starts_with("HTTP/1.1 411"), "chunked create: {r}");
-    assert!(r.contains("\"message\":\"portcullis:") && r.contains("chunked"), "{r}");
+    assert!(
+        r.contains("\"message\":\"portcullis:") && r.contains("chunked"),
+        "{r}"
+    );
     ping_works(&p);
 
     let body = format!("{{\"Image\":\"{}\"}}", "a".repeat(2000));
@@ -221,25 +314,58 @@ fn bad_input_gets_clear_errors_and_service_continues() {
         body.len()
     );
     let r = raw(&p, big.as_bytes());
-    assert!(r.starts_with("HTTP/1.1 413") && r.contains("limit"), "oversized: {r}");
+    assert!(
+        r.starts_with("HTTP/1.1 413") && r.contains("limit"),
+        "oversized: {r}"
+    );
     ping_works(&p);
 
     let r = raw(&p, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 400") && r.contains("HTTP/2"), "h2c: {r}");
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("HTTP/2"),
+        "h2c: {r}"
+    );
     ping_works(&p);
 
-    let huge = format!("GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let huge = format!(
+        "GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let r = raw(&p, huge.as_bytes());
     assert!(r.starts_with("HTTP/1.1 431"), "64 KiB of headers: {r:.80}");
     ping_works(&p);
 
-    let r = raw(&p, b"GET //containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 400") && r.contains("non-canonical"), "non-canonical: {r}");
-    let r = raw(&p, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 404") && r.contains("unknown route"), "unknown: {r}");
-    let r = raw(&p, b"get /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(!r.starts_with("HTTP/1.1 200"), "methods are case sensitive: {r}");
-    let r = raw(&p, b"GET /v1.99/_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 400") && r.contains("outside"), "version: {r}");
+    let r = raw(
+        &p,
+        b"GET //containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("non-canonical"),
+        "non-canonical: {r}"
+    );
+    let r = raw(
+        &p,
+        b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 404") && r.contains("unknown route"),
+        "unknown: {r}"
+    );
+    let r = raw(
+        &p,
+        b"get /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        !r.starts_with("HTTP/1.1 200"),
+        "methods are case sensitive: {r}"
+    );
+    let r = raw(
+        &p,
+        b"GET /v1.99/_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("outside"),
+        "version: {r}"
+    );
     ping_works(&p);
 }

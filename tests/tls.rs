@@ -22,11 +22,14 @@ fn pki(client_cn: &str) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "portcullis test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "portcullis test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
 
     let server_key = KeyPair::generate().unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let mut sp =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     sp.distinguished_name.push(DnType::CommonName, "portcullis");
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server = sp.signed_by(&server_key, &ca, &ca_key).unwrap();
@@ -47,7 +50,11 @@ fn pki(client_cn: &str) -> Pki {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_tcp(port: u16) {
@@ -101,26 +108,55 @@ fn tls_listener_accepts_client_certificates_and_refuses_without() {
     let s = |f: &str| server.join(f).to_string_lossy().into_owned();
     let (cert, key, ca) = (s("cert.pem"), s("key.pem"), s("ca.pem"));
     let proxy = Proxy::start(&[
-        "--listen", &listen, "--tls-cert", &cert, "--tls-key", &key, "--tls-client-ca", &ca,
+        "--listen",
+        &listen,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
     ]);
     wait_tcp(port);
 
     // The CN is the caller: give it the seed's default rights on every container.
-    ok(&proxy.cli(&["trust", "create", "--set", "caller_service=tls-client", "--set", "target_container=*"]));
+    ok(&proxy.cli(&[
+        "trust",
+        "create",
+        "--set",
+        "caller_service=tls-client",
+        "--set",
+        "target_container=*",
+    ]));
 
     let name = unique("tls");
     let _c = Cleanup(vec![name.clone()]);
     ok(&direct(&["create", "--name", &name, image(), "true"]));
     let out = docker_tls(port, &client, &["ps", "-a", "--format", "{{.Names}}"]);
-    assert!(ok(&out).lines().any(|l| l == name), "tls client sees its containers: {}", stdout(&out));
+    assert!(
+        ok(&out).lines().any(|l| l == name),
+        "tls client sees its containers: {}",
+        stdout(&out)
+    );
     let out = docker_tls(port, &client, &["rm", &name]);
-    assert!(!out.status.success(), "no can_remove: the CN caller is not the administrator");
-    assert!(stderr(&out).contains("portcullis: tls-client may not container.remove"), "{}", stderr(&out));
+    assert!(
+        !out.status.success(),
+        "no can_remove: the CN caller is not the administrator"
+    );
+    assert!(
+        stderr(&out).contains("portcullis: tls-client may not container.remove"),
+        "{}",
+        stderr(&out)
+    );
 
     // A certificate from another CA fails the handshake.
     let out = docker_tls(port, &anonymous, &["ps"]);
     assert!(!out.status.success());
-    assert!(!stderr(&out).contains("portcullis:"), "refused before any request: {}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("portcullis:"),
+        "refused before any request: {}",
+        stderr(&out)
+    );
     // And so does no certificate at all.
     std::fs::remove_file(anonymous.join("cert.pem")).unwrap();
     std::fs::remove_file(anonymous.join("key.pem")).unwrap();

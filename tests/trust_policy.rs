@@ -33,9 +33,16 @@ fn trust_create(p: &Proxy, sets: &[&str]) -> String {
 
 #[track_caller]
 fn refused(out: &std::process::Output, why: &str) {
-    assert!(!out.status.success(), "expected a refusal, got success: {}", stdout(out));
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got success: {}",
+        stdout(out)
+    );
     let err = stderr(out);
-    assert!(err.contains("Error response from daemon: portcullis: "), "not a portcullis refusal: {err}");
+    assert!(
+        err.contains("Error response from daemon: portcullis: "),
+        "not a portcullis refusal: {err}"
+    );
     assert!(err.contains(why), "refusal does not say {why:?}: {err}");
 }
 
@@ -65,9 +72,29 @@ fn a_caller_trusted_for_start_stop_logs_on_web_star() {
     let db = unique("db");
     let _c = Cleanup(vec![web.clone(), db.clone()]);
     for n in [&web, &db] {
-        ok(&direct(&["run", "-d", "--name", n, "--label", &format!("suite={label}"), img, "sh", "-c", "echo hello-from-$HOSTNAME; sleep 300"]));
+        ok(&direct(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--label",
+            &format!("suite={label}"),
+            img,
+            "sh",
+            "-c",
+            "echo hello-from-$HOSTNAME; sleep 300",
+        ]));
     }
-    let id = trust_create(&p, &["caller_service=webteam", "target_container=web-*", "can_start=true", "can_stop=true", "can_logs=true"]);
+    let id = trust_create(
+        &p,
+        &[
+            "caller_service=webteam",
+            "target_container=web-*",
+            "can_start=true",
+            "can_stop=true",
+            "can_logs=true",
+        ],
+    );
 
     // Allowed: stop, logs, start.
     ok(&p.docker_at(&host, &["stop", "-t", "1", &web]));
@@ -75,13 +102,25 @@ fn a_caller_trusted_for_start_stop_logs_on_web_star() {
     ok(&p.docker_at(&host, &["start", &web]));
 
     // Refused, with the reason.
-    refused(&p.docker_at(&host, &["exec", &web, "ls"]), "webteam may not container.exec");
-    refused(&p.docker_at(&host, &["stop", &db]), "webteam may not container.stop");
-    refused(&p.docker_at(&host, &["run", "--rm", "--privileged", img, "true"]), "may not container.create");
+    refused(
+        &p.docker_at(&host, &["exec", &web, "ls"]),
+        "webteam may not container.exec",
+    );
+    refused(
+        &p.docker_at(&host, &["stop", &db]),
+        "webteam may not container.stop",
+    );
+    refused(
+        &p.docker_at(&host, &["run", "--rm", "--privileged", img, "true"]),
+        "may not container.create",
+    );
 
     // docker ps -a lists only web-*.
     let filter = format!("label=suite={label}");
-    let names = ok(&p.docker_at(&host, &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]));
+    let names = ok(&p.docker_at(
+        &host,
+        &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
+    ));
     assert_eq!(names.trim(), web, "only web-* is visible");
     // And inspecting a container it may not see looks like it does not exist.
     let out = p.docker_at(&host, &["container", "inspect", &db]);
@@ -90,20 +129,41 @@ fn a_caller_trusted_for_start_stop_logs_on_web_star() {
 
     // Granting exec takes effect within a second, without a restart.
     ok(&p.cli(&["trust", "update", &id, "--set", "can_exec=true"]));
-    assert!(within_a_second(|| p.docker_at(&host, &["exec", &web, "ls", "/"]).status.success()), "exec granted");
+    assert!(
+        within_a_second(|| p
+            .docker_at(&host, &["exec", &web, "ls", "/"])
+            .status
+            .success()),
+        "exec granted"
+    );
 
     // When the grant expires, exec is refused again.
     let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
-    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
-    ok(&p.cli(&["trust", "update", &id, "--set", &format!("expires_at={soon}")]));
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    ok(&p.cli(&[
+        "trust",
+        "update",
+        &id,
+        "--set",
+        &format!("expires_at={soon}"),
+    ]));
     ok(&p.docker_at(&host, &["exec", &web, "true"]));
     std::thread::sleep(Duration::from_millis(2200));
     // Expired, the relationship grants nothing, not even inspect: the CLI's
     // first call (inspect) already finds no such container.
     let out = p.docker_at(&host, &["exec", &web, "true"]);
     assert!(!out.status.success(), "exec after expiry must fail");
-    assert!(stderr(&out).contains(&format!("No such container: {web}")), "{}", stderr(&out));
-    refused(&p.docker_at(&host, &["stop", &web]), "webteam may not container.stop");
+    assert!(
+        stderr(&out).contains(&format!("No such container: {web}")),
+        "{}",
+        stderr(&out)
+    );
+    refused(
+        &p.docker_at(&host, &["stop", &web]),
+        "webteam may not container.stop",
+    );
 }
 
 #[test]
@@ -115,23 +175,77 @@ fn hardening_refuses_privileged_create_unless_opted_in() {
     let (p, host, _dir) = pinned_proxy("builder", &[]);
     let id = trust_create(
         &p,
-        &["caller_service=builder", "target_container=web-*", "can_create=true", "can_start=true", "can_attach=true", "can_remove=true", &format!("allowed_images=[\"{img}\"]")],
+        &[
+            "caller_service=builder",
+            "target_container=web-*",
+            "can_create=true",
+            "can_start=true",
+            "can_attach=true",
+            "can_remove=true",
+            &format!("allowed_images=[\"{img}\"]"),
+        ],
     );
     let ok_name = unique("web");
     let bad_name = unique("web");
     let other = unique("web");
     let _c = Cleanup(vec![ok_name.clone(), bad_name.clone(), other.clone()]);
-    assert_eq!(ok(&p.docker_at(&host, &["run", "--rm", "--name", &ok_name, img, "echo", "made"])), "made\n");
-    refused(&p.docker_at(&host, &["run", "--rm", "--name", &bad_name, "--privileged", img, "true"]), "rivileged");
-    refused(&p.docker_at(&host, &["run", "--rm", "--name", &bad_name, "-v", "/var/run/docker.sock:/s", img, "true"]), "container.create");
-    refused(&p.docker_at(&host, &["run", "--rm", "--name", &bad_name, "--pid", "host", img, "true"]), "container.create");
+    assert_eq!(
+        ok(&p.docker_at(
+            &host,
+            &["run", "--rm", "--name", &ok_name, img, "echo", "made"]
+        )),
+        "made\n"
+    );
+    refused(
+        &p.docker_at(
+            &host,
+            &[
+                "run",
+                "--rm",
+                "--name",
+                &bad_name,
+                "--privileged",
+                img,
+                "true",
+            ],
+        ),
+        "rivileged",
+    );
+    refused(
+        &p.docker_at(
+            &host,
+            &[
+                "run",
+                "--rm",
+                "--name",
+                &bad_name,
+                "-v",
+                "/var/run/docker.sock:/s",
+                img,
+                "true",
+            ],
+        ),
+        "container.create",
+    );
+    refused(
+        &p.docker_at(
+            &host,
+            &[
+                "run", "--rm", "--name", &bad_name, "--pid", "host", img, "true",
+            ],
+        ),
+        "container.create",
+    );
     // An image outside allowed_images is refused.
     let out = p.docker_at(&host, &["create", "--name", &other, "some/other:image"]);
     refused(&out, "container.create");
     // Opting in to privileged makes it pass the policy.
     ok(&p.cli(&["trust", "update", &id, "--set", "allow_privileged=true"]));
     assert!(within_a_second(|| {
-        let out = p.docker_at(&host, &["create", "--name", &bad_name, "--privileged", img, "true"]);
+        let out = p.docker_at(
+            &host,
+            &["create", "--name", &bad_name, "--privileged", img, "true"],
+        );
         out.status.success()
     }));
 }
@@ -155,13 +269,30 @@ fn a_broken_policy_leaves_enforcement_unchanged_and_check_reports_it() {
     let web = unique("web");
     let _c = Cleanup(vec![web.clone()]);
     ok(&direct(&["run", "-d", "--name", &web, img, "sleep", "300"]));
-    trust_create(&p, &["caller_service=webteam", "target_container=web-*", "can_stop=true"]);
-    refused(&p.docker_at(&host, &["exec", &web, "true"]), "container.exec");
+    trust_create(
+        &p,
+        &[
+            "caller_service=webteam",
+            "target_container=web-*",
+            "can_stop=true",
+        ],
+    );
+    refused(
+        &p.docker_at(&host, &["exec", &web, "true"]),
+        "container.exec",
+    );
 
     // Save a broken policy: enforcement stays as it was.
-    std::fs::write(policies.path().join("broken.rego"), "package portcullis\n\nthis is not rego {\n").unwrap();
+    std::fs::write(
+        policies.path().join("broken.rego"),
+        "package portcullis\n\nthis is not rego {\n",
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    refused(&p.docker_at(&host, &["exec", &web, "true"]), "container.exec");
+    refused(
+        &p.docker_at(&host, &["exec", &web, "true"]),
+        "container.exec",
+    );
     let stats = ok(&p.docker_at(&host, &["inspect", "-f", "{{.Name}}", &web]));
     assert_eq!(stats.trim(), format!("/{web}"));
     let status: serde_json::Value = serde_json::from_str(&ok(&p.cli(&["trust", "list"]))).unwrap();
@@ -171,19 +302,33 @@ fn a_broken_policy_leaves_enforcement_unchanged_and_check_reports_it() {
         .args(["policy", "check", "--policies", &dir_arg])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "policy check must fail on a broken file");
-    assert!(stderr(&out).contains("broken.rego:"), "names file and line: {}", stderr(&out));
+    assert!(
+        !out.status.success(),
+        "policy check must fail on a broken file"
+    );
+    assert!(
+        stderr(&out).contains("broken.rego:"),
+        "names file and line: {}",
+        stderr(&out)
+    );
 
     // The admin API reports the error too.
     let status = get(&p.socket, "/api/v1/policy");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    assert!(status.contains("broken.rego"), "policy status names the broken file: {status}");
+    assert!(
+        status.contains("broken.rego"),
+        "policy status names the broken file: {status}"
+    );
 }
 
 fn get(socket: &Path, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -193,8 +338,16 @@ fn get(socket: &Path, path: &str) -> String {
 fn policy_test_passes_on_shipped_policies_and_fails_when_broken() {
     let bin = env!("CARGO_BIN_EXE_portcullis");
     for template in ["standard", "strict", "permissive"] {
-        let out = std::process::Command::new(bin).args(["policy", "test", "--template", template]).output().unwrap();
-        assert!(out.status.success(), "{template}: {}{}", stdout(&out), stderr(&out));
+        let out = std::process::Command::new(bin)
+            .args(["policy", "test", "--template", template])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{template}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         assert!(stdout(&out).contains("PASS"), "{}", stdout(&out));
     }
     let dir = tempfile::tempdir().unwrap();
@@ -206,15 +359,33 @@ fn policy_test_passes_on_shipped_policies_and_fails_when_broken() {
         }
     }
     let dir_arg = dir.path().to_string_lossy().to_string();
-    let out = std::process::Command::new(bin).args(["policy", "test", "--policies", &dir_arg]).output().unwrap();
-    assert!(out.status.success(), "copied policies pass: {}", stdout(&out));
+    let out = std::process::Command::new(bin)
+        .args(["policy", "test", "--policies", &dir_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "copied policies pass: {}",
+        stdout(&out)
+    );
     // Break one test on purpose.
     std::fs::write(
         dir.path().join("zz_broken_test.rego"),
         "package portcullis_broken_test\n\nimport rego.v1\n\ntest_admin_is_refused if {\n\tdata.portcullis.decision.allowed with input as {\"caller\": {\"admin\": true}}\n\tfalse\n}\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin).args(["policy", "test", "--policies", &dir_arg]).output().unwrap();
-    assert!(!out.status.success(), "a failing test must fail the run: {}", stdout(&out));
-    assert!(stdout(&out).contains("test_admin_is_refused"), "{}", stdout(&out));
+    let out = std::process::Command::new(bin)
+        .args(["policy", "test", "--policies", &dir_arg])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a failing test must fail the run: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("test_admin_is_refused"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -31,13 +31,25 @@ pub enum TrustCommand {
     /// List trust relationships.
     List(ServerArgs),
     /// Show one trust relationship.
-    Get { id: String, #[command(flatten)] server: ServerArgs },
+    Get {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Create a trust relationship: --set field=value … or --json '{…}'.
     Create(Fields),
     /// Change a trust relationship: portcullis trust update ID --set can_exec=true
-    Update { id: String, #[command(flatten)] fields: Fields },
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
     /// Revoke a trust relationship.
-    Delete { id: String, #[command(flatten)] server: ServerArgs },
+    Delete {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Ask whether an action would be allowed (recorded like any decision).
     Check {
         #[arg(long)]
@@ -79,9 +91,17 @@ pub enum CallerCommand {
         server: ServerArgs,
     },
     /// Issue a bearer token for a caller (shown once, stored hashed).
-    Token { name: String, #[command(flatten)] server: ServerArgs },
+    Token {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Remove a caller and its tokens.
-    Remove { name: String, #[command(flatten)] server: ServerArgs },
+    Remove {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 // Parsed once per process: variant sizes do not matter.
@@ -165,7 +185,12 @@ impl AdminClient {
     }
 
     /// Send one request; a non-2xx answer becomes an error carrying the server's message.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let bytes = self.call_raw(method, path, body).await?;
         if bytes.is_empty() {
             return Ok(Value::Null);
@@ -173,7 +198,12 @@ impl AdminClient {
         serde_json::from_slice(&bytes).context("the server's answer is not JSON")
     }
 
-    pub async fn call_raw(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Bytes> {
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Bytes> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -217,7 +247,8 @@ pub fn fields_to_object(fields: &Fields) -> anyhow::Result<Value> {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--set {kv:?}: expected FIELD=VALUE"))?;
-        let value = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        let value =
+            serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
         obj.insert(k.to_string(), value);
     }
     Ok(Value::Object(obj))
@@ -249,22 +280,39 @@ mod tests {
     #[test]
     fn set_values_are_json_when_they_parse() {
         let f = Fields {
-            set: vec!["can_exec=true".into(), "file_read_paths=[\"/a/*\"]".into(), "description=web team".into()],
+            set: vec![
+                "can_exec=true".into(),
+                "file_read_paths=[\"/a/*\"]".into(),
+                "description=web team".into(),
+            ],
             json: Some(r#"{"caller_service":"ci"}"#.into()),
-            server: ServerArgs { host: None, token: None },
+            server: ServerArgs {
+                host: None,
+                token: None,
+            },
         };
         let v = fields_to_object(&f).unwrap();
         assert_eq!(v["can_exec"], true);
         assert_eq!(v["file_read_paths"][0], "/a/*");
         assert_eq!(v["description"], "web team");
         assert_eq!(v["caller_service"], "ci");
-        let bad = Fields { set: vec!["novalue".into()], json: None, server: ServerArgs { host: None, token: None } };
+        let bad = Fields {
+            set: vec!["novalue".into()],
+            json: None,
+            server: ServerArgs {
+                host: None,
+                token: None,
+            },
+        };
         assert!(fields_to_object(&bad).is_err());
     }
 
     #[test]
     fn query_strings_skip_missing_values() {
-        assert_eq!(query_string(&[("a", Some("x y".into())), ("b", None)]), "?a=x+y");
+        assert_eq!(
+            query_string(&[("a", Some("x y".into())), ("b", None)]),
+            "?a=x+y"
+        );
         assert_eq!(query_string(&[("b", None)]), "");
     }
 }

@@ -13,21 +13,18 @@ pub mod cli;
 
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::classify::{Classified, Resource, ResourceKind};
-use crate::decide::{Decide, FileContext, PolicyInput, RequestInfo};
 use crate::decide::engine::PolicyEngine;
+use crate::decide::{Decide, FileContext, PolicyInput, RequestInfo};
 use crate::files::ContainerFs;
 use crate::identify::{Caller, Identification};
-use crate::pipeline::Gateway;
 use crate::record::{AuditFilter, AuditLog, AuditRecord};
 use crate::reply::{self, ProxyBody};
 use crate::resolve::{Freshness, Resolver, Target};
-use crate::services::AdminApi;
 use crate::stages::{Forwardable, Life};
 use crate::trust::store::TrustStore;
 use crate::trust::TrustError;
@@ -55,7 +52,8 @@ fn body_json(work: &Forwardable) -> Result<Value, Response<ProxyBody>> {
     if work.inspected.bytes.is_empty() {
         return Err(bad_request("a JSON body is required"));
     }
-    serde_json::from_slice(&work.inspected.bytes).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&work.inspected.bytes)
+        .map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// `POST /api/v1/trust/check`, the seed's shape.
@@ -75,7 +73,14 @@ impl Admin {
         self.engine.reload_trust().map_err(trust_error)
     }
 
-    async fn handle(&self, caller: &Caller, request: &Classified, work: Forwardable, life: &Life) -> Response<ProxyBody> {
+    /// Serve one allowed admin request.
+    pub async fn serve(
+        &self,
+        caller: &Caller,
+        request: &Classified,
+        work: Forwardable,
+        life: &Life,
+    ) -> Response<ProxyBody> {
         let id = request.resource.name.clone().unwrap_or_default();
         let ok = |v: Value| reply::json(StatusCode::OK, &v);
         let method = request.route.method;
@@ -105,7 +110,10 @@ impl Admin {
             },
             ("GET", "/api/v1/audit/verify") => match self.log.verify() {
                 Ok(report) => ok(json!(report)),
-                Err(e) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: {e}")),
+                Err(e) => reply::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("portcullis: {e}"),
+                ),
             },
             ("GET", "/api/v1/policy") => ok(json!(self.engine.status())),
             ("GET", "/api/v1/callers") => match self.store.list_callers() {
@@ -180,7 +188,10 @@ impl Admin {
                 },
                 Err(e) => trust_error(e),
             },
-            _ => reply::error(StatusCode::NOT_FOUND, format!("portcullis: no admin route {method} {pattern}")),
+            _ => reply::error(
+                StatusCode::NOT_FOUND,
+                format!("portcullis: no admin route {method} {pattern}"),
+            ),
         }
     }
 
@@ -191,7 +202,10 @@ impl Admin {
         };
         match self.log.query(&filter) {
             Ok(page) => reply::json(StatusCode::OK, &json!(page)),
-            Err(e) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: {e}")),
+            Err(e) => reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("portcullis: {e}"),
+            ),
         }
     }
 
@@ -207,7 +221,11 @@ impl Admin {
             ResourceKind::System
         };
         let mut target = match kind {
-            ResourceKind::Container => match self.resolver.container(&check.target, Freshness::Fresh).await {
+            ResourceKind::Container => match self
+                .resolver
+                .container(&check.target, Freshness::Fresh)
+                .await
+            {
                 Ok(t) => t,
                 Err(e) => return reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}")),
             },
@@ -296,18 +314,5 @@ impl Admin {
                 "auditId": audit_id.to_string(),
             }),
         )
-    }
-}
-
-impl AdminApi for Admin {
-    fn serve<'a>(
-        &'a self,
-        _gw: &'a Gateway,
-        caller: &'a Caller,
-        request: &'a Classified,
-        work: Forwardable,
-        life: &'a Life,
-    ) -> BoxFuture<'a, Response<ProxyBody>> {
-        Box::pin(self.handle(caller, request, work, life))
     }
 }

@@ -439,58 +439,10 @@ fn skip_param_value(s: &str) -> Option<&str> {
 /// `+` is a space, bad `%` escapes are errors. Non-UTF-8 results are refused
 /// (the policy could not see them as strings).
 pub fn parse_go_query(body: &[u8]) -> Result<Vec<(String, String)>, BodyError> {
-    let mut pairs = Vec::new();
-    for part in body.split(|b| *b == b'&') {
-        if part.contains(&b';') {
-            return Err(BodyError::Form(
-                "invalid semicolon separator in query".into(),
-            ));
-        }
-        if part.is_empty() {
-            continue;
-        }
-        let (key, value) = match part.iter().position(|b| *b == b'=') {
-            Some(i) => (&part[..i], &part[i + 1..]),
-            None => (part, &b""[..]),
-        };
-        pairs.push((go_query_unescape(key)?, go_query_unescape(value)?));
-    }
-    Ok(pairs)
-}
-
-fn go_query_unescape(s: &[u8]) -> Result<String, BodyError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'%' => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (
-                    s.get(i + 1).and_then(|b| hex(*b)),
-                    s.get(i + 2).and_then(|b| hex(*b)),
-                ) {
-                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                    _ => {
-                        let end = (i + 3).min(s.len());
-                        return Err(BodyError::Form(format!(
-                            "invalid URL escape {:?}",
-                            String::from_utf8_lossy(&s[i..end])
-                        )));
-                    }
-                }
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| BodyError::Form("form value is not valid UTF-8".into()))
+    let text = std::str::from_utf8(body)
+        .map_err(|_| BodyError::Form("form body is not valid UTF-8".into()))?;
+    // The same parser as the query string: one reading of Go's ParseQuery.
+    crate::classify::path::parse_query(text).map_err(|e| BodyError::Form(e.to_string()))
 }
 
 #[cfg(test)]

@@ -18,7 +18,13 @@ pub fn engine() -> bool {
     static UP: OnceLock<bool> = OnceLock::new();
     let up = *UP.get_or_init(|| {
         Command::new("docker")
-            .args(["-H", "unix:///var/run/docker.sock", "info", "--format", "{{.ServerVersion}}"])
+            .args([
+                "-H",
+                "unix:///var/run/docker.sock",
+                "info",
+                "--format",
+                "{{.ServerVersion}}",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -41,8 +47,16 @@ pub fn image() -> &'static str {
         let have = direct(&["image", "inspect", IMAGE]).status.success();
         if !have {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/build-image.sh");
-            let out = Command::new("bash").arg(script).arg(IMAGE).output().expect("run build-image.sh");
-            assert!(out.status.success(), "building the fixture image failed: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("bash")
+                .arg(script)
+                .arg(IMAGE)
+                .output()
+                .expect("run build-image.sh");
+            assert!(
+                out.status.success(),
+                "building the fixture image failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     });
     IMAGE
@@ -97,7 +111,12 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .expect("spawn portcullis");
-        let p = Proxy { dir, socket, config_dir, child };
+        let p = Proxy {
+            dir,
+            socket,
+            config_dir,
+            child,
+        };
         p.wait_for_socket(&p.socket.clone());
         p
     }
@@ -110,7 +129,11 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("portcullis did not listen on {} in time; log:\n{}", path.display(), self.log());
+        panic!(
+            "portcullis did not listen on {} in time; log:\n{}",
+            path.display(),
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -182,6 +205,11 @@ pub fn stderr(o: &Output) -> String {
 
 #[track_caller]
 pub fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "command failed: stdout={} stderr={}", stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "command failed: stdout={} stderr={}",
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }

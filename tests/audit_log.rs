@@ -656,8 +656,24 @@ fn assert_query_equals_scan(log: &AuditLog, params: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batched_postings_answer_queries_like_a_scan_and_survive_prune() {
+    // Default chunk: everything stays in the unindexed tail, found by scanning.
+    postings_case(AuditOptions::default(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn indexed_chunks_and_tail_answer_queries_like_a_scan() {
+    // Small chunks: the indexer runs while appends go on, so queries mix postings
+    // and the tail at whatever point it reached; then everything is indexed.
+    let opts = AuditOptions {
+        index_chunk: 13,
+        ..Default::default()
+    };
+    postings_case(opts, true).await;
+}
+
+async fn postings_case(opts: AuditOptions, index_all: bool) {
     let (_d, db) = temp_db();
-    let log = AuditLog::open(&db, AuditOptions::default()).unwrap();
+    let log = AuditLog::open(&db, opts).unwrap();
     let mut tasks = Vec::new();
     for t in 0..16u64 {
         let log = log.clone();
@@ -703,6 +719,13 @@ async fn batched_postings_answer_queries_like_a_scan_and_survive_prune() {
     ];
     for c in &cases {
         assert_query_equals_scan(&log, c);
+    }
+    if index_all {
+        log.testing_index_all().unwrap();
+        assert!(!indexed_seqs(&db).unwrap().is_empty());
+        for c in &cases {
+            assert_query_equals_scan(&log, c);
+        }
     }
     let r = log.prune(PrunePolicy::MaxRecords(150)).unwrap();
     assert!(r.removed <= 250 && r.removed > 0, "{r:?}");

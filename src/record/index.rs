@@ -70,7 +70,9 @@ pub(crate) fn index_one_chunk(
         return Ok(false);
     }
     let start_blob = stores.blob_start_for(from)?.unwrap_or(from);
-    let mut postings = Postings::default();
+    // Hold the chunk's blobs so postings can borrow their bytes: one allocation per
+    // distinct key, not several per record.
+    let mut blobs = Vec::new();
     let mut count = 0u64;
     let mut end = None;
     for item in stores.blobs_from(start_blob) {
@@ -79,8 +81,22 @@ pub(crate) fn index_one_chunk(
             break;
         };
         let mut blob_last = blob_first;
-        for (seq, value) in codec::blob_entries(&blob).map_while(Result::ok) {
+        for (seq, _) in codec::blob_entries(&blob).map_while(Result::ok) {
             blob_last = seq;
+            count += u64::from(seq >= from);
+        }
+        end = Some(blob_last.max(from));
+        blobs.push(blob);
+        if count >= chunk {
+            break;
+        }
+    }
+    let Some(end) = end else {
+        return Ok(false);
+    };
+    let mut postings = Postings::default();
+    for blob in &blobs {
+        for (seq, value) in codec::blob_entries(blob).map_while(Result::ok) {
             if seq < from {
                 continue;
             }
@@ -91,20 +107,12 @@ pub(crate) fn index_one_chunk(
             let Ok(view) = codec::view_fields(split.canonical) else {
                 continue;
             };
-            postings.add(&view, seq, from);
-            count += 1;
-        }
-        end = Some(blob_last.max(from));
-        if count >= chunk {
-            break;
+            postings.add(&view, seq);
         }
     }
-    let Some(end) = end else {
-        return Ok(false);
-    };
     let mut batch = Batch::default();
-    let mut keys = Vec::with_capacity(postings.map.len());
-    for (key, seqs) in postings.map {
+    let mut keys = Vec::with_capacity(postings.len());
+    for (key, seqs) in postings.into_keys(from) {
         batch.insert(key.as_slice(), store::posting_value(&seqs));
         keys.push(key);
     }

@@ -352,35 +352,65 @@ pub(crate) fn set_indexed(b: &mut Batch, seq: u64) {
     b.insert(META_INDEXED, &seq.to_be_bytes()[..]);
 }
 
-/// Index postings of one chunk, accumulated per key (key -> seqs ascending).
+/// Index postings of one chunk, accumulated per (kind, value), borrowing the
+/// values from the records' bytes.
 #[derive(Default)]
-pub(crate) struct Postings {
-    pub map: std::collections::BTreeMap<Vec<u8>, Vec<u64>>,
+pub(crate) struct Postings<'a> {
+    strings: std::collections::HashMap<(u8, &'a [u8]), Vec<u64>>,
+    /// Whole seconds -> seqs.
+    times: std::collections::HashMap<i64, Vec<u64>>,
+    /// Records of one batch share one time string: parse it once.
+    last_time: Option<(&'a [u8], Option<i64>)>,
 }
 
-impl Postings {
-    /// Post record `seq` (fields in `v`) into the chunk starting at `chunk_first`.
-    pub fn add(&mut self, v: &FieldView<'_>, seq: u64, chunk_first: u64) {
-        let mut push = |key: Vec<u8>| {
-            let seqs = self.map.entry(key).or_default();
+impl<'a> Postings<'a> {
+    /// Post record `seq` (fields in `v`); seqs must be added in ascending order.
+    pub fn add(&mut self, v: &FieldView<'a>, seq: u64) {
+        let push = |seqs: &mut Vec<u64>| {
             // A container whose name equals its id is posted once.
             if seqs.last() != Some(&seq) {
                 seqs.push(seq);
             }
         };
-        push(posting_key(KIND_CALLER, v.caller, chunk_first));
-        push(posting_key(KIND_ACTION, v.action, chunk_first));
+        push(self.strings.entry((KIND_CALLER, v.caller)).or_default());
+        push(self.strings.entry((KIND_ACTION, v.action)).or_default());
         for target in [v.target_id, v.target_name].into_iter().flatten() {
-            push(posting_key(KIND_TARGET, target, chunk_first));
+            push(self.strings.entry((KIND_TARGET, target)).or_default());
         }
-        push(posting_key(
-            KIND_DECISION,
-            decision_value(v.allowed),
-            chunk_first,
-        ));
-        if let Some(nanos) = std::str::from_utf8(v.time).ok().and_then(parse_time_nanos) {
-            push(time_index_key(floor_second(nanos), chunk_first));
+        push(
+            self.strings
+                .entry((KIND_DECISION, decision_value(v.allowed)))
+                .or_default(),
+        );
+        let nanos = match self.last_time {
+            Some((t, n)) if t == v.time => n,
+            _ => {
+                let n = std::str::from_utf8(v.time).ok().and_then(parse_time_nanos);
+                self.last_time = Some((v.time, n));
+                n
+            }
+        };
+        if let Some(nanos) = nanos {
+            push(self.times.entry(floor_second(nanos)).or_default());
         }
+    }
+
+    /// Distinct posting keys so far.
+    pub fn len(&self) -> usize {
+        self.strings.len() + self.times.len()
+    }
+
+    /// The posting keys of the chunk starting at `chunk_first`, with their seqs.
+    pub fn into_keys(self, chunk_first: u64) -> impl Iterator<Item = (Vec<u8>, Vec<u64>)> + 'a {
+        let strings = self
+            .strings
+            .into_iter()
+            .map(move |((kind, value), seqs)| (posting_key(kind, value, chunk_first), seqs));
+        let times = self
+            .times
+            .into_iter()
+            .map(move |(secs, seqs)| (time_index_key(secs, chunk_first), seqs));
+        strings.chain(times)
     }
 }
 
@@ -933,7 +963,6 @@ mod tests {
 
     #[test]
     fn postings_group_seqs_per_value_and_chunk() {
-        let mut p = Postings::default();
         let mut bufs = Vec::new();
         for seq in 10..14u64 {
             let rec = AuditRecord {
@@ -946,18 +975,20 @@ mod tests {
             };
             bufs.push((seq, codec::encode_canonical(&rec).unwrap()));
         }
+        let mut p = Postings::default();
         for (seq, c) in &bufs {
-            p.add(&codec::view_fields(c).unwrap(), *seq, 10);
+            p.add(&codec::view_fields(c).unwrap(), *seq);
         }
-        assert_eq!(p.map[&posting_key(KIND_CALLER, b"a", 10)], vec![10, 12]);
+        let map: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = p.into_keys(10).collect();
+        assert_eq!(map[&posting_key(KIND_CALLER, b"a", 10)], vec![10, 12]);
         assert_eq!(
-            p.map[&posting_key(KIND_TARGET, b"same", 10)],
+            map[&posting_key(KIND_TARGET, b"same", 10)],
             vec![10, 11, 12, 13],
             "name equal to id is posted once"
         );
         let t = parse_time_nanos("2026-01-02T03:04:05Z").unwrap();
         assert_eq!(
-            p.map[&time_index_key(t, 10)].len(),
+            map[&time_index_key(t, 10)].len(),
             4,
             "floored to the second"
         );

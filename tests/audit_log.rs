@@ -748,3 +748,26 @@ fn audit_log_is_shareable_across_tasks() {
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
     assert_send_sync::<AuditLog>();
 }
+
+#[test]
+fn open_refuses_an_old_layout_and_a_bad_index_chunk() {
+    let (_d, db) = temp_db();
+    db.open_tree("audit_records")
+        .unwrap()
+        .insert(1u64.to_be_bytes(), &b"old"[..])
+        .unwrap();
+    match AuditLog::open(&db, AuditOptions::default()) {
+        Err(RecordError::Corrupt(why)) => assert!(why.contains("older"), "{why}"),
+        Err(other) => panic!("expected Corrupt, got {other:?}"),
+        Ok(_) => panic!("expected Corrupt, got a log"),
+    }
+    let (_d2, db2) = temp_db();
+    let opts = AuditOptions {
+        index_chunk: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        AuditLog::open(&db2, opts),
+        Err(RecordError::Invalid(_))
+    ));
+}

@@ -22,9 +22,16 @@
 //! `str` = u32 byte length + UTF-8 bytes; `opt` = byte 0 (none) or byte 1 + str.
 //! Decoding rejects anything else, including trailing bytes.
 //!
-//! Stored value in the `audit_records` tree: `[VALUE_VERSION][chain hash: 32][canonical]`,
+//! Stored value of one record: `[VALUE_VERSION][chain hash: 32][canonical]`,
 //! where chain hash = SHA-256(previous record's chain hash || canonical). The
 //! first record ever chains from 32 zero bytes ([`GENESIS_HASH`]).
+//!
+//! Group-commit blob (one sled value per batch, key `r` + first seq, see
+//! [`super::store`]): `[BLOB_VERSION]` then, per record in seq order,
+//! `[seq u64][value length u32][stored value]`. The framing seq plays the role a
+//! per-record key used to: verification compares it with the expected position
+//! (gap = missing) and with the seq inside the canonical bytes (moved = reordered).
+//! Verification hashes the canonical bytes in place; nothing is decoded.
 
 use sha2::{Digest, Sha256};
 

@@ -16,8 +16,11 @@ fn err(e: sled::Error) -> RecordError {
     RecordError::Store(e.to_string())
 }
 
-/// The blob holding `seq`: (its key seq, its entries as owned (seq, value)).
-fn blob_of(tree: &sled::Tree, seq: u64) -> Result<(u64, Vec<(u64, Vec<u8>)>), RecordError> {
+/// A blob's entries as owned (seq, stored value) pairs.
+type Entries = Vec<(u64, Vec<u8>)>;
+
+/// The blob holding `seq`: (its key seq, its entries).
+fn blob_of(tree: &sled::Tree, seq: u64) -> Result<(u64, Entries), RecordError> {
     let (k, blob) = tree
         .range(blob_key(0)..=blob_key(seq))
         .next_back()

@@ -338,13 +338,34 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
             Some((kind, value)) => postings(stores, kind, value, lo, index_hi, newest),
             None => time_index(stores, f, lo, index_hi, newest)?,
         };
+        // Candidates often share a blob: keep the last one instead of looking it up.
+        let mut cached: Option<(u64, sled::IVec)> = None;
         for seq in candidates {
             let seq = seq?;
-            // An index entry whose record is gone (pruned concurrently) is skipped.
-            let Some(rec) = stores.get_record(seq)? else {
-                continue;
+            let hit = cached
+                .as_ref()
+                .filter(|(first, _)| *first <= seq)
+                .and_then(|(_, blob)| store::locate_in(blob, seq));
+            let (blob, (start, end)) = match hit {
+                Some(range) => (&cached.as_ref().expect("hit").1, range),
+                None => {
+                    // An index entry whose record is gone (pruned concurrently) is skipped.
+                    let Some(l) = stores.locate(seq)? else {
+                        continue;
+                    };
+                    cached = Some((l.first, l.blob));
+                    (&cached.as_ref().expect("just set").1, (l.start, l.end))
+                }
             };
-            if !page.offer(rec) {
+            let value = &blob[start..end];
+            let likely = codec::split_value(value)
+                .and_then(|s| codec::view_fields(s.canonical))
+                .map(|v| may_match(page.f, &v))
+                .unwrap_or(true);
+            if !likely {
+                continue;
+            }
+            if !page.offer(store::decode_stored(seq, value)?) {
                 return Ok(page.finish());
             }
         }

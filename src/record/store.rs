@@ -99,6 +99,8 @@ pub(crate) fn store_err(context: &str, e: impl std::fmt::Display) -> RecordError
 
 /// Where a stored value sits: its blob and the byte range inside it.
 pub(crate) struct Located {
+    /// First seq of the blob.
+    pub first: u64,
     pub blob: IVec,
     pub start: usize,
     pub end: usize,
@@ -171,10 +173,16 @@ impl Stores {
             .next_back()
             .transpose()
             .map_err(|e| store_err("read audit blob", e))?;
-        let Some((_, blob)) = found else {
+        let Some((k, blob)) = found else {
             return Ok(None);
         };
-        Ok(locate_in(&blob, seq).map(|(start, end)| Located { blob, start, end }))
+        let first = parse_blob_key(&k).unwrap_or(0);
+        Ok(locate_in(&blob, seq).map(|(start, end)| Located {
+            first,
+            blob,
+            start,
+            end,
+        }))
     }
 
     pub fn get_record(&self, seq: u64) -> Result<Option<AuditRecord>, RecordError> {

@@ -2,7 +2,7 @@
 //!
 //! `PORTCULLIS_BENCH_RECORDS` (default 1_000_000) sets the log size;
 //! `PORTCULLIS_BENCH_CONCURRENCY` (default 512) the number of concurrent appenders;
-//! `PORTCULLIS_BENCH_BATCH` (default 100) the group-commit size;
+//! `PORTCULLIS_BENCH_BATCH` (default 1000, as `AuditOptions`) the group-commit cap;
 //! `PORTCULLIS_BENCH_DBF_RECORDS` (default records / 10) the size of the
 //! durable-before-forward run: 64 tasks, each appending one record at a time and
 //! waiting for it to be flushed, as the proxy does per request.
@@ -48,7 +48,7 @@ fn record(i: u64) -> AuditRecord {
 fn main() {
     let n = env_num("PORTCULLIS_BENCH_RECORDS", 1_000_000);
     let concurrency = env_num("PORTCULLIS_BENCH_CONCURRENCY", 512).max(1);
-    let batch = env_num("PORTCULLIS_BENCH_BATCH", 100) as usize;
+    let batch = env_num("PORTCULLIS_BENCH_BATCH", 1000) as usize;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::Config::new()
         .path(dir.path())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use portcullis::record::testing::{
-    corrupt_record_byte, delete_head_raw, delete_record_raw, swap_records_raw,
+    corrupt_record_byte, delete_head_raw, delete_record_raw, indexed_seqs, swap_records_raw,
 };
 use portcullis::record::{
     AuditFilter, AuditLog, AuditOptions, AuditRecord, BreakKind, FailPoint, Order, PrunePolicy,
@@ -656,8 +656,24 @@ fn assert_query_equals_scan(log: &AuditLog, params: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batched_postings_answer_queries_like_a_scan_and_survive_prune() {
+    // Default chunk: everything stays in the unindexed tail, found by scanning.
+    postings_case(AuditOptions::default(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn indexed_chunks_and_tail_answer_queries_like_a_scan() {
+    // Small chunks: the indexer runs while appends go on, so queries mix postings
+    // and the tail at whatever point it reached; then everything is indexed.
+    let opts = AuditOptions {
+        index_chunk: 13,
+        ..Default::default()
+    };
+    postings_case(opts, true).await;
+}
+
+async fn postings_case(opts: AuditOptions, index_all: bool) {
     let (_d, db) = temp_db();
-    let log = AuditLog::open(&db, AuditOptions::default()).unwrap();
+    let log = AuditLog::open(&db, opts).unwrap();
     let mut tasks = Vec::new();
     for t in 0..16u64 {
         let log = log.clone();
@@ -704,28 +720,23 @@ async fn batched_postings_answer_queries_like_a_scan_and_survive_prune() {
     for c in &cases {
         assert_query_equals_scan(&log, c);
     }
+    if index_all {
+        log.testing_index_all().unwrap();
+        assert!(!indexed_seqs(&db).unwrap().is_empty());
+        for c in &cases {
+            assert_query_equals_scan(&log, c);
+        }
+    }
     let r = log.prune(PrunePolicy::MaxRecords(150)).unwrap();
     assert!(r.removed <= 250 && r.removed > 0, "{r:?}");
     assert!(log.verify().unwrap().is_ok());
     assert!(log.get(r.checkpoint.first_seq - 1).unwrap().is_none());
     // Postings of pruned batches are gone, not merely skipped.
-    for tree in [
-        "audit_idx_caller",
-        "audit_idx_target",
-        "audit_idx_action",
-        "audit_idx_decision",
-        "audit_idx_time",
-    ] {
-        for item in db.open_tree(tree).unwrap().iter() {
-            let (_, v) = item.unwrap();
-            for chunk in v.chunks(8) {
-                let seq = u64::from_be_bytes(chunk.try_into().unwrap());
-                assert!(
-                    seq >= r.checkpoint.first_seq,
-                    "{tree} still posts pruned seq {seq}"
-                );
-            }
-        }
+    for seq in indexed_seqs(&db).unwrap() {
+        assert!(
+            seq >= r.checkpoint.first_seq,
+            "the index still posts pruned seq {seq}"
+        );
     }
     for c in &cases {
         assert_query_equals_scan(&log, c);
@@ -736,4 +747,27 @@ async fn batched_postings_answer_queries_like_a_scan_and_survive_prune() {
 fn audit_log_is_shareable_across_tasks() {
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
     assert_send_sync::<AuditLog>();
+}
+
+#[test]
+fn open_refuses_an_old_layout_and_a_bad_index_chunk() {
+    let (_d, db) = temp_db();
+    db.open_tree("audit_records")
+        .unwrap()
+        .insert(1u64.to_be_bytes(), &b"old"[..])
+        .unwrap();
+    match AuditLog::open(&db, AuditOptions::default()) {
+        Err(RecordError::Corrupt(why)) => assert!(why.contains("older"), "{why}"),
+        Err(other) => panic!("expected Corrupt, got {other:?}"),
+        Ok(_) => panic!("expected Corrupt, got a log"),
+    }
+    let (_d2, db2) = temp_db();
+    let opts = AuditOptions {
+        index_chunk: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        AuditLog::open(&db2, opts),
+        Err(RecordError::Invalid(_))
+    ));
 }

@@ -22,9 +22,16 @@
 //! `str` = u32 byte length + UTF-8 bytes; `opt` = byte 0 (none) or byte 1 + str.
 //! Decoding rejects anything else, including trailing bytes.
 //!
-//! Stored value in the `audit_records` tree: `[VALUE_VERSION][chain hash: 32][canonical]`,
+//! Stored value of one record: `[VALUE_VERSION][chain hash: 32][canonical]`,
 //! where chain hash = SHA-256(previous record's chain hash || canonical). The
 //! first record ever chains from 32 zero bytes ([`GENESIS_HASH`]).
+//!
+//! Group-commit blob (one sled value per batch, key `r` + first seq, see
+//! [`super::store`]): `[BLOB_VERSION]` then, per record in seq order,
+//! `[seq u64][value length u32][stored value]`. The framing seq plays the role a
+//! per-record key used to: verification compares it with the expected position
+//! (gap = missing) and with the seq inside the canonical bytes (moved = reordered).
+//! Verification hashes the canonical bytes in place; nothing is decoded.
 
 use sha2::{Digest, Sha256};
 
@@ -44,17 +51,24 @@ const HEADER_LEN: usize = 1 + 32;
 /// Encode `record` canonically. Fails on fields over [`MAX_FIELD_BYTES`] or too many reasons.
 pub fn encode_canonical(record: &AuditRecord) -> Result<Vec<u8>, RecordError> {
     let mut out = Vec::with_capacity(256);
+    encode_canonical_into(&mut out, record)?;
+    Ok(out)
+}
+
+/// [`encode_canonical`] appending to `out` (the writer reuses one buffer per batch).
+/// On error `out` may hold a partial encoding: truncate it back.
+pub fn encode_canonical_into(out: &mut Vec<u8>, record: &AuditRecord) -> Result<(), RecordError> {
     out.extend_from_slice(&record.seq.to_be_bytes());
-    put_str(&mut out, "time", &record.time)?;
-    put_str(&mut out, "request_id", &record.request_id)?;
-    put_str(&mut out, "caller", &record.caller)?;
-    put_str(&mut out, "identified_by", &record.identified_by)?;
-    put_str(&mut out, "action", &record.action)?;
-    put_opt(&mut out, "target_id", &record.target_id)?;
-    put_opt(&mut out, "target_name", &record.target_name)?;
-    put_opt(&mut out, "resource_path", &record.resource_path)?;
-    put_str(&mut out, "method", &record.method)?;
-    put_str(&mut out, "path", &record.path)?;
+    put_str(out, "time", &record.time)?;
+    put_str(out, "request_id", &record.request_id)?;
+    put_str(out, "caller", &record.caller)?;
+    put_str(out, "identified_by", &record.identified_by)?;
+    put_str(out, "action", &record.action)?;
+    put_opt(out, "target_id", &record.target_id)?;
+    put_opt(out, "target_name", &record.target_name)?;
+    put_opt(out, "resource_path", &record.resource_path)?;
+    put_str(out, "method", &record.method)?;
+    put_str(out, "path", &record.path)?;
     out.push(u8::from(record.allowed));
     out.push(u8::from(record.enforced));
     if record.reasons.len() > MAX_REASONS {
@@ -65,12 +79,12 @@ pub fn encode_canonical(record: &AuditRecord) -> Result<Vec<u8>, RecordError> {
     }
     out.extend_from_slice(&(record.reasons.len() as u32).to_be_bytes());
     for reason in &record.reasons {
-        put_str(&mut out, "reasons[]", reason)?;
+        put_str(out, "reasons[]", reason)?;
     }
-    put_opt(&mut out, "trust_id", &record.trust_id)?;
-    put_str(&mut out, "policy_version", &record.policy_version)?;
-    put_opt(&mut out, "body_sha256", &record.body_sha256)?;
-    Ok(out)
+    put_opt(out, "trust_id", &record.trust_id)?;
+    put_str(out, "policy_version", &record.policy_version)?;
+    put_opt(out, "body_sha256", &record.body_sha256)?;
+    Ok(())
 }
 
 fn put_str(out: &mut Vec<u8>, field: &str, value: &str) -> Result<(), RecordError> {
@@ -253,6 +267,147 @@ pub fn peek_request_id(value: &[u8]) -> Option<&[u8]> {
     r.take(time_len).ok()?;
     let len = r.u32().ok()? as usize;
     r.take(len).ok()
+}
+
+/// Version byte at the start of every group-commit blob.
+pub const BLOB_VERSION: u8 = 1;
+/// Bytes framing one entry inside a blob: seq (u64) + value length (u32).
+const ENTRY_HEADER: usize = 8 + 4;
+
+/// Start a group-commit blob (entries follow, see [`push_entry`]).
+pub fn start_blob(out: &mut Vec<u8>) {
+    out.clear();
+    out.push(BLOB_VERSION);
+}
+
+/// Append one framed entry `[seq u64][len u32][stored value]` to a blob.
+pub fn push_entry(out: &mut Vec<u8>, seq: u64, hash: &[u8; 32], canonical: &[u8]) {
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&((HEADER_LEN + canonical.len()) as u32).to_be_bytes());
+    out.push(VALUE_VERSION);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(canonical);
+}
+
+/// Append an already stored value under `seq` (pruning and test hooks rebuild blobs).
+pub fn push_raw_entry(out: &mut Vec<u8>, seq: u64, value: &[u8]) {
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// The framed entries of a blob, in stored order: `(seq, stored value)`.
+/// A framing error ends the walk with `Err` (the rest of the blob is unreadable).
+pub struct BlobEntries<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+/// Walk the entries of a blob; an unknown blob version is the first (and last) item.
+pub fn blob_entries(blob: &[u8]) -> BlobEntries<'_> {
+    BlobEntries {
+        bytes: blob,
+        pos: 1,
+        failed: false,
+    }
+}
+
+impl<'a> Iterator for BlobEntries<'a> {
+    type Item = Result<(u64, &'a [u8]), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.pos == 1 && self.bytes.first() != Some(&BLOB_VERSION) {
+            self.failed = true;
+            return Some(Err(format!(
+                "unknown audit blob version {:?}",
+                self.bytes.first()
+            )));
+        }
+        if self.pos >= self.bytes.len() {
+            return None;
+        }
+        let rest = &self.bytes[self.pos..];
+        if rest.len() < ENTRY_HEADER {
+            self.failed = true;
+            return Some(Err(format!(
+                "blob entry header cut short at byte {}",
+                self.pos
+            )));
+        }
+        let seq = parse_seq(&rest[..8]).unwrap_or(0);
+        let len = u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        let Some(value) = rest.get(ENTRY_HEADER..ENTRY_HEADER + len) else {
+            self.failed = true;
+            return Some(Err(format!(
+                "blob entry of {len} bytes at byte {} runs past the blob",
+                self.pos
+            )));
+        };
+        self.pos += ENTRY_HEADER + len;
+        Some(Ok((seq, value)))
+    }
+}
+
+/// The indexed fields of a record, borrowed from its canonical bytes (no allocation):
+/// what the indexer and query pre-filters need.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldView<'a> {
+    pub seq: u64,
+    pub time: &'a [u8],
+    pub request_id: &'a [u8],
+    pub caller: &'a [u8],
+    pub action: &'a [u8],
+    pub target_id: Option<&'a [u8]>,
+    pub target_name: Option<&'a [u8]>,
+    pub allowed: bool,
+}
+
+fn raw_str<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], String> {
+    let len = r.u32()? as usize;
+    r.take(len)
+}
+
+fn raw_opt<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, String> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(raw_str(r)?)),
+        other => Err(format!("option tag {other} at {}", r.pos - 1)),
+    }
+}
+
+/// Read the indexed fields of canonical bytes. Lenient past `allowed`: callers that
+/// need the whole record decode it with [`decode_canonical`], which is strict.
+pub fn view_fields(canonical: &[u8]) -> Result<FieldView<'_>, String> {
+    let mut r = Reader {
+        bytes: canonical,
+        pos: 0,
+    };
+    let seq = r.u64()?;
+    let time = raw_str(&mut r)?;
+    let request_id = raw_str(&mut r)?;
+    let caller = raw_str(&mut r)?;
+    let _identified_by = raw_str(&mut r)?;
+    let action = raw_str(&mut r)?;
+    let target_id = raw_opt(&mut r)?;
+    let target_name = raw_opt(&mut r)?;
+    let _resource_path = raw_opt(&mut r)?;
+    let _method = raw_str(&mut r)?;
+    let _path = raw_str(&mut r)?;
+    let allowed = r.bool()?;
+    Ok(FieldView {
+        seq,
+        time,
+        request_id,
+        caller,
+        action,
+        target_id,
+        target_name,
+        allowed,
+    })
 }
 
 /// Big-endian key for a sequence number: byte order equals numeric order.

@@ -6,17 +6,19 @@
 //!
 //! Execution picks one driving index, the most selective available:
 //! target, caller, action, time range, decision; with none (or only request_id) it
-//! walks the records tree, newest first, stopping once the page is full. Every returned record is checked against ALL filters, so the choice
-//! of index affects speed only, never the answer. Target matches the full container
+//! walks the records, newest first, stopping once the page is full. The index
+//! covers seqs up to its `indexed` mark (see [`super::index`]); records after it are
+//! found by scanning their blobs, checking the raw bytes before decoding. Every
+//! returned record is checked against ALL filters, so the choice of index affects
+//! speed only, never the answer. Target matches the full container
 //! id or the name exactly (short ids are resolved by the caller of this API).
-
-use std::ops::Bound;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::codec::{self, seq_key};
+use super::codec;
+use super::index::MAX_CHUNK_SPAN;
 use super::store::{self, Stores};
 use super::{AuditRecord, RecordError};
 
@@ -233,6 +235,59 @@ fn seq_bounds(f: &AuditFilter) -> (u64, u64) {
     }
 }
 
+/// Collects matching records into one page.
+struct Page<'f> {
+    f: &'f AuditFilter,
+    records: Vec<AuditRecord>,
+    more: bool,
+}
+
+impl Page<'_> {
+    /// Offer a candidate; false once the page is full (and more exist).
+    fn offer(&mut self, rec: AuditRecord) -> bool {
+        if !self.f.matches(&rec) {
+            return true;
+        }
+        if self.records.len() == self.f.limit {
+            self.more = true;
+            return false;
+        }
+        self.records.push(rec);
+        true
+    }
+
+    fn finish(self) -> AuditPage {
+        let next_cursor = if self.more {
+            self.records.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        AuditPage {
+            records: self.records,
+            next_cursor,
+        }
+    }
+}
+
+/// Cheap rejection on borrowed fields before a full decode. Only equality tests that
+/// `AuditFilter::matches` also makes, so it never rejects a match.
+fn may_match(f: &AuditFilter, v: &codec::FieldView<'_>) -> bool {
+    let eq = |want: &Option<String>, got: &[u8]| want.as_ref().is_none_or(|w| w.as_bytes() == got);
+    if !eq(&f.caller, v.caller) || !eq(&f.action, v.action) || !eq(&f.request_id, v.request_id) {
+        return false;
+    }
+    if f.allowed.is_some_and(|a| a != v.allowed) {
+        return false;
+    }
+    if let Some(t) = f.target.as_deref() {
+        let t = Some(t.as_bytes());
+        if v.target_id != t && v.target_name != t {
+            return false;
+        }
+    }
+    true
+}
+
 pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordError> {
     if f.limit == 0 || f.limit > MAX_LIMIT {
         return Err(RecordError::Invalid(format!(
@@ -241,128 +296,152 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
         )));
     }
     let (lo, hi) = seq_bounds(f);
+    let mut page = Page {
+        f,
+        records: Vec::with_capacity(f.limit.min(64)),
+        more: false,
+    };
     if f.cursor.is_some() && ((f.order == Order::Newest && f.cursor == Some(0)) || lo > hi) {
-        return Ok(AuditPage {
-            records: Vec::new(),
-            next_cursor: None,
-        });
+        return Ok(page.finish());
     }
     let newest = f.order == Order::Newest;
 
-    // The driving index yields candidate seqs in result order.
-    let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> = if let Some(v) = &f.target
-    {
-        postings(&stores.idx_target, v.as_bytes(), lo, hi, newest)
+    // The driving index, if any filter has one.
+    let keyed: Option<(u8, &[u8])> = if let Some(v) = &f.target {
+        Some((store::KIND_TARGET, v.as_bytes()))
     } else if let Some(v) = &f.caller {
-        postings(&stores.idx_caller, v.as_bytes(), lo, hi, newest)
+        Some((store::KIND_CALLER, v.as_bytes()))
     } else if let Some(v) = &f.action {
-        postings(&stores.idx_action, v.as_bytes(), lo, hi, newest)
+        Some((store::KIND_ACTION, v.as_bytes()))
     } else if f.since_nanos.is_some() || f.until_nanos.is_some() {
-        time_index(stores, f, lo, hi, newest)?
-    } else if let Some(a) = f.allowed {
-        postings(
-            &stores.idx_decision,
-            store::decision_value(a),
-            lo,
-            hi,
-            newest,
-        )
-    } else {
-        return scan_records(stores, f, lo, hi, newest);
-    };
-
-    let mut records = Vec::with_capacity(f.limit.min(64));
-    let mut more = false;
-    for seq in candidates {
-        let seq = seq?;
-        // An index entry whose record is gone (pruned concurrently) is skipped.
-        let Some(rec) = stores.get_record(seq)? else {
-            continue;
-        };
-        if !f.matches(&rec) {
-            continue;
-        }
-        if records.len() == f.limit {
-            more = true;
-            break;
-        }
-        records.push(rec);
-    }
-    let next_cursor = if more {
-        records.last().map(|r| r.seq)
-    } else {
         None
+    } else {
+        f.allowed
+            .map(|a| (store::KIND_DECISION, store::decision_value(a)))
     };
-    Ok(AuditPage {
-        records,
-        next_cursor,
-    })
+    let timed = keyed.is_none() && (f.since_nanos.is_some() || f.until_nanos.is_some());
+    if keyed.is_none() && !timed {
+        scan_blobs(stores, lo, hi, newest, &mut page)?;
+        return Ok(page.finish());
+    }
+
+    // Postings cover seqs up to `indexed`; the blobs after it are scanned. Reading
+    // the mark once keeps the two parts disjoint whatever the indexer does meanwhile.
+    let indexed = stores.read_indexed()?;
+    let index_hi = hi.min(indexed);
+    let tail_lo = lo.max(indexed.saturating_add(1));
+    if newest && tail_lo <= hi && !scan_blobs(stores, tail_lo, hi, true, &mut page)? {
+        return Ok(page.finish());
+    }
+    if lo <= index_hi {
+        let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> = match keyed {
+            Some((kind, value)) => postings(stores, kind, value, lo, index_hi, newest),
+            None => time_index(stores, f, lo, index_hi, newest)?,
+        };
+        // Candidates often share a blob: keep the last one instead of looking it up.
+        let mut cached: Option<(u64, sled::IVec)> = None;
+        for seq in candidates {
+            let seq = seq?;
+            let hit = cached
+                .as_ref()
+                .filter(|(first, _)| *first <= seq)
+                .and_then(|(_, blob)| store::locate_in(blob, seq));
+            let (blob, (start, end)) = match hit {
+                Some(range) => (&cached.as_ref().expect("hit").1, range),
+                None => {
+                    // An index entry whose record is gone (pruned concurrently) is skipped.
+                    let Some(l) = stores.locate(seq)? else {
+                        continue;
+                    };
+                    cached = Some((l.first, l.blob));
+                    (&cached.as_ref().expect("just set").1, (l.start, l.end))
+                }
+            };
+            let value = &blob[start..end];
+            let likely = codec::split_value(value)
+                .and_then(|s| codec::view_fields(s.canonical))
+                .map(|v| may_match(page.f, &v))
+                .unwrap_or(true);
+            if !likely {
+                continue;
+            }
+            if !page.offer(store::decode_stored(seq, value)?) {
+                return Ok(page.finish());
+            }
+        }
+    }
+    if !newest && tail_lo <= hi {
+        scan_blobs(stores, tail_lo, hi, false, &mut page)?;
+    }
+    Ok(page.finish())
 }
 
-/// No usable index: walk the records in result order. A request-id filter is
-/// checked on the raw bytes first, so a lookup by request id decodes one record.
-fn scan_records(
+/// Walk the records with seq in [lo, hi] in result order, pre-filtering on the raw
+/// bytes so only likely matches are decoded. False once the page is full.
+fn scan_blobs(
     stores: &Stores,
-    f: &AuditFilter,
     lo: u64,
     hi: u64,
     newest: bool,
-) -> Result<AuditPage, RecordError> {
-    let range = stores.records.range(seq_key(lo)..=seq_key(hi));
-    let it: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest {
+    page: &mut Page<'_>,
+) -> Result<bool, RecordError> {
+    let rd = |e: sled::Error| RecordError::Store(format!("audit query: {e}"));
+    let from = stores.blob_start_for(lo)?.unwrap_or(lo);
+    let range = stores
+        .log
+        .range(store::blob_key(from)..=store::blob_key(hi));
+    let blobs: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest {
         Box::new(range.rev())
     } else {
         Box::new(range)
     };
-    let mut records = Vec::with_capacity(f.limit.min(64));
-    let mut more = false;
-    for item in it {
-        let (k, v) = item.map_err(|e| RecordError::Store(format!("audit query: {e}")))?;
-        let seq = codec::parse_seq(&k)
-            .ok_or_else(|| RecordError::Corrupt("malformed audit record key".into()))?;
-        if let Some(want) = &f.request_id {
-            // Undecodable values fall through to the full decode, which reports them.
-            if codec::peek_request_id(&v).is_some_and(|got| got != want.as_bytes()) {
-                continue;
+    for item in blobs {
+        let (_, blob) = item.map_err(rd)?;
+        let mut entries: Vec<(u64, &[u8])> = Vec::new();
+        for e in codec::blob_entries(&blob) {
+            let (seq, value) =
+                e.map_err(|e| RecordError::Corrupt(format!("audit record blob: {e}")))?;
+            if seq >= lo && seq <= hi {
+                entries.push((seq, value));
             }
         }
-        let rec = store::decode_stored(seq, &v)?;
-        if !f.matches(&rec) {
-            continue;
+        if newest {
+            entries.reverse();
         }
-        if records.len() == f.limit {
-            more = true;
-            break;
+        for &(seq, value) in &entries {
+            // Undecodable values fall through to the full decode, which reports them.
+            let likely = codec::split_value(value)
+                .and_then(|s| codec::view_fields(s.canonical))
+                .map(|v| may_match(page.f, &v))
+                .unwrap_or(true);
+            if !likely {
+                continue;
+            }
+            if !page.offer(store::decode_stored(seq, value)?) {
+                return Ok(false);
+            }
         }
-        records.push(rec);
     }
-    let next_cursor = if more {
-        records.last().map(|r| r.seq)
-    } else {
-        None
-    };
-    Ok(AuditPage {
-        records,
-        next_cursor,
-    })
+    Ok(true)
 }
 
-/// Seqs in [lo, hi] from the postings of `value`, in result order.
-/// Postings are keyed by their batch's first seq and a batch spans at most
-/// MAX_BATCH_CAP seqs, so the scan starts that far below `lo`.
+/// Seqs in [lo, hi] from the postings of `value`, in result order. Postings are
+/// keyed by their chunk's first seq and a chunk spans at most MAX_CHUNK_SPAN seqs,
+/// so the scan starts that far below `lo`.
 fn postings(
-    tree: &sled::Tree,
+    stores: &Stores,
+    kind: u8,
     value: &[u8],
     lo: u64,
     hi: u64,
     newest: bool,
 ) -> Box<dyn Iterator<Item = Result<u64, RecordError>>> {
-    let prefix = store::string_index_prefix(value);
+    let prefix = store::string_index_prefix(kind, value);
     let mut start = prefix.clone();
-    start.extend_from_slice(&lo.saturating_sub(store::MAX_BATCH_CAP as u64).to_be_bytes());
+    start.extend_from_slice(&lo.saturating_sub(MAX_CHUNK_SPAN).to_be_bytes());
     let mut end = prefix;
     end.extend_from_slice(&hi.to_be_bytes());
-    let range = tree.range(start..=end);
+    let range = stores.log.range(start..=end);
     let per_key =
         move |r: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<u64, RecordError>> {
             let seqs = r
@@ -395,16 +474,9 @@ fn time_index(
     hi: u64,
     newest: bool,
 ) -> Result<Box<dyn Iterator<Item = Result<u64, RecordError>>>, RecordError> {
-    let start = match f.since_nanos {
-        Some(s) => Bound::Included(store::time_index_key(s, 0)),
-        None => Bound::Unbounded,
-    };
-    let end = match f.until_nanos {
-        Some(u) => Bound::Included(store::time_index_key(u, u64::MAX)),
-        None => Bound::Unbounded,
-    };
+    let (start, end) = store::time_index_bounds(f.since_nanos, f.until_nanos);
     let mut seqs = Vec::new();
-    for r in stores.idx_time.range::<Vec<u8>, _>((start, end)) {
+    for r in stores.log.range(start..=end) {
         let (_, v) = r.map_err(|e| RecordError::Store(format!("audit time index: {e}")))?;
         seqs.extend(
             store::posting_seqs(&v)?
@@ -413,6 +485,7 @@ fn time_index(
         );
     }
     seqs.sort_unstable();
+    seqs.dedup();
     if newest {
         seqs.reverse();
     }

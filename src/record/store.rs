@@ -1,139 +1,227 @@
-//! The sled trees behind the log, their key layouts, the head and checkpoint
+//! The sled tree behind the log, its key layout, the head, checkpoint and index
 //! metadata, and chain verification.
 //!
-//! Trees (all prefixed `audit_`):
-//! - `audit_records`: seq (u64 BE) -> stored value (see [`super::codec`]).
-//! - `audit_meta`: `head` -> seq (u64 BE) + chain hash; `checkpoint` -> [`Checkpoint`].
-//! - `audit_batches`: first seq of each group commit (u64 BE) -> record count (u32 BE).
-//! - Index trees `audit_idx_caller`, `audit_idx_target` (container id and name),
-//!   `audit_idx_action`, `audit_idx_decision` (`allow`/`deny`): key = value bytes +
-//!   0xFF + first seq of the batch (u64 BE); value = the seqs of that batch with this
-//!   value, ascending, 8 bytes each. 0xFF never occurs in UTF-8, so a prefix scan on
-//!   `value + 0xFF` finds exactly that value, in seq order.
-//! - `audit_idx_time`: sortable i64 Unix nanoseconds + batch first seq -> seqs.
+//! Everything lives in ONE tree, `audit_log`, under one-byte key prefixes:
+//! - `r` + first seq of a group commit (u64 BE) -> the batch blob:
+//!   `[BLOB_VERSION]` then per record `[seq u64][len u32][stored value]`, seqs
+//!   contiguous and ascending (stored value layout in [`super::codec`]).
+//! - `m` + `head` -> last seq (u64 BE) + chain hash; `m` + `checkpoint` ->
+//!   [`Checkpoint`]; `m` + `indexed` -> last seq covered by the index (u64 BE).
+//! - `i` + kind + value + 0xFF + first seq of an index chunk (u64 BE) -> the seqs of
+//!   that chunk with this value, ascending, 8 bytes each. Kinds: `c` caller, `g`
+//!   target (container id and name), `a` action, `d` decision (`allow`/`deny`).
+//!   0xFF never occurs in UTF-8, so a prefix scan on `kind + value + 0xFF` finds
+//!   exactly that value, in seq order. Kind `t`: sortable i64 Unix nanoseconds,
+//!   floored to the second, + chunk first seq -> seqs.
+//! - `x` + chunk first seq -> chunk directory: last seq (u64 BE), then each posting
+//!   key of the chunk as u32 BE length + bytes (pruning finds postings through it).
 //!
-//! Why postings per batch rather than one key per record: sled's cost is per key
-//! written; a batch of 100 records from a handful of callers and actions then
-//! writes a handful of index keys instead of hundreds, which is what lets group
-//! commit reach high append rates. Request ids are unique, so indexing them would
-//! cost one key per record: a request-id query walks the records instead.
+//! Why this shape: sled 0.34 costs about 15-20 µs per key written on this class of
+//! machine and a cross-tree transaction costs more again, while a value of a few KiB
+//! costs little more than a small one. A group commit therefore writes exactly two
+//! keys (its blob and the head) with one `Tree::apply_batch`, which sled applies
+//! atomically: a crash never leaves the head out of step with the records.
 //!
-//! Every group commit writes its records, postings, batch entry and the new head
-//! in ONE sled transaction, so a crash never leaves a record without its index
-//! entries or the head out of step with the records.
-
-use std::collections::BTreeMap;
+//! The index is derived data, so it need not be written with the records: the
+//! indexer ([`super::index`]) posts whole chunks of at least `index_chunk` records
+//! (a few hundred keys instead of several per record) together with `m indexed` in
+//! one atomic batch. Queries read the postings up to `indexed` and scan the blobs
+//! after it, so answers are complete whatever the indexer's progress.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Batch, Transactional, Tree};
+use sled::{Batch, IVec, Tree};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::codec::{self, GENESIS_HASH};
+use super::codec::{self, FieldView, GENESIS_HASH};
 use super::{AuditRecord, RecordError};
 
-pub(crate) const TREE_RECORDS: &str = "audit_records";
-pub(crate) const TREE_META: &str = "audit_meta";
-const TREE_IDX_CALLER: &str = "audit_idx_caller";
-const TREE_IDX_TARGET: &str = "audit_idx_target";
-const TREE_IDX_ACTION: &str = "audit_idx_action";
-const TREE_BATCHES: &str = "audit_batches";
-const TREE_IDX_DECISION: &str = "audit_idx_decision";
-const TREE_IDX_TIME: &str = "audit_idx_time";
+pub(crate) const TREE_LOG: &str = "audit_log";
+/// The tree of the previous layout (one tree per kind); refused, never misread.
+const OLD_LAYOUT_TREE: &str = "audit_records";
 
-const META_HEAD: &[u8] = b"head";
-const META_CHECKPOINT: &[u8] = b"checkpoint";
+pub(crate) const PREFIX_RECORDS: u8 = b'r';
+const PREFIX_META: u8 = b'm';
+pub(crate) const PREFIX_INDEX: u8 = b'i';
+pub(crate) const PREFIX_CHUNK: u8 = b'x';
+
+pub(crate) const META_HEAD: &[u8] = b"mhead";
+const META_CHECKPOINT: &[u8] = b"mcheckpoint";
+const META_INDEXED: &[u8] = b"mindexed";
 const CHECKPOINT_VERSION: u8 = 1;
-/// Most records in one group commit. Postings of one batch then span at most this
-/// many seqs, which bounds how far before a cursor an index scan must start.
+
+/// Most records in one group commit.
 pub(crate) const MAX_BATCH_CAP: usize = 10_000;
 /// Separator between an indexed string and the seq; invalid in UTF-8.
 pub(crate) const INDEX_SEP: u8 = 0xFF;
 
-/// All trees of the log. Cloning is cheap (sled handles are reference counted).
+/// Index kinds (the byte after `i`).
+pub(crate) const KIND_CALLER: u8 = b'c';
+pub(crate) const KIND_TARGET: u8 = b'g';
+pub(crate) const KIND_ACTION: u8 = b'a';
+pub(crate) const KIND_DECISION: u8 = b'd';
+pub(crate) const KIND_TIME: u8 = b't';
+
+const _: () = assert!(PREFIX_META == META_HEAD[0] && PREFIX_META == META_INDEXED[0]);
+
+/// Key of the blob whose first record is `seq`.
+pub(crate) fn blob_key(seq: u64) -> [u8; 9] {
+    let mut k = [PREFIX_RECORDS; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// First seq of a blob key; None for anything that is not `r` + 8 bytes.
+pub(crate) fn parse_blob_key(key: &[u8]) -> Option<u64> {
+    match key.split_first() {
+        Some((&PREFIX_RECORDS, rest)) => codec::parse_seq(rest),
+        _ => None,
+    }
+}
+
+pub(crate) fn chunk_key(first: u64) -> [u8; 9] {
+    let mut k = [PREFIX_CHUNK; 9];
+    k[1..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// The log's tree. Cloning is cheap (sled handles are reference counted).
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub db: sled::Db,
-    pub records: Tree,
-    pub meta: Tree,
-    pub idx_caller: Tree,
-    pub idx_target: Tree,
-    pub idx_action: Tree,
-    pub batches: Tree,
-    pub idx_decision: Tree,
-    pub idx_time: Tree,
+    pub log: Tree,
 }
 
-fn store_err(context: &str, e: impl std::fmt::Display) -> RecordError {
+pub(crate) fn store_err(context: &str, e: impl std::fmt::Display) -> RecordError {
     RecordError::Store(format!("{context}: {e}"))
+}
+
+/// Where a stored value sits: its blob and the byte range inside it.
+pub(crate) struct Located {
+    /// First seq of the blob.
+    pub first: u64,
+    pub blob: IVec,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Located {
+    pub fn value(&self) -> &[u8] {
+        &self.blob[self.start..self.end]
+    }
 }
 
 impl Stores {
     pub fn open(db: &sled::Db) -> Result<Self, RecordError> {
-        let t = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| store_err(&format!("open tree {name}"), e))
-        };
+        let names = db.tree_names();
+        if names
+            .iter()
+            .any(|n| n.as_ref() == OLD_LAYOUT_TREE.as_bytes())
+        {
+            let old = db
+                .open_tree(OLD_LAYOUT_TREE)
+                .map_err(|e| store_err("open old audit tree", e))?;
+            if !old.is_empty() {
+                return Err(RecordError::Corrupt(format!(
+                    "this db holds an audit log in the older multi-tree layout ({OLD_LAYOUT_TREE}); \
+                     export it with the portcullis version that wrote it"
+                )));
+            }
+        }
+        let log = db
+            .open_tree(TREE_LOG)
+            .map_err(|e| store_err(&format!("open tree {TREE_LOG}"), e))?;
         Ok(Stores {
             db: db.clone(),
-            records: t(TREE_RECORDS)?,
-            meta: t(TREE_META)?,
-            idx_caller: t(TREE_IDX_CALLER)?,
-            idx_target: t(TREE_IDX_TARGET)?,
-            idx_action: t(TREE_IDX_ACTION)?,
-            batches: t(TREE_BATCHES)?,
-            idx_decision: t(TREE_IDX_DECISION)?,
-            idx_time: t(TREE_IDX_TIME)?,
+            log,
         })
     }
 
-    /// Trees in the fixed order used by [`Stores::commit`].
-    fn all(&self) -> [&Tree; 8] {
-        [
-            &self.records,
-            &self.meta,
-            &self.idx_caller,
-            &self.idx_target,
-            &self.idx_action,
-            &self.batches,
-            &self.idx_decision,
-            &self.idx_time,
-        ]
+    /// Apply one batch atomically (sled applies a batch on one tree all or nothing).
+    pub fn commit(&self, batch: Batch) -> Result<(), RecordError> {
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| store_err("audit batch", e))
     }
 
-    /// Apply one batch per tree atomically (one sled transaction).
-    pub fn commit(&self, batches: &TreeBatches) -> Result<(), RecordError> {
-        let trees = self.all();
-        let result: Result<(), TransactionError<()>> = trees[..].transaction(|tx| {
-            tx[0].apply_batch(&batches.records)?;
-            tx[1].apply_batch(&batches.meta)?;
-            tx[2].apply_batch(&batches.caller)?;
-            tx[3].apply_batch(&batches.target)?;
-            tx[4].apply_batch(&batches.action)?;
-            tx[5].apply_batch(&batches.batches)?;
-            tx[6].apply_batch(&batches.decision)?;
-            tx[7].apply_batch(&batches.time)?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        result.map_err(|e| store_err("audit transaction", format!("{e:?}")))
+    /// Blobs whose first seq is in `from..`, in seq order.
+    pub fn blobs_from(&self, from: u64) -> sled::Iter {
+        self.log.range(blob_key(from)..=blob_key(u64::MAX))
+    }
+
+    /// First seq of the blob that would hold `seq` (the last blob starting at or
+    /// before it), or None when no blob starts at or before it.
+    pub fn blob_start_for(&self, seq: u64) -> Result<Option<u64>, RecordError> {
+        match self
+            .log
+            .range(blob_key(0)..=blob_key(seq))
+            .next_back()
+            .transpose()
+            .map_err(|e| store_err("read audit blob", e))?
+        {
+            None => Ok(None),
+            Some((k, _)) => Ok(parse_blob_key(&k)),
+        }
+    }
+
+    /// The stored value of `seq`, if present and its blob frames cleanly up to it.
+    pub fn locate(&self, seq: u64) -> Result<Option<Located>, RecordError> {
+        let found = self
+            .log
+            .range(blob_key(0)..=blob_key(seq))
+            .next_back()
+            .transpose()
+            .map_err(|e| store_err("read audit blob", e))?;
+        let Some((k, blob)) = found else {
+            return Ok(None);
+        };
+        let first = parse_blob_key(&k).unwrap_or(0);
+        Ok(locate_in(&blob, seq).map(|(start, end)| Located {
+            first,
+            blob,
+            start,
+            end,
+        }))
     }
 
     pub fn get_record(&self, seq: u64) -> Result<Option<AuditRecord>, RecordError> {
-        match self
-            .records
-            .get(codec::seq_key(seq))
-            .map_err(|e| store_err("read record", e))?
-        {
+        match self.locate(seq)? {
             None => Ok(None),
-            Some(v) => decode_stored(seq, &v).map(Some),
+            Some(l) => decode_stored(seq, l.value()).map(Some),
+        }
+    }
+
+    /// Seq of the last stored record (None when there is none).
+    pub fn last_seq(&self) -> Result<Option<u64>, RecordError> {
+        Ok(self.last_entry()?.map(|(seq, _)| seq))
+    }
+
+    /// The last cleanly framed entry of the last blob: (seq, stored value).
+    fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, RecordError> {
+        let last = self
+            .log
+            .range(blob_key(0)..=blob_key(u64::MAX))
+            .next_back()
+            .transpose()
+            .map_err(|e| store_err("read last audit blob", e))?;
+        let Some((k, blob)) = last else {
+            return Ok(None);
+        };
+        let mut out = None;
+        for (seq, value) in codec::blob_entries(&blob).map_while(Result::ok) {
+            out = Some((seq, value.to_vec()));
+        }
+        match out {
+            Some(e) => Ok(Some(e)),
+            // An unreadable last blob still names a position: its key.
+            None => Ok(parse_blob_key(&k).map(|s| (s, blob.to_vec()))),
         }
     }
 
     pub fn read_checkpoint(&self) -> Result<Checkpoint, RecordError> {
         match self
-            .meta
+            .log
             .get(META_CHECKPOINT)
             .map_err(|e| store_err("read checkpoint", e))?
         {
@@ -142,9 +230,23 @@ impl Stores {
         }
     }
 
+    /// Last seq the index covers (0 = none).
+    pub fn read_indexed(&self) -> Result<u64, RecordError> {
+        match self
+            .log
+            .get(META_INDEXED)
+            .map_err(|e| store_err("read index progress", e))?
+        {
+            None => Ok(0),
+            Some(v) => codec::parse_seq(&v).ok_or_else(|| {
+                RecordError::Corrupt(format!("audit index progress is {} bytes", v.len()))
+            }),
+        }
+    }
+
     pub fn read_head_meta(&self) -> Result<Option<(u64, [u8; 32])>, RecordError> {
         match self
-            .meta
+            .log
             .get(META_HEAD)
             .map_err(|e| store_err("read head", e))?
         {
@@ -178,11 +280,7 @@ impl Stores {
     }
 
     fn head_from_records(&self) -> Result<ChainHead, RecordError> {
-        let last = self
-            .records
-            .last()
-            .map_err(|e| store_err("read last record", e))?;
-        match last {
+        match self.last_entry()? {
             None => {
                 let cp = self.read_checkpoint()?;
                 Ok(ChainHead {
@@ -190,10 +288,7 @@ impl Stores {
                     hash: cp.prev_hash,
                 })
             }
-            Some((k, v)) => {
-                let seq = codec::parse_seq(&k).ok_or_else(|| {
-                    RecordError::Corrupt(format!("audit record key of {} bytes", k.len()))
-                })?;
+            Some((seq, v)) => {
                 // A damaged last value (only reachable with allow_broken_chain) still
                 // yields a deterministic predecessor hash, so appends can go on.
                 let hash = match codec::split_value(&v) {
@@ -207,6 +302,21 @@ impl Stores {
             }
         }
     }
+}
+
+/// Byte range of `seq`'s stored value inside `blob`, if it frames cleanly up to it.
+pub(crate) fn locate_in(blob: &[u8], seq: u64) -> Option<(usize, usize)> {
+    for entry in codec::blob_entries(blob) {
+        let (s, value) = entry.ok()?;
+        if s == seq {
+            let start = value.as_ptr() as usize - blob.as_ptr() as usize;
+            return Some((start, start + value.len()));
+        }
+        if s > seq {
+            return None;
+        }
+    }
+    None
 }
 
 /// Decode a stored value into its record, checking the embedded seq.
@@ -231,113 +341,89 @@ pub(crate) struct ChainHead {
     pub hash: [u8; 32],
 }
 
-/// One sled batch per tree, filled by the writer or by pruning.
+pub(crate) fn head_value(seq: u64, hash: &[u8; 32]) -> [u8; 40] {
+    let mut v = [0u8; 40];
+    v[..8].copy_from_slice(&seq.to_be_bytes());
+    v[8..].copy_from_slice(hash);
+    v
+}
+
+pub(crate) fn set_head(b: &mut Batch, seq: u64, hash: &[u8; 32]) {
+    b.insert(META_HEAD, &head_value(seq, hash)[..]);
+}
+
+pub(crate) fn set_checkpoint(b: &mut Batch, cp: &Checkpoint) {
+    b.insert(META_CHECKPOINT, cp.encode());
+}
+
+pub(crate) fn set_indexed(b: &mut Batch, seq: u64) {
+    b.insert(META_INDEXED, &seq.to_be_bytes()[..]);
+}
+
+/// Index postings of one chunk, accumulated per (kind, value), borrowing the
+/// values from the records' bytes.
 #[derive(Default)]
-pub(crate) struct TreeBatches {
-    pub records: Batch,
-    pub meta: Batch,
-    pub caller: Batch,
-    pub target: Batch,
-    pub action: Batch,
-    pub batches: Batch,
-    pub decision: Batch,
-    pub time: Batch,
+pub(crate) struct Postings<'a> {
+    strings: std::collections::HashMap<(u8, &'a [u8]), Vec<u64>>,
+    /// Whole seconds -> seqs.
+    times: std::collections::HashMap<i64, Vec<u64>>,
+    /// Records of one batch share one time string: parse it once.
+    last_time: Option<(&'a [u8], Option<i64>)>,
 }
 
-impl TreeBatches {
-    pub fn set_head(&mut self, seq: u64, hash: &[u8; 32]) {
-        let mut v = Vec::with_capacity(40);
-        v.extend_from_slice(&seq.to_be_bytes());
-        v.extend_from_slice(hash);
-        self.meta.insert(META_HEAD, v);
-    }
-
-    pub fn set_checkpoint(&mut self, cp: &Checkpoint) {
-        self.meta.insert(META_CHECKPOINT, cp.encode());
-    }
-
-    /// Record a group commit of `count` records starting at `first_seq`.
-    pub fn add_batch(&mut self, first_seq: u64, count: u32) {
-        self.batches
-            .insert(&first_seq.to_be_bytes(), &count.to_be_bytes());
-    }
-}
-
-/// Index postings of one group commit, accumulated per key.
-#[derive(Default)]
-pub(crate) struct Postings {
-    map: BTreeMap<(IndexTree, Vec<u8>), Vec<u64>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum IndexTree {
-    Caller,
-    Target,
-    Action,
-    Decision,
-    Time,
-}
-
-impl Postings {
-    /// Add `rec` (already carrying its seq) to the postings of the batch at `batch_first`.
-    pub fn add(&mut self, rec: &AuditRecord, batch_first: u64) {
-        let seq = rec.seq;
-        let mut push = |tree: IndexTree, key: Vec<u8>| {
-            let seqs = self.map.entry((tree, key)).or_default();
+impl<'a> Postings<'a> {
+    /// Post record `seq` (fields in `v`); seqs must be added in ascending order.
+    pub fn add(&mut self, v: &FieldView<'a>, seq: u64) {
+        let push = |seqs: &mut Vec<u64>| {
             // A container whose name equals its id is posted once.
             if seqs.last() != Some(&seq) {
                 seqs.push(seq);
             }
         };
-        push(
-            IndexTree::Caller,
-            posting_key(rec.caller.as_bytes(), batch_first),
-        );
-        push(
-            IndexTree::Action,
-            posting_key(rec.action.as_bytes(), batch_first),
-        );
-        for target in [&rec.target_id, &rec.target_name].into_iter().flatten() {
-            push(
-                IndexTree::Target,
-                posting_key(target.as_bytes(), batch_first),
-            );
+        push(self.strings.entry((KIND_CALLER, v.caller)).or_default());
+        push(self.strings.entry((KIND_ACTION, v.action)).or_default());
+        for target in [v.target_id, v.target_name].into_iter().flatten() {
+            push(self.strings.entry((KIND_TARGET, target)).or_default());
         }
         push(
-            IndexTree::Decision,
-            posting_key(decision_value(rec.allowed), batch_first),
+            self.strings
+                .entry((KIND_DECISION, decision_value(v.allowed)))
+                .or_default(),
         );
-        if let Some(nanos) = parse_time_nanos(&rec.time) {
-            let mut k = sortable_nanos(nanos).to_vec();
-            k.extend_from_slice(&batch_first.to_be_bytes());
-            push(IndexTree::Time, k);
+        let nanos = match self.last_time {
+            Some((t, n)) if t == v.time => n,
+            _ => {
+                let n = std::str::from_utf8(v.time).ok().and_then(parse_time_nanos);
+                self.last_time = Some((v.time, n));
+                n
+            }
+        };
+        if let Some(nanos) = nanos {
+            push(self.times.entry(floor_second(nanos)).or_default());
         }
     }
 
-    fn batch_for(b: &mut TreeBatches, tree: IndexTree) -> &mut Batch {
-        match tree {
-            IndexTree::Caller => &mut b.caller,
-            IndexTree::Target => &mut b.target,
-            IndexTree::Action => &mut b.action,
-            IndexTree::Decision => &mut b.decision,
-            IndexTree::Time => &mut b.time,
-        }
+    /// Distinct posting keys so far.
+    pub fn len(&self) -> usize {
+        self.strings.len() + self.times.len()
     }
 
-    /// Write the postings into the per-tree batches.
-    pub fn insert_into(self, b: &mut TreeBatches) {
-        for ((tree, key), seqs) in self.map {
-            let value: Vec<u8> = seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
-            Self::batch_for(b, tree).insert(key, value);
-        }
+    /// The posting keys of the chunk starting at `chunk_first`, with their seqs.
+    pub fn into_keys(self, chunk_first: u64) -> impl Iterator<Item = (Vec<u8>, Vec<u64>)> + 'a {
+        let strings = self
+            .strings
+            .into_iter()
+            .map(move |((kind, value), seqs)| (posting_key(kind, value, chunk_first), seqs));
+        let times = self
+            .times
+            .into_iter()
+            .map(move |(secs, seqs)| (time_index_key(secs, chunk_first), seqs));
+        strings.chain(times)
     }
+}
 
-    /// Delete the postings (pruning whole batches).
-    pub fn remove_from(self, b: &mut TreeBatches) {
-        for ((tree, key), _) in self.map {
-            Self::batch_for(b, tree).remove(key);
-        }
-    }
+fn floor_second(nanos: i64) -> i64 {
+    nanos - nanos.rem_euclid(1_000_000_000)
 }
 
 /// The indexed value of a decision.
@@ -349,12 +435,15 @@ pub(crate) fn decision_value(allowed: bool) -> &'static [u8] {
     }
 }
 
-pub(crate) fn posting_key(value: &[u8], batch_first: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(value.len() + 9);
-    k.extend_from_slice(value);
-    k.push(INDEX_SEP);
-    k.extend_from_slice(&batch_first.to_be_bytes());
+pub(crate) fn posting_key(kind: u8, value: &[u8], chunk_first: u64) -> Vec<u8> {
+    let mut k = string_index_prefix(kind, value);
+    k.extend_from_slice(&chunk_first.to_be_bytes());
     k
+}
+
+/// Encode seqs as a posting value.
+pub(crate) fn posting_value(seqs: &[u64]) -> Vec<u8> {
+    seqs.iter().flat_map(|s| s.to_be_bytes()).collect()
 }
 
 /// Decode a posting value into its seqs.
@@ -368,8 +457,10 @@ pub(crate) fn posting_seqs(value: &[u8]) -> Result<Vec<u64>, RecordError> {
     Ok(value.chunks_exact(8).filter_map(codec::parse_seq).collect())
 }
 
-pub(crate) fn string_index_prefix(value: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(value.len() + 9);
+pub(crate) fn string_index_prefix(kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(value.len() + 11);
+    k.push(PREFIX_INDEX);
+    k.push(kind);
     k.extend_from_slice(value);
     k.push(INDEX_SEP);
     k
@@ -380,17 +471,61 @@ pub(crate) fn sortable_nanos(nanos: i64) -> [u8; 8] {
     ((nanos as u64) ^ (1u64 << 63)).to_be_bytes()
 }
 
-pub(crate) fn time_index_key(nanos: i64, batch_first: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(16);
+pub(crate) fn time_index_key(nanos: i64, chunk_first: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(18);
+    k.push(PREFIX_INDEX);
+    k.push(KIND_TIME);
     k.extend_from_slice(&sortable_nanos(nanos));
-    k.extend_from_slice(&batch_first.to_be_bytes());
+    k.extend_from_slice(&chunk_first.to_be_bytes());
     k
+}
+
+/// Time-index key bounds covering `[since, until]` (keys hold whole seconds).
+pub(crate) fn time_index_bounds(since: Option<i64>, until: Option<i64>) -> (Vec<u8>, Vec<u8>) {
+    let lo = since.map(floor_second).unwrap_or(i64::MIN);
+    let hi = until.unwrap_or(i64::MAX);
+    (time_index_key(lo, 0), time_index_key(hi, u64::MAX))
 }
 
 pub(crate) fn parse_time_nanos(s: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     let n = t.unix_timestamp_nanos();
     Some(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+}
+
+/// A chunk directory entry: the chunk's last seq and its posting keys.
+pub(crate) struct ChunkDir {
+    pub last: u64,
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl ChunkDir {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + self.keys.iter().map(|k| k.len() + 4).sum::<usize>());
+        v.extend_from_slice(&self.last.to_be_bytes());
+        for k in &self.keys {
+            v.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            v.extend_from_slice(k);
+        }
+        v
+    }
+
+    pub fn decode(v: &[u8]) -> Result<Self, RecordError> {
+        let bad = || RecordError::Corrupt("audit index chunk directory is malformed".into());
+        let last = v.get(..8).and_then(codec::parse_seq).ok_or_else(bad)?;
+        let mut keys = Vec::new();
+        let mut pos = 8;
+        while pos < v.len() {
+            let len = v
+                .get(pos..pos + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or_else(bad)?;
+            let key = v.get(pos + 4..pos + 4 + len).ok_or_else(bad)?;
+            keys.push(key.to_vec());
+            pos += 4 + len;
+        }
+        Ok(ChunkDir { last, keys })
+    }
 }
 
 /// Where the retained chain starts after pruning.
@@ -567,32 +702,25 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
         Ok(report)
     };
 
-    // Nothing may precede the checkpoint, and every key must be a seq.
-    if let Some((k, _)) = stores.records.first().map_err(rd)? {
-        match codec::parse_seq(&k) {
-            None => {
-                return brk(
-                    report,
-                    0,
-                    BreakKind::Unexpected,
-                    format!("malformed key {}", hex::encode(&k)),
-                )
-            }
-            Some(s) if s < cp.first_seq => {
-                return brk(
-                    report,
-                    s,
-                    BreakKind::Unexpected,
-                    format!("record {s} precedes checkpoint at {}", cp.first_seq),
-                )
-            }
-            Some(_) => {}
+    // Nothing may precede the checkpoint. Keys under `r` other than `r` + seq are
+    // caught by the walk below.
+    let first_blob = stores
+        .log
+        .range(blob_key(0)..=blob_key(u64::MAX))
+        .next()
+        .transpose()
+        .map_err(rd)?;
+    if let Some((k, _)) = first_blob {
+        if let Some(s) = parse_blob_key(&k).filter(|s| *s < cp.first_seq) {
+            return brk(
+                report,
+                s,
+                BreakKind::Unexpected,
+                format!("record {s} precedes checkpoint at {}", cp.first_seq),
+            );
         }
     }
-    let last_seq = match stores.records.last().map_err(rd)? {
-        Some((k, _)) => codec::parse_seq(&k),
-        None => None,
-    };
+    let last_seq = stores.last_seq()?;
 
     let mut start = cp.first_seq;
     let mut prev = cp.prev_hash;
@@ -600,11 +728,7 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
         let tail_start = last.saturating_add(1).saturating_sub(n.max(1));
         if tail_start > cp.first_seq {
             // The checkpoint link: the first retained record chains from the checkpoint.
-            match stores
-                .records
-                .get(codec::seq_key(cp.first_seq))
-                .map_err(rd)?
-            {
+            match stores.locate(cp.first_seq)? {
                 None => {
                     return brk(
                         report,
@@ -613,18 +737,15 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
                         "first record after checkpoint is absent".into(),
                     )
                 }
-                Some(v) => {
-                    if let Some(b) = check_link(stores, &cp, cp.first_seq, &v, &cp.prev_hash) {
+                Some(l) => {
+                    if let Some(b) = check_link(stores, &cp, cp.first_seq, l.value(), &cp.prev_hash)
+                    {
                         return brk(report, b.seq, b.kind, b.detail);
                     }
                 }
             }
             // Trust the stored hash of the record just before the tail.
-            match stores
-                .records
-                .get(codec::seq_key(tail_start - 1))
-                .map_err(rd)?
-            {
+            match stores.locate(tail_start - 1)? {
                 None => {
                     return brk(
                         report,
@@ -633,7 +754,7 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
                         "record absent".into(),
                     )
                 }
-                Some(v) => match codec::split_value(&v) {
+                Some(l) => match codec::split_value(l.value()) {
                     Ok(s) => prev = s.hash,
                     Err(e) => return brk(report, tail_start - 1, BreakKind::Changed, e),
                 },
@@ -644,34 +765,79 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
     report.from_seq = start;
 
     let mut expected = start;
-    for item in stores.records.range(codec::seq_key(start)..) {
-        let (k, v) = item.map_err(rd)?;
-        let Some(seq) = codec::parse_seq(&k) else {
-            return brk(
+    let brk_at = |mut report: VerifyReport, prev: &[u8; 32], seq, kind, detail: String| {
+        report.head_hash = hex::encode(prev);
+        report.broken = Some(ChainBreak { seq, kind, detail });
+        Ok(report)
+    };
+    let from_blob = stores.blob_start_for(start)?.unwrap_or(start);
+    // Keys under the `r` prefix, including malformed ones, so none hides from the walk.
+    let mut upper = [0xFFu8; 10];
+    upper[0] = PREFIX_RECORDS;
+    for item in stores
+        .log
+        .range(blob_key(from_blob).to_vec()..=upper.to_vec())
+    {
+        let (k, blob) = item.map_err(rd)?;
+        let Some(blob_first) = parse_blob_key(&k) else {
+            return brk_at(
                 report,
+                &prev,
                 expected,
                 BreakKind::Unexpected,
                 format!("malformed key {}", hex::encode(&k)),
             );
         };
-        if seq != expected {
-            return brk(
-                report,
-                expected,
-                BreakKind::Missing,
-                format!("next stored record is {seq}"),
-            );
+        for (i, entry) in codec::blob_entries(&blob).enumerate() {
+            let (seq, value) = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    return brk_at(
+                        report,
+                        &prev,
+                        expected,
+                        BreakKind::Changed,
+                        format!("blob {blob_first}: {e}"),
+                    )
+                }
+            };
+            if i == 0 && seq != blob_first {
+                return brk_at(
+                    report,
+                    &prev,
+                    seq.min(blob_first).max(expected),
+                    BreakKind::Unexpected,
+                    format!("blob keyed {blob_first} starts with record {seq}"),
+                );
+            }
+            if seq < start {
+                continue;
+            }
+            if seq != expected {
+                let (at, kind) = if seq > expected {
+                    (expected, BreakKind::Missing)
+                } else {
+                    (seq, BreakKind::Unexpected)
+                };
+                return brk_at(
+                    report,
+                    &prev,
+                    at,
+                    kind,
+                    format!("next stored record is {seq}"),
+                );
+            }
+            if let Some(b) = check_link(stores, &cp, seq, value, &prev) {
+                return brk_at(report, &prev, b.seq, b.kind, b.detail);
+            }
+            // check_link succeeded, so the value splits.
+            prev = codec::split_value(value).map(|s| s.hash).unwrap_or(prev);
+            report.checked += 1;
+            report.last_good_seq = Some(seq);
+            expected = seq + 1;
         }
-        if let Some(b) = check_link(stores, &cp, seq, &v, &prev) {
-            return brk(report, b.seq, b.kind, b.detail);
-        }
-        // check_link succeeded, so the value splits.
-        prev = codec::split_value(&v).map(|s| s.hash).unwrap_or(prev);
-        report.checked += 1;
-        report.last_good_seq = Some(seq);
-        report.head_hash = hex::encode(prev);
-        expected = seq + 1;
     }
+    report.head_hash = hex::encode(prev);
 
     // The head guards against a truncated tail, which the chain alone cannot show.
     let walked_last = expected - 1;
@@ -748,11 +914,10 @@ fn check_link(
             Some(cp.prev_hash)
         } else if other > cp.first_seq {
             stores
-                .records
-                .get(codec::seq_key(other - 1))
+                .locate(other - 1)
                 .ok()
                 .flatten()
-                .and_then(|v| codec::split_value(&v).ok().map(|s| s.hash))
+                .and_then(|l| codec::split_value(l.value()).ok().map(|s| s.hash))
         } else {
             None
         };
@@ -805,33 +970,56 @@ mod tests {
     }
 
     #[test]
-    fn postings_group_seqs_per_value_and_batch() {
-        let mut p = Postings::default();
+    fn postings_group_seqs_per_value_and_chunk() {
+        let mut bufs = Vec::new();
         for seq in 10..14u64 {
             let rec = AuditRecord {
                 seq,
+                time: "2026-01-02T03:04:05.5Z".into(),
                 caller: if seq % 2 == 0 { "a".into() } else { "b".into() },
                 target_id: Some("same".into()),
                 target_name: Some("same".into()),
                 ..Default::default()
             };
-            p.add(&rec, 10);
+            bufs.push((seq, codec::encode_canonical(&rec).unwrap()));
         }
-        let mut b = TreeBatches::default();
-        p.insert_into(&mut b);
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let t = db.open_tree("t").unwrap();
-        t.apply_batch(b.caller).unwrap();
-        let a = t.get(posting_key(b"a", 10)).unwrap().unwrap();
-        assert_eq!(posting_seqs(&a).unwrap(), vec![10, 12]);
-        let t2 = db.open_tree("t2").unwrap();
-        t2.apply_batch(b.target).unwrap();
-        let same = t2.get(posting_key(b"same", 10)).unwrap().unwrap();
+        let mut p = Postings::default();
+        for (seq, c) in &bufs {
+            p.add(&codec::view_fields(c).unwrap(), *seq);
+        }
+        let map: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = p.into_keys(10).collect();
+        assert_eq!(map[&posting_key(KIND_CALLER, b"a", 10)], vec![10, 12]);
         assert_eq!(
-            posting_seqs(&same).unwrap(),
+            map[&posting_key(KIND_TARGET, b"same", 10)],
             vec![10, 11, 12, 13],
             "name equal to id is posted once"
         );
+        let t = parse_time_nanos("2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(
+            map[&time_index_key(t, 10)].len(),
+            4,
+            "floored to the second"
+        );
         assert!(posting_seqs(&[0u8; 7]).is_err());
+        assert_eq!(posting_seqs(&posting_value(&[3, 9])).unwrap(), vec![3, 9]);
+    }
+
+    #[test]
+    fn chunk_dir_round_trips() {
+        let d = ChunkDir {
+            last: 77,
+            keys: vec![b"ic\xffabc".to_vec(), vec![]],
+        };
+        let back = ChunkDir::decode(&d.encode()).unwrap();
+        assert_eq!((back.last, back.keys), (77, d.keys));
+        assert!(ChunkDir::decode(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn blob_keys_sort_by_seq_and_reject_other_prefixes() {
+        assert!(blob_key(255) < blob_key(256));
+        assert_eq!(parse_blob_key(&blob_key(42)), Some(42));
+        assert_eq!(parse_blob_key(&chunk_key(42)), None);
+        assert_eq!(parse_blob_key(&blob_key(42)[..8]), None);
     }
 }

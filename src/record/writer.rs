@@ -6,8 +6,11 @@
 //! strict order; one owner of the chain head needs no locks to keep it.
 //!
 //! Each round takes up to `max_batch` waiting appends (lingering at most
-//! `batch_linger` for more), assigns seqs, computes the chain, commits records +
-//! indexes + head in one transaction, flushes once, then answers every waiter.
+//! `batch_linger` for more), assigns seqs, computes the chain, writes ONE blob with
+//! all the records plus the head in one atomic `apply_batch`, flushes once, then
+//! answers every waiter. Appends that arrive while a flush runs queue up and form
+//! the next batch: the batch grows with the load, with no fixed wait. Indexing
+//! happens later, in chunks, on the indexer thread ([`super::index`]).
 //! Any failure answers every waiter of that batch with `Unavailable` and forgets
 //! the in-memory head, which is reloaded from the tree before the next batch, so
 //! the chain continues exactly from what is stored.
@@ -23,8 +26,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, oneshot};
 
-use super::codec::{chain_hash, encode_canonical, encode_value, seq_key};
-use super::store::{parse_time_nanos, ChainHead, Postings, Stores, TreeBatches, MAX_BATCH_CAP};
+use std::sync::mpsc::Sender;
+
+use super::codec::{self, chain_hash, encode_canonical_into};
+use super::store::{blob_key, parse_time_nanos, set_head, ChainHead, Stores, MAX_BATCH_CAP};
 use super::{AuditFsync, AuditOptions, AuditRecord, RecordError};
 
 pub(crate) type Reply = oneshot::Sender<Result<u64, RecordError>>;
@@ -60,6 +65,12 @@ pub(crate) struct Writer {
     head: Option<ChainHead>,
     disk: DiskWatch,
     fsync: FsyncState,
+    /// Reused encoding buffers.
+    blob: Vec<u8>,
+    canonical: Vec<u8>,
+    /// Wakes the indexer once `index_chunk` records were committed since the last wake.
+    index_wake: Option<Sender<()>>,
+    unindexed: u64,
 }
 
 struct DiskWatch {
@@ -74,8 +85,18 @@ struct FsyncState {
 }
 
 impl Writer {
-    pub fn new(stores: Stores, opts: AuditOptions, shared: Arc<Shared>, head: ChainHead) -> Self {
+    pub fn new(
+        stores: Stores,
+        opts: AuditOptions,
+        shared: Arc<Shared>,
+        head: ChainHead,
+        index_wake: Option<Sender<()>>,
+    ) -> Self {
         Writer {
+            blob: Vec::new(),
+            canonical: Vec::with_capacity(512),
+            index_wake,
+            unindexed: 0,
             stores,
             disk: DiskWatch {
                 dir: opts.data_dir.clone(),
@@ -160,8 +181,8 @@ impl Writer {
         let now = now_rfc3339();
         let mut next = head.next_seq;
         let mut hash = head.hash;
-        let mut batches = TreeBatches::default();
-        let mut postings = Postings::default();
+        // One blob per group commit, built in reused buffers: no per-record allocation.
+        codec::start_blob(&mut self.blob);
         let mut accepted: Vec<(AuditRecord, Reply)> = Vec::with_capacity(batch.len());
         for Append { mut record, reply } in batch {
             record.seq = next;
@@ -174,18 +195,13 @@ impl Writer {
                 ))));
                 continue;
             }
-            let canonical = match encode_canonical(&record) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    continue;
-                }
-            };
-            let link = chain_hash(&hash, &canonical);
-            batches
-                .records
-                .insert(&seq_key(next), encode_value(&link, &canonical));
-            postings.add(&record, head.next_seq);
+            self.canonical.clear();
+            if let Err(e) = encode_canonical_into(&mut self.canonical, &record) {
+                let _ = reply.send(Err(e));
+                continue;
+            }
+            let link = chain_hash(&hash, &self.canonical);
+            codec::push_entry(&mut self.blob, next, &link, &self.canonical);
             hash = link;
             next += 1;
             accepted.push((record, reply));
@@ -193,15 +209,15 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
-        postings.insert_into(&mut batches);
-        batches.add_batch(head.next_seq, accepted.len() as u32);
-        batches.set_head(next - 1, &hash);
+        let mut batch = sled::Batch::default();
+        batch.insert(&blob_key(head.next_seq)[..], self.blob.as_slice());
+        set_head(&mut batch, next - 1, &hash);
 
         let fail_point = self.shared.fail_point.load(Ordering::SeqCst);
         let committed = if fail_point == FAIL_WRITE {
             Err(RecordError::Store("injected write failure".into()))
         } else {
-            self.stores.commit(&batches)
+            self.stores.commit(batch)
         };
         if let Err(e) = committed {
             self.head = None;
@@ -253,6 +269,13 @@ impl Writer {
         }
         for (seq, reply) in replies {
             let _ = reply.send(Ok(seq));
+        }
+        self.unindexed += next - head.next_seq;
+        if self.unindexed >= self.opts.index_chunk {
+            self.unindexed = 0;
+            if let Some(w) = &self.index_wake {
+                let _ = w.send(());
+            }
         }
     }
 

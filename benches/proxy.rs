@@ -39,6 +39,7 @@ async fn one_client(socket: PathBuf, path: &'static str, n: usize) -> Vec<Durati
             .body(Empty::<Bytes>::new())
             .unwrap();
         let t = Instant::now();
+        sender.ready().await.expect("connection ready");
         let resp = sender.send_request(req).await.expect("request");
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
         let _ = resp.into_body().collect().await.expect("body");

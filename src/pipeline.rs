@@ -81,13 +81,14 @@ pub async fn handle(
                     .await
             }
         };
-    life.action = request.action.0.to_string();
+    life.classified(&request, None);
 
     // Inspect: read the bodies that grant power; these exact bytes are forwarded.
     let (inspected, body) = match stages::inspect(&gw, &mut request, &parts, body).await {
         Ok(pair) => pair,
         Err((status, e)) => return gw.refuse_early(&life, &caller, status, &e).await,
     };
+    life.classified(&request, Some(&inspected));
 
     // Resolve the target, then decide; a cached answer that a name could have
     // changed is checked again on a fresh look (see `resolve`).

@@ -29,6 +29,9 @@ pub struct Life {
     /// The request-target exactly as received (path and query).
     pub raw_target: String,
     pub action: String,
+    /// The file path a file action names, as sent (kept even when the request
+    /// is refused before its path could be normalized).
+    pub resource_path: Option<String>,
 }
 
 impl Life {
@@ -42,7 +45,20 @@ impl Life {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| "/".into()),
             action: String::new(),
+            resource_path: None,
         }
+    }
+
+    /// Note what the request names once it is classified (and its body read).
+    pub fn classified(&mut self, request: &Classified, inspected: Option<&Inspected>) {
+        self.action = request.action.0.to_string();
+        if !self.action.starts_with("file.") {
+            return;
+        }
+        self.resource_path = request.resource_path().map(str::to_string).or_else(|| {
+            let body: Value = serde_json::from_slice(&inspected?.bytes).ok()?;
+            body.get("path")?.as_str().map(str::to_string)
+        });
     }
 
     pub fn path_only(&self) -> &str {
@@ -66,6 +82,7 @@ impl Life {
             reasons: decision.reasons.clone(),
             trust_id: decision.trust_id.clone(),
             policy_version: decision.policy_version.clone(),
+            resource_path: self.resource_path.clone(),
             ..AuditRecord::default()
         }
     }
@@ -98,7 +115,7 @@ impl Life {
             path: request.path.clone(),
             target_id: target.id.clone(),
             target_name: target.name.clone().or_else(|| target.reference.clone()),
-            resource_path: file.map(|f| f.path.clone()),
+            resource_path: file.map(|f| f.path.clone()).or_else(|| self.resource_path.clone()),
             body_sha256: inspected.sha256.clone(),
             ..self.base_record(caller, decision, enforced)
         }

@@ -51,7 +51,13 @@ struct Server {
     log: PathBuf,
 }
 
-fn serve_command(admin: &Path, data: &Path, upstream: &Path, extra: &[String], log: &Path) -> Command {
+fn serve_command(
+    admin: &Path,
+    data: &Path,
+    upstream: &Path,
+    extra: &[String],
+    log: &Path,
+) -> Command {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--listen".into(),
@@ -75,8 +81,14 @@ fn serve_command(admin: &Path, data: &Path, upstream: &Path, extra: &[String], l
 impl Server {
     /// Start and wait until the admin socket accepts connections.
     fn start(admin: &Path, data: &Path, upstream: &Path, extra: &[String], log: &Path) -> Server {
-        let child = serve_command(admin, data, upstream, extra, log).spawn().expect("spawn portcullis serve");
-        let mut s = Server { child, admin: admin.to_path_buf(), log: log.to_path_buf() };
+        let child = serve_command(admin, data, upstream, extra, log)
+            .spawn()
+            .expect("spawn portcullis serve");
+        let mut s = Server {
+            child,
+            admin: admin.to_path_buf(),
+            log: log.to_path_buf(),
+        };
         s.wait_listening(admin);
         s
     }
@@ -85,14 +97,21 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("portcullis exited during startup ({status}); log:\n{}", self.log_text());
+                panic!(
+                    "portcullis exited during startup ({status}); log:\n{}",
+                    self.log_text()
+                );
             }
             if StdUnixStream::connect(socket).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("portcullis did not listen on {} in time; log:\n{}", socket.display(), self.log_text());
+        panic!(
+            "portcullis did not listen on {} in time; log:\n{}",
+            socket.display(),
+            self.log_text()
+        );
     }
 
     fn log_text(&self) -> String {
@@ -127,12 +146,24 @@ fn cli_at(socket: &Path, args: &[&str]) -> Output {
 }
 
 fn cli_offline(args: &[&str]) -> Output {
-    Command::new(BIN).env_remove("PORTCULLIS_HOST").args(args).output().expect("run portcullis")
+    Command::new(BIN)
+        .env_remove("PORTCULLIS_HOST")
+        .args(args)
+        .output()
+        .expect("run portcullis")
 }
 
 /// Run `portcullis serve` expecting it to exit by itself; its status and log.
-fn serve_expecting_exit(admin: &Path, data: &Path, upstream: &Path, extra: &[String], log: &Path) -> (std::process::ExitStatus, String) {
-    let mut child = serve_command(admin, data, upstream, extra, log).spawn().expect("spawn portcullis serve");
+fn serve_expecting_exit(
+    admin: &Path,
+    data: &Path,
+    upstream: &Path,
+    extra: &[String],
+    log: &Path,
+) -> (std::process::ExitStatus, String) {
+    let mut child = serve_command(admin, data, upstream, extra, log)
+        .spawn()
+        .expect("spawn portcullis serve");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -152,21 +183,33 @@ fn serve_expecting_exit(admin: &Path, data: &Path, upstream: &Path, extra: &[Str
 
 /// One HTTP/1.1 request with `Connection: close`: (status, body).
 fn http(socket: &Path, method: &str, path: &str) -> (u16, String) {
-    let mut s = StdUnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    let mut s = StdUnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let req = format!("{method} {path} HTTP/1.1\r\nHost: portcullis\r\nUser-Agent: {LOAD_AGENT}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
     let status: u16 = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line: {head:?}"));
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    (status, if chunked { dechunk(body) } else { body.to_string() })
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    )
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -189,7 +232,11 @@ fn json_of(text: &str) -> Value {
 /// Every record, oldest first, through `portcullis audit export`.
 fn export(socket: &Path) -> Vec<Value> {
     let out = cli_at(socket, &["audit", "export"]);
-    ok(&out).lines().filter(|l| !l.trim().is_empty()).map(json_of).collect()
+    ok(&out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(json_of)
+        .collect()
 }
 
 /// `portcullis audit verify` (online or offline): (exit success, report).
@@ -198,12 +245,17 @@ fn verify(out: &Output) -> (bool, Value) {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// The repository's counting fixture upstream, served by `rt`.
 fn fixture(rt: &tokio::runtime::Runtime, socket: &Path) -> FixtureUpstream {
-    rt.block_on(async { FixtureUpstream::start(socket) }).expect("start fixture upstream")
+    rt.block_on(async { FixtureUpstream::start(socket) })
+        .expect("start fixture upstream")
 }
 
 /// A daemon stand-in that counts, at arrival, the requests of this file's load
@@ -216,7 +268,9 @@ struct CountingUpstream {
 impl CountingUpstream {
     fn start(rt: &tokio::runtime::Runtime, socket: &Path) -> CountingUpstream {
         let _ = std::fs::remove_file(socket);
-        let listener = rt.block_on(async { tokio::net::UnixListener::bind(socket) }).expect("bind upstream");
+        let listener = rt
+            .block_on(async { tokio::net::UnixListener::bind(socket) })
+            .expect("bind upstream");
         let (load, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (l2, o2) = (load.clone(), other.clone());
         rt.spawn(async move {
@@ -278,7 +332,14 @@ struct LoadStats {
 
 /// `clients` keep-alive connections alternating GET /_ping and GET
 /// /containers/json until `stop` is set (reconnecting after transport errors).
-fn spawn_load(rt: &tokio::runtime::Runtime, socket: &Path, clients: usize, stop: Arc<AtomicBool>, stats: Arc<LoadStats>, stop_on_503: bool) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_load(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    stats: Arc<LoadStats>,
+    stop_on_503: bool,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..clients)
         .map(|i| {
             let (socket, stop, stats) = (socket.to_path_buf(), stop.clone(), stats.clone());
@@ -289,7 +350,9 @@ fn spawn_load(rt: &tokio::runtime::Runtime, socket: &Path, clients: usize, stop:
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     };
-                    let Ok((mut tx, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+                    let Ok((mut tx, conn)) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                    else {
                         continue;
                     };
                     tokio::spawn(async move {
@@ -299,7 +362,11 @@ fn spawn_load(rt: &tokio::runtime::Runtime, socket: &Path, clients: usize, stop:
                         if tx.ready().await.is_err() {
                             break;
                         }
-                        let path = if n % 2 == 0 { "/_ping" } else { "/containers/json" };
+                        let path = if n % 2 == 0 {
+                            "/_ping"
+                        } else {
+                            "/containers/json"
+                        };
                         n += 1;
                         let req = hyper::Request::get(path)
                             .header("host", "portcullis")
@@ -353,14 +420,17 @@ fn load_records(records: &[Value]) -> Vec<&Value> {
         .iter()
         .filter(|r| {
             let action = r["action"].as_str().unwrap_or_default();
-            (action == "system.ping" || action == "container.list") && r["allowed"] == Value::Bool(true)
+            (action == "system.ping" || action == "container.list")
+                && r["allowed"] == Value::Bool(true)
         })
         .collect()
 }
 
 fn decision_ids(text: &str) -> Vec<u64> {
     let re = regex::Regex::new(r"\(decision (\d+)\)").unwrap();
-    re.captures_iter(text).map(|c| c[1].parse().unwrap()).collect()
+    re.captures_iter(text)
+        .map(|c| c[1].parse().unwrap())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -400,37 +470,72 @@ fn denied_docker_commands_are_exactly_the_deny_records_and_ids_find_them() {
     let trust_id = trust["id"].as_str().expect("trust id").to_string();
 
     // Allowed: listing, starting and reading logs of web-*.
-    for args in [vec!["ps", "-a"], vec!["start", web.as_str()], vec!["logs", web.as_str()]] {
+    for args in [
+        vec!["ps", "-a"],
+        vec!["start", web.as_str()],
+        vec!["logs", web.as_str()],
+    ] {
         let out = p.docker_at(&ci, &args);
-        assert!(out.status.success(), "ci should be allowed `docker {}`: {}", args.join(" "), stderr(&out));
+        assert!(
+            out.status.success(),
+            "ci should be allowed `docker {}`: {}",
+            args.join(" "),
+            stderr(&out)
+        );
         assert!(decision_ids(&stderr(&out)).is_empty());
     }
     // Denied: what the relationship does not grant, and what has no relationship.
     let denied: Vec<(Vec<&str>, &str, &str)> = vec![
         (vec!["stop", web.as_str()], "container.stop", web.as_str()),
         (vec!["start", db.as_str()], "container.start", db.as_str()),
-        (vec!["rm", "-f", db.as_str()], "container.remove", db.as_str()),
-        (vec!["restart", web.as_str()], "container.restart", web.as_str()),
+        (
+            vec!["rm", "-f", db.as_str()],
+            "container.remove",
+            db.as_str(),
+        ),
+        (
+            vec!["restart", web.as_str()],
+            "container.restart",
+            web.as_str(),
+        ),
     ];
     let mut expected = Vec::new();
     for (args, action, target) in &denied {
         let out = p.docker_at(&ci, args);
         let err = stderr(&out);
-        assert!(!out.status.success(), "ci should be refused `docker {}`", args.join(" "));
+        assert!(
+            !out.status.success(),
+            "ci should be refused `docker {}`",
+            args.join(" ")
+        );
         let ids = decision_ids(&err);
-        assert_eq!(ids.len(), 1, "one refusal with one decision id for `docker {}`: {err}", args.join(" "));
+        assert_eq!(
+            ids.len(),
+            1,
+            "one refusal with one decision id for `docker {}`: {err}",
+            args.join(" ")
+        );
         expected.push((ids[0], *action, *target, err));
     }
     // The refused commands had no effect on the engine.
-    assert_eq!(ok(&direct(&["inspect", "-f", "{{.State.Running}}", &web])).trim(), "true");
-    assert_eq!(ok(&direct(&["inspect", "-f", "{{.State.Running}}", &db])).trim(), "false");
+    assert_eq!(
+        ok(&direct(&["inspect", "-f", "{{.State.Running}}", &web])).trim(),
+        "true"
+    );
+    assert_eq!(
+        ok(&direct(&["inspect", "-f", "{{.State.Running}}", &db])).trim(),
+        "false"
+    );
 
     let out = p.cli(&["audit", "query", "--decision", "deny", "--format", "json"]);
     let records = json_of(&ok(&out));
     let records = records.as_array().expect("a JSON array of records");
     let got: BTreeSet<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     let want: BTreeSet<u64> = expected.iter().map(|e| e.0).collect();
-    assert_eq!(got, want, "deny records must be exactly the refused commands; records: {records:#?}");
+    assert_eq!(
+        got, want,
+        "deny records must be exactly the refused commands; records: {records:#?}"
+    );
     for (id, action, target, err) in &expected {
         let r = records.iter().find(|r| r["seq"] == *id).unwrap();
         assert_eq!(r["allowed"], false);
@@ -438,23 +543,51 @@ fn denied_docker_commands_are_exactly_the_deny_records_and_ids_find_them() {
         assert_eq!(r["caller"], "ci");
         assert_eq!(r["action"], *action, "record {id}");
         assert_eq!(r["target_name"], *target, "record {id}");
-        let reasons: Vec<&str> = r["reasons"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let reasons: Vec<&str> = r["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert!(!reasons.is_empty(), "record {id} carries its reasons");
-        assert!(err.contains(&reasons.join("; ")), "the CLI showed the recorded reason {reasons:?}: {err}");
+        assert!(
+            err.contains(&reasons.join("; ")),
+            "the CLI showed the recorded reason {reasons:?}: {err}"
+        );
 
         // The id from the refusal finds its record by cursor (newest first, strictly below).
         let cursor = (id + 1).to_string();
-        let page = json_of(&ok(&p.cli(&["audit", "query", "--cursor", &cursor, "--limit", "1", "--format", "json"])));
+        let page = json_of(&ok(&p.cli(&[
+            "audit", "query", "--cursor", &cursor, "--limit", "1", "--format", "json",
+        ])));
         assert_eq!(page[0]["seq"], *id, "cursor {cursor} finds decision {id}");
         assert_eq!(page[0]["request_id"], r["request_id"]);
         // And by filter.
-        let by_action = json_of(&ok(&p.cli(&["audit", "query", "--caller", "ci", "--action", action, "--format", "json"])));
-        assert!(by_action.as_array().unwrap().iter().any(|x| x["seq"] == *id), "filter finds decision {id}");
+        let by_action = json_of(&ok(&p.cli(&[
+            "audit", "query", "--caller", "ci", "--action", action, "--format", "json",
+        ])));
+        assert!(
+            by_action
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["seq"] == *id),
+            "filter finds decision {id}"
+        );
     }
 
     // The allowed start is recorded as allowed, under the relationship that granted it.
     let allowed = json_of(&ok(&p.cli(&[
-        "audit", "query", "--decision", "allow", "--caller", "ci", "--action", "container.start", "--format", "json",
+        "audit",
+        "query",
+        "--decision",
+        "allow",
+        "--caller",
+        "ci",
+        "--action",
+        "container.start",
+        "--format",
+        "json",
     ])));
     let starts = allowed.as_array().unwrap();
     assert_eq!(starts.len(), 1, "one allowed start: {starts:#?}");
@@ -478,8 +611,17 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
     let pinned = dir.path().join("stranger.sock");
-    let extra = vec!["--listen".to_string(), format!("unix://{}?caller=stranger", pinned.display())];
-    let mut server = Server::start(&admin, &data, &upstream, &extra, &dir.path().join("serve1.log"));
+    let extra = vec![
+        "--listen".to_string(),
+        format!("unix://{}?caller=stranger", pinned.display()),
+    ];
+    let mut server = Server::start(
+        &admin,
+        &data,
+        &upstream,
+        &extra,
+        &dir.path().join("serve1.log"),
+    );
     server.wait_listening(&pinned);
 
     for _ in 0..4 {
@@ -488,7 +630,11 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     }
     assert!(fx.count() >= 4, "the allowed pings reached the fixture");
     let records = export(&admin);
-    assert!(records.len() >= 8, "every request was recorded: {}", records.len());
+    assert!(
+        records.len() >= 8,
+        "every request was recorded: {}",
+        records.len()
+    );
 
     let (passed, report) = verify(&server.cli(&["audit", "verify"]));
     assert!(passed, "online verify: {report}");
@@ -498,35 +644,71 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     server.kill9();
     let data_s = data.display().to_string();
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
-    assert!(passed && report["broken"].is_null(), "offline verify of an intact log: {report}");
+    assert!(
+        passed && report["broken"].is_null(),
+        "offline verify of an intact log: {report}"
+    );
     let head_before = report["head_hash"].clone();
 
     // Change one byte of record 3's canonical bytes (after version byte and hash).
     let victim = 3u64;
     {
         let db = portcullis::record::open_offline(&data).expect("open the stopped proxy's db");
-        portcullis::record::testing::corrupt_record_byte(&db, victim, 1 + 32 + 10).expect("corrupt a byte");
+        portcullis::record::testing::corrupt_record_byte(&db, victim, 1 + 32 + 10)
+            .expect("corrupt a byte");
         db.flush().unwrap();
     }
     let out = cli_offline(&["audit", "verify", "--data-dir", &data_s]);
     let (passed, report) = verify(&out);
     assert!(!passed, "verify must fail on a changed byte: {report}");
-    assert_eq!(report["broken"]["seq"], victim, "verify names the changed record: {report}");
-    assert!(stdout(&out).contains(&format!("\"seq\": {victim}")), "{}", stdout(&out));
+    assert_eq!(
+        report["broken"]["seq"], victim,
+        "verify names the changed record: {report}"
+    );
+    assert!(
+        stdout(&out).contains(&format!("\"seq\": {victim}")),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("BROKEN"), "{}", stderr(&out));
     assert_eq!(report["last_good_seq"], victim - 1);
 
     // Startup refuses, with a message, and never listens.
-    let (status, log) = serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("serve2.log"));
-    assert!(!status.success(), "serve must refuse a broken chain; log:\n{log}");
+    let (status, log) = serve_expecting_exit(
+        &admin,
+        &data,
+        &upstream,
+        &[],
+        &dir.path().join("serve2.log"),
+    );
+    assert!(
+        !status.success(),
+        "serve must refuse a broken chain; log:\n{log}"
+    );
     assert!(log.contains("broken"), "the refusal says why: {log}");
-    assert!(log.contains(&format!("seq {victim}")), "the refusal names the record: {log}");
-    assert!(StdUnixStream::connect(&admin).is_err(), "a refusing server does not listen");
+    assert!(
+        log.contains(&format!("seq {victim}")),
+        "the refusal names the record: {log}"
+    );
+    assert!(
+        StdUnixStream::connect(&admin).is_err(),
+        "a refusing server does not listen"
+    );
 
     // Told otherwise, it serves; the damage stays on record.
     let flag = vec!["--allow-broken-chain".to_string()];
-    let server = Server::start(&admin, &data, &upstream, &flag, &dir.path().join("serve3.log"));
-    assert_eq!(http(&admin, "GET", "/_ping").0, 200, "serving with --allow-broken-chain");
+    let server = Server::start(
+        &admin,
+        &data,
+        &upstream,
+        &flag,
+        &dir.path().join("serve3.log"),
+    );
+    assert_eq!(
+        http(&admin, "GET", "/_ping").0,
+        200,
+        "serving with --allow-broken-chain"
+    );
     let (passed, report) = verify(&server.cli(&["audit", "verify"]));
     assert!(!passed, "the break is still reported online: {report}");
     assert_eq!(report["broken"]["seq"], victim);
@@ -545,7 +727,13 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
     let upstream = CountingUpstream::start(&rt, &upstream_sock);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream_sock, &[], &dir.path().join("serve1.log"));
+    let mut server = Server::start(
+        &admin,
+        &data,
+        &upstream_sock,
+        &[],
+        &dir.path().join("serve1.log"),
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(LoadStats::default());
@@ -565,16 +753,25 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
         }
     });
     let reached = upstream.load_count();
-    let (sent, served, failed) =
-        (stats.sent.load(Ordering::SeqCst), stats.ok.load(Ordering::SeqCst), stats.transport_errors.load(Ordering::SeqCst));
+    let (sent, served, failed) = (
+        stats.sent.load(Ordering::SeqCst),
+        stats.ok.load(Ordering::SeqCst),
+        stats.transport_errors.load(Ordering::SeqCst),
+    );
     eprintln!(
         "kill -9: sent {sent}, served {served} ({served_before_kill} before the kill), reached upstream {reached} \
          (+{} of the proxy's own), transport errors {failed}",
         upstream.other_count()
     );
-    assert!(served_before_kill >= 1500, "the load ran before the kill: {served_before_kill}");
+    assert!(
+        served_before_kill >= 1500,
+        "the load ran before the kill: {served_before_kill}"
+    );
     assert!(failed > 0, "the kill interrupted requests in flight");
-    assert_eq!(stats.other_status.load(Ordering::SeqCst) + stats.unavailable.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        stats.other_status.load(Ordering::SeqCst) + stats.unavailable.load(Ordering::SeqCst),
+        0
+    );
 
     // Offline first: the chain as the killed process left it.
     let data_s = data.display().to_string();
@@ -582,7 +779,13 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
     assert!(passed, "offline verify after kill -9: {report}");
 
     // It restarts on the same data dir (startup verifies the chain).
-    let server = Server::start(&admin, &data, &upstream_sock, &[], &dir.path().join("serve2.log"));
+    let server = Server::start(
+        &admin,
+        &data,
+        &upstream_sock,
+        &[],
+        &dir.path().join("serve2.log"),
+    );
     let records = export(&admin);
     let load = load_records(&records);
     eprintln!("kill -9: {} load records", load.len());
@@ -591,13 +794,27 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
         "every request that reached the upstream has its record: {} records < {reached} requests",
         load.len()
     );
-    assert!(load.len() as u64 <= sent, "no record without a request: {} > {sent}", load.len());
+    assert!(
+        load.len() as u64 <= sent,
+        "no record without a request: {} > {sent}",
+        load.len()
+    );
     assert!(served <= reached, "a served request was forwarded");
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs are contiguous");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seqs are contiguous"
+    );
     let (passed, report) = verify(&server.cli(&["audit", "verify"]));
-    assert!(passed && report["broken"].is_null(), "verify after restart: {report}");
-    assert_eq!(http(&admin, "GET", "/_ping").0, 200, "the restarted proxy serves");
+    assert!(
+        passed && report["broken"].is_null(),
+        "verify after restart: {report}"
+    );
+    assert_eq!(
+        http(&admin, "GET", "/_ping").0,
+        200,
+        "the restarted proxy serves"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -609,7 +826,11 @@ struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.0).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         if !ok {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
@@ -646,7 +867,13 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
     let upstream = CountingUpstream::start(&rt, &upstream_sock);
     let admin = dir.path().join("admin.sock");
     let data = mnt.join("data");
-    let mut server = Server::start(&admin, &data, &upstream_sock, &[], &dir.path().join("serve.log"));
+    let mut server = Server::start(
+        &admin,
+        &data,
+        &upstream_sock,
+        &[],
+        &dir.path().join("serve.log"),
+    );
 
     for _ in 0..20 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
@@ -696,10 +923,21 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
         .lock()
         .unwrap()
         .clone()
-        .unwrap_or_else(|| panic!("no 503 after {served_while_filling} requests; log:\n{}", server.log_text()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no 503 after {served_while_filling} requests; log:\n{}",
+                server.log_text()
+            )
+        });
     assert_eq!(ctype, "application/json", "Docker's error format");
-    let message = json_of(&body)["message"].as_str().expect("{\"message\": …}").to_string();
-    assert!(message.contains("decision log cannot be written"), "a clear message: {message}");
+    let message = json_of(&body)["message"]
+        .as_str()
+        .expect("{\"message\": …}")
+        .to_string();
+    assert!(
+        message.contains("decision log cannot be written"),
+        "a clear message: {message}"
+    );
     assert_eq!(stats.other_status.load(Ordering::SeqCst), 0);
 
     // While full, every request is refused, and none reaches the upstream.
@@ -707,9 +945,16 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
     for path in ["/_ping", "/containers/json"] {
         let (status, body) = http(&admin, "GET", path);
         assert_eq!(status, 503, "{path} while the disk is full: {body}");
-        assert!(json_of(&body)["message"].as_str().unwrap().contains("decision log"));
+        assert!(json_of(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("decision log"));
     }
-    assert_eq!(upstream.load_count(), reached, "a refused request is not forwarded");
+    assert_eq!(
+        upstream.load_count(),
+        reached,
+        "a refused request is not forwarded"
+    );
 
     // Free space: served again, without a restart.
     std::fs::remove_file(&filler).unwrap();
@@ -722,14 +967,26 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(status, 200, "served again once space is freed; log:\n{}", server.log_text());
-    assert!(server.child.try_wait().unwrap().is_none(), "the same process serves");
+    assert_eq!(
+        status,
+        200,
+        "served again once space is freed; log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the same process serves"
+    );
     assert_eq!(http(&admin, "GET", "/containers/json").0, 200);
 
     // Nothing recorded before is lost, and the chain verifies.
     let after = export(&admin);
     assert!(after.len() > before.len());
-    assert_eq!(&after[..before.len()], &before[..], "records from before the full disk are unchanged");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "records from before the full disk are unchanged"
+    );
     let load = load_records(&after);
     assert!(
         load.len() as u64 >= upstream.load_count(),
@@ -738,7 +995,10 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
         upstream.load_count()
     );
     let (passed, report) = verify(&server.cli(&["audit", "verify"]));
-    assert!(passed && report["broken"].is_null(), "verify after the full disk: {report}");
+    assert!(
+        passed && report["broken"].is_null(),
+        "verify after the full disk: {report}"
+    );
     server.kill9();
     let data_s = data.display().to_string();
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
@@ -757,28 +1017,65 @@ fn a_non_admin_caller_may_not_read_the_log() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let ci_sock = dir.path().join("ci.sock");
-    let extra = vec!["--listen".to_string(), format!("unix://{}?caller=ci", ci_sock.display())];
-    let mut server = Server::start(&admin, &dir.path().join("data"), &upstream, &extra, &dir.path().join("serve.log"));
+    let extra = vec![
+        "--listen".to_string(),
+        format!("unix://{}?caller=ci", ci_sock.display()),
+    ];
+    let mut server = Server::start(
+        &admin,
+        &dir.path().join("data"),
+        &upstream,
+        &extra,
+        &dir.path().join("serve.log"),
+    );
     server.wait_listening(&ci_sock);
     // Even a caller with a trust relationship may not read the log.
-    ok(&server.cli(&["trust", "create", "--set", "caller_service=ci", "--set", "target_container=*"]));
+    ok(&server.cli(&[
+        "trust",
+        "create",
+        "--set",
+        "caller_service=ci",
+        "--set",
+        "target_container=*",
+    ]));
 
     let (status, _) = http(&admin, "GET", "/api/v1/trust/audit");
     assert_eq!(status, 200, "the admin may read the log");
 
-    for path in ["/api/v1/trust/audit", "/api/v1/trust/audit?decision=deny", "/api/v1/audit/verify"] {
+    for path in [
+        "/api/v1/trust/audit",
+        "/api/v1/trust/audit?decision=deny",
+        "/api/v1/audit/verify",
+    ] {
         let (status, body) = http(&ci_sock, "GET", path);
         assert_eq!(status, 403, "ci reading {path}: {body}");
         let message = json_of(&body)["message"].as_str().unwrap().to_string();
         assert!(message.contains("ci may not audit.read"), "{message}");
     }
     let out = cli_at(&ci_sock, &["audit", "query", "--format", "json"]);
-    assert!(!out.status.success(), "the CLI through ci's socket is refused: {}", stdout(&out));
-    assert!(stdout(&out).trim().is_empty(), "no records leak: {}", stdout(&out));
+    assert!(
+        !out.status.success(),
+        "the CLI through ci's socket is refused: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).trim().is_empty(),
+        "no records leak: {}",
+        stdout(&out)
+    );
 
     // And the refusals are on record.
     let denied = json_of(&ok(&server.cli(&[
-        "audit", "query", "--caller", "ci", "--action", "audit.read", "--decision", "deny", "--format", "json",
+        "audit",
+        "query",
+        "--caller",
+        "ci",
+        "--action",
+        "audit.read",
+        "--decision",
+        "deny",
+        "--format",
+        "json",
     ])));
     assert_eq!(denied.as_array().unwrap().len(), 4, "{denied:#}");
 }

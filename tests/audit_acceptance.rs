@@ -1079,3 +1079,50 @@ fn a_non_admin_caller_may_not_read_the_log() {
     ])));
     assert_eq!(denied.as_array().unwrap().len(), 4, "{denied:#}");
 }
+
+// ---------------------------------------------------------------------------
+// 6. Online verify while the log is being written must not report a false break.
+// ---------------------------------------------------------------------------
+
+/// Fails against the current code (about 3 verifies in 20 under load): see the
+/// `ignore` reason. Run with `--ignored` once `record::store::verify` is fixed.
+#[test]
+#[ignore = "product bug: src/record/store.rs verify() walks the records, then reads the head; a batch \
+            committed in between is reported as `missing: head says the log ends at N: tail truncated`"]
+fn online_verify_under_load_reports_no_false_break() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_sock = dir.path().join("upstream.sock");
+    let _upstream = CountingUpstream::start(&rt, &upstream_sock);
+    let admin = dir.path().join("admin.sock");
+    let server = Server::start(
+        &admin,
+        &dir.path().join("data"),
+        &upstream_sock,
+        &[],
+        &dir.path().join("serve.log"),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(LoadStats::default());
+    let clients = spawn_load(&rt, &admin, 16, stop.clone(), stats.clone(), false);
+    while stats.ok.load(Ordering::SeqCst) < 200 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut false_breaks = Vec::new();
+    for _ in 0..20 {
+        let (passed, report) = verify(&server.cli(&["audit", "verify"]));
+        if !passed {
+            false_breaks.push(report["broken"].clone());
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(async {
+        for c in clients {
+            let _ = c.await;
+        }
+    });
+    let (passed, report) = verify(&server.cli(&["audit", "verify"]));
+    assert!(passed, "verify once the load stopped: {report}");
+    assert!(false_breaks.is_empty(), "online verify reported breaks in an intact chain while records were appended: {false_breaks:#?}");
+}

@@ -174,14 +174,17 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             records.reverse();
             print!("{}", record::format_jsonl(&records));
             let mut last = records.last().map(|r| r.seq).unwrap_or(0);
-            while follow {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let path = format!("/api/v1/trust/audit?order=oldest&cursor={last}&limit=1000");
-                let (records, _) = records_of(&client.call(Method::GET, &path, None).await?)?;
-                if let Some(r) = records.last() {
-                    last = r.seq;
+            if follow {
+                // Until interrupted, or until the server cannot be read.
+                loop {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let path = format!("/api/v1/trust/audit?order=oldest&cursor={last}&limit=1000");
+                    let (records, _) = records_of(&client.call(Method::GET, &path, None).await?)?;
+                    if let Some(r) = records.last() {
+                        last = r.seq;
+                    }
+                    print!("{}", record::format_jsonl(&records));
                 }
-                print!("{}", record::format_jsonl(&records));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,154 @@
+//! Durable-before-forward throughput: how many requests per second
+//! `portcullis serve` forwards when every one must first have its decision
+//! record committed and flushed (group commit), at 64 concurrent clients
+//! against the fixed-cost fixture upstream (so the proxy's own cost shows).
+//!
+//! `cargo bench --bench forward_durable` prints req/s, p50/p99 latency and
+//! whether the 20k req/s target is met, then checks that the log holds at least
+//! one record per served request and still verifies.
+//!
+//! Env: PORTCULLIS_BENCH_REQUESTS (total; default 64 000 with --bench, 1 280 otherwise).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+const CLIENTS: usize = 64;
+const TARGET_RPS: f64 = 20_000.0;
+
+/// `portcullis serve`, killed when dropped.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_proxy(socket: &Path, data: &Path, upstream: &Path) -> Serve {
+    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--upstream")
+        .arg(format!("unix://{}", upstream.display()))
+        .arg("--data-dir")
+        .arg(data)
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn portcullis");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "portcullis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Serve(child)
+}
+
+/// One keep-alive client sending `n` requests; its latencies.
+async fn client(socket: PathBuf, n: usize) -> Vec<Duration> {
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("connect");
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("client connection: {e}");
+        }
+    });
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = if i % 2 == 0 {
+            "/_ping"
+        } else {
+            "/containers/json"
+        };
+        let req = hyper::Request::get(path)
+            .header("host", "portcullis")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let started = Instant::now();
+        tx.ready().await.expect("connection ready");
+        let resp = tx.send_request(req).await.expect("request");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        let _ = resp.into_body().collect().await.expect("body");
+        latencies.push(started.elapsed());
+    }
+    latencies
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary without --bench: stay quick there.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let total: usize = std::env::var("PORTCULLIS_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benching { 64_000 } else { CLIENTS * 20 });
+    let per_client = (total / CLIENTS).max(1);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("fixture.sock");
+    let socket = dir.path().join("portcullis.sock");
+    let fixture = rt
+        .block_on(async { portcullis::fixture::FixtureUpstream::start(&upstream) })
+        .expect("fixture upstream");
+    let _proxy = start_proxy(&socket, &dir.path().join("data"), &upstream);
+
+    let (latencies, elapsed) = rt.block_on(async {
+        // Warm up: connections, policy caches, the log's first batches.
+        client(socket.clone(), 100).await;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|_| tokio::spawn(client(socket.clone(), per_client)))
+            .collect();
+        let mut all = Vec::with_capacity(per_client * CLIENTS);
+        for t in tasks {
+            all.extend(t.await.expect("client task"));
+        }
+        (all, started.elapsed())
+    });
+    let mut sorted = latencies;
+    sorted.sort();
+    let served = sorted.len();
+    let rps = served as f64 / elapsed.as_secs_f64();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "forward_durable c={CLIENTS} requests={served}: {rps:.0} req/s, p50 {:.0}µs, p99 {:.0}µs (target {TARGET_RPS:.0} req/s: {})",
+        us(sorted[served / 2]),
+        us(sorted[served * 99 / 100]),
+        if rps >= TARGET_RPS { "met" } else { "NOT met" },
+    );
+    println!("fixture upstream received {} requests", fixture.count());
+
+    // Every served request was recorded before it was forwarded, and the chain holds.
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env("PORTCULLIS_HOST", format!("unix://{}", socket.display()))
+        .args(["audit", "verify"])
+        .output()
+        .expect("run portcullis audit verify");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify report");
+    assert!(
+        out.status.success() && report["broken"].is_null(),
+        "verify: {report}"
+    );
+    let checked = report["checked"].as_u64().unwrap_or(0);
+    assert!(
+        checked >= served as u64 + 100,
+        "{checked} records for {} served requests",
+        served + 100
+    );
+    println!("audit log: {checked} records, chain verifies");
+}

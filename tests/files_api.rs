@@ -711,3 +711,23 @@ fn docker_cp_into_the_allowed_directory() {
     assert_logged(&log, "file.write", DIR, true);
     assert_logged(&log, "file.read", "/app/config/instructions/x", true);
 }
+
+/// Attempts refused before a decision (an invalid path, a compressed upload)
+/// must still carry the path they named in the decision log.
+#[test]
+#[ignore = "product bug: Life::early_record (src/stages.rs) records no resource_path for requests refused before the decide stage"]
+fn refused_before_decision_attempts_carry_their_path() {
+    if !engine() {
+        return;
+    }
+    let s = Setup::start("files-early");
+    let dotdot = "/app/config/instructions/../../../etc/passwd";
+    let w = s.agent().write_text(dotdot, "x\n");
+    assert_eq!(w.status, 400, "{}", w.text());
+    let target = format!("/containers/{}/archive?path={}", s.container, q(DIR));
+    let a = http(&s.agent_socket, "PUT", &target, &[("Content-Type", "application/x-tar")], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    assert_eq!(a.status, 400, "{}", a.text());
+    let log = s.audit("agent");
+    assert_logged(&log, "file.write", dotdot, false);
+    assert_logged(&log, "file.write", DIR, false);
+}

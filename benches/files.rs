@@ -5,7 +5,9 @@
 //! of the same file costs through the same proxy. `docker cp` is the real CLI
 //! (a process per copy, as a user would run it); the raw archive API
 //! (`PUT`/`GET /containers/{id}/archive` from an in-process client) is printed
-//! too, so the CLI's own start-up cost can be told apart from the proxy path.
+//! too, so the CLI's own start-up cost can be told apart from the proxy path,
+//! and so is a write that creates its file (an overwrite first reads the old
+//! file's owner with one more archive GET, which the daemon makes costly).
 //!
 //! `cargo bench --bench files` starts its own `portcullis serve` (this build's
 //! binary) on a temporary admin socket, creates a busybox fixture container,
@@ -217,8 +219,18 @@ fn main() {
     raw_put();
     assert!(raw_get().len() > size, "the archive GET returned less than the file");
 
+    // A write that creates the file: no owner to keep, so no archive GET first.
+    let mut fresh = 0u32;
+    let api_write_new = || {
+        fresh += 1;
+        let request = json!({"path": format!("{DIR}/new{fresh}.bin"), "content": encoded, "encoding": "base64", "mode": "0644"});
+        let (status, body) = http(&socket, "PUT", &write_target, "application/json", &serde_json::to_vec(&request).unwrap());
+        assert_eq!(status, 200, "file API write (new file): {}", String::from_utf8_lossy(&body));
+    };
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let t_api_w = time(rounds, api_write);
+    let t_api_new = time(rounds, api_write_new);
     let t_cp_in = time(rounds, cp_in);
     let t_raw_put = time(rounds, raw_put);
     let t_api_r = time(rounds, api_read);
@@ -228,6 +240,7 @@ fn main() {
 
     println!("files: {} KiB, {rounds} rounds each, medians (mode: {})", size >> 10, if full { "bench" } else { "quick" });
     println!("  write: file API {:8.1} ms   docker cp in  {:8.1} ms   ratio API/cp {:.2}x   (raw archive PUT {:.1} ms)", ms(t_api_w), ms(t_cp_in), ms(t_api_w) / ms(t_cp_in), ms(t_raw_put));
+    println!("         file API creating a new file {:.1} ms (ratio {:.2}x): an overwrite also reads the old file's owner", ms(t_api_new), ms(t_api_new) / ms(t_cp_in));
     println!("  read:  file API {:8.1} ms   docker cp out {:8.1} ms   ratio API/cp {:.2}x   (raw archive GET {:.1} ms)", ms(t_api_r), ms(t_cp_out), ms(t_api_r) / ms(t_cp_out), ms(t_raw_get));
     println!("  target: ratio <= 1.2x; load average before {} after {}", load.trim(), load_after.trim());
     drop(fx);

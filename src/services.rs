@@ -89,6 +89,7 @@ impl Local {
         Ok(Some(context))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn serve_files(
         &self,
         gw: &Gateway,

@@ -725,7 +725,13 @@ fn refused_before_decision_attempts_carry_their_path() {
     let w = s.agent().write_text(dotdot, "x\n");
     assert_eq!(w.status, 400, "{}", w.text());
     let target = format!("/containers/{}/archive?path={}", s.container, q(DIR));
-    let a = http(&s.agent_socket, "PUT", &target, &[("Content-Type", "application/x-tar")], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    let a = http(
+        &s.agent_socket,
+        "PUT",
+        &target,
+        &[("Content-Type", "application/x-tar")],
+        &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0],
+    );
     assert_eq!(a.status, 400, "{}", a.text());
     let log = s.audit("agent");
     assert_logged(&log, "file.write", dotdot, false);

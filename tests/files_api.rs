@@ -603,6 +603,39 @@ fn docker_cp_is_held_to_the_same_rules() {
     );
     assert!(!dest.exists(), "/etc/shadow was copied out");
 
+    // An uncompressed upload whose symlink entry points at /etc/shadow: the
+    // link target is checked like an entry, so it is refused.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    builder
+        .append_link(&mut header, "shadow-link", "/etc/shadow")
+        .unwrap();
+    let link_tar = builder.into_inner().unwrap();
+    let target = format!("/containers/{c}/archive?path={}", q(DIR));
+    let a = http(
+        &s.agent_socket,
+        "PUT",
+        &target,
+        &[("Content-Type", "application/x-tar")],
+        &link_tar,
+    );
+    // Refused before the policy sees it: an absolute link target is structural.
+    assert_eq!(a.status, 400, "symlink entry to /etc/shadow: {}", a.text());
+    assert!(
+        a.message().contains("agent may not file.write") && a.message().contains("absolute target"),
+        "{}",
+        a.message()
+    );
+    assert!(
+        !in_container(c, &["test", "-L", "/app/config/instructions/shadow-link"])
+            .status
+            .success(),
+        "the symlink entry was extracted"
+    );
+
     // A gzip-compressed upload: refused with a clear message.
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();

@@ -57,9 +57,15 @@ impl FixtureUpstream {
 }
 
 fn answer(path: &str) -> Response<Full<Bytes>> {
-    let unversioned = match path.strip_prefix("/v") {
-        Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
-        None => path,
+    // Strip a `/v1.41`-style prefix, not the `/v` of `/version`.
+    let unversioned = match path
+        .strip_prefix("/v")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((version, rest)) if version.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+            &path[path.len() - rest.len() - 1..]
+        }
+        _ => path,
     };
     let (ctype, body): (&str, &[u8]) = match unversioned {
         "/_ping" => ("text/plain; charset=utf-8", b"OK"),

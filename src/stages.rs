@@ -115,7 +115,9 @@ impl Life {
             path: request.path.clone(),
             target_id: target.id.clone(),
             target_name: target.name.clone().or_else(|| target.reference.clone()),
-            resource_path: file.map(|f| f.path.clone()).or_else(|| self.resource_path.clone()),
+            resource_path: file
+                .map(|f| f.path.clone())
+                .or_else(|| self.resource_path.clone()),
             body_sha256: inspected.sha256.clone(),
             ..self.base_record(caller, decision, enforced)
         }
@@ -243,11 +245,7 @@ pub async fn resolve(
             .and_then(Value::as_str)
             .map(str::to_string);
     }
-    let file = gw
-        .services
-        .file_facts(request, &target, inspected)
-        .await
-        .map_err(|(s, e)| (s, format!("portcullis: {e}")))?;
+    let file = gw.services.file_facts(request, &target, inspected).await?;
     Ok((target, file))
 }
 

@@ -1084,11 +1084,9 @@ fn a_non_admin_caller_may_not_read_the_log() {
 // 6. Online verify while the log is being written must not report a false break.
 // ---------------------------------------------------------------------------
 
-/// Fails against the current code (about 3 verifies in 20 under load): see the
-/// `ignore` reason. Run with `--ignored` once `record::store::verify` is fixed.
+/// An online verify while records are being written must not report a break
+/// (the head is read before the walk).
 #[test]
-#[ignore = "product bug: src/record/store.rs verify() walks the records, then reads the head; a batch \
-            committed in between is reported as `missing: head says the log ends at N: tail truncated`"]
 fn online_verify_under_load_reports_no_false_break() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();

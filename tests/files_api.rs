@@ -700,7 +700,6 @@ fn docker_cp_is_held_to_the_same_rules() {
 /// `/app/config/instructions/*` only: the upload writes `/app/config/instructions/x`
 /// and nothing else, so it must be allowed.
 #[test]
-#[ignore = "product bug: src/decide/facts.rs path_allowed also requires the upload's destination directory to match file_write_paths"]
 fn docker_cp_into_the_allowed_directory() {
     if !engine() {
         return;
@@ -748,7 +747,6 @@ fn docker_cp_into_the_allowed_directory() {
 /// Attempts refused before a decision (an invalid path, a compressed upload)
 /// must still carry the path they named in the decision log.
 #[test]
-#[ignore = "product bug: Life::early_record (src/stages.rs) records no resource_path for requests refused before the decide stage"]
 fn refused_before_decision_attempts_carry_their_path() {
     if !engine() {
         return;

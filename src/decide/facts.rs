@@ -191,9 +191,11 @@ fn specificity(kind: &str) -> u8 {
     }
 }
 
-/// Whether a path (and, for uploads, every entry) matches a glob set. The
-/// requested and the resolved path must both match: a symlink must not carry a
-/// permitted path somewhere else.
+/// Whether a file action's path matches a glob set. The requested and the
+/// resolved path must both match: a symlink must not carry a permitted path
+/// somewhere else. An upload (`docker cp` into a container) writes exactly its
+/// entries, so every entry (where it lands, and every link target) must match
+/// instead; the destination directory itself is not written.
 fn path_allowed(set: &globset::GlobSet, file: &Value) -> bool {
     let Some(path) = file.get("path").and_then(Value::as_str) else {
         return false;
@@ -202,14 +204,16 @@ fn path_allowed(set: &globset::GlobSet, file: &Value) -> bool {
         .get("resolved_path")
         .and_then(Value::as_str)
         .unwrap_or(path);
-    set.is_match(path)
-        && set.is_match(resolved)
-        && file
-            .get("entries")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .all(|e| e.as_str().is_some_and(|e| set.is_match(e)))
+    match file
+        .get("entries")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
+        Some(entries) => entries
+            .iter()
+            .all(|e| e.as_str().is_some_and(|e| set.is_match(e))),
+        None => set.is_match(path) && set.is_match(resolved),
+    }
 }
 
 /// The facts about one applicable relationship.

@@ -348,8 +348,9 @@ impl ContainerFs {
     /// The parent is resolved (symlinks followed) and must be a directory (409) and
     /// exist (404) unless `create_dirs`, in which case the missing directories
     /// (mode 0755) travel in the same tar, extracted at the deepest existing one.
-    /// The target may not be a directory or a symlink (409). An existing file's
-    /// owner is kept; a new file is owned by root.
+    /// The target may not be a directory or a symlink (409). The file is owned
+    /// by root, as `docker cp` (without `-a`) leaves it: learning the old owner
+    /// would cost a second archive download of the whole file.
     pub async fn write(
         &self,
         container: &str,
@@ -389,7 +390,7 @@ impl ContainerFs {
         let owner = match &existing {
             None => (0, 0),
             Some(stat) => match stat.kind {
-                FileKind::File => self.owner_of(container, &resolved_path).await?,
+                FileKind::File => (0, 0),
                 FileKind::Directory => {
                     return Err(FileError::Conflict(format!(
                         "{path} is a directory; only files can be written"
@@ -588,26 +589,6 @@ impl ContainerFs {
         Err(FileError::Docker(
             "rm did not finish within 5 seconds".to_string(),
         ))
-    }
-
-    /// Owner of an existing file, from its tar header (stat does not report it).
-    async fn owner_of(&self, container: &str, path: &str) -> Result<(u64, u64), FileError> {
-        let reader = self.archive_reader(container, path).await?;
-        tokio::task::spawn_blocking(move || -> Result<(u64, u64), FileError> {
-            let mut archive = tar::Archive::new(reader);
-            let mut entries = archive.entries().map_err(tar_error)?;
-            let entry = entries
-                .next()
-                .ok_or_else(|| FileError::Docker("empty archive from the daemon".into()))?
-                .map_err(tar_error)?;
-            let header = entry.header();
-            Ok((
-                header.uid().map_err(tar_error)?,
-                header.gid().map_err(tar_error)?,
-            ))
-        })
-        .await
-        .map_err(|e| FileError::Docker(format!("owner task failed: {e}")))?
     }
 
     async fn ensure_container_exists(&self, container: &str) -> Result<(), FileError> {

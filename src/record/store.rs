@@ -764,6 +764,19 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
     }
     report.from_seq = start;
 
+    // The head is read before the walk: every record up to it was committed
+    // (atomically with it) before the walk began, so a running writer cannot
+    // make an intact log look truncated. Records past it are checked against
+    // a second read after the walk.
+    let head_before = stores.read_head_meta();
+    let head_before_seq = match &head_before {
+        Ok(Some((seq, _))) => Some(*seq),
+        _ => None,
+    };
+    // A head just before the first walked record (nothing left after a prune)
+    // must carry the hash the walk starts from.
+    let mut hash_at_head: Option<[u8; 32]> =
+        (head_before_seq.map(|h| h.saturating_add(1)) == Some(start)).then_some(prev);
     let mut expected = start;
     let brk_at = |mut report: VerifyReport, prev: &[u8; 32], seq, kind, detail: String| {
         report.head_hash = hex::encode(prev);
@@ -834,6 +847,9 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
             prev = codec::split_value(value).map(|s| s.hash).unwrap_or(prev);
             report.checked += 1;
             report.last_good_seq = Some(seq);
+            if Some(seq) == head_before_seq {
+                hash_at_head = Some(prev);
+            }
             expected = seq + 1;
         }
     }
@@ -841,7 +857,7 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
 
     // The head guards against a truncated tail, which the chain alone cannot show.
     let walked_last = expected - 1;
-    match stores.read_head_meta() {
+    match head_before {
         Err(RecordError::Corrupt(d)) => {
             return brk(report, walked_last, BreakKind::HeadMismatch, d)
         }
@@ -866,14 +882,21 @@ pub(crate) fn verify(stores: &Stores, scope: VerifyScope) -> Result<VerifyReport
                 );
             }
             if head_seq < walked_last {
-                return brk(
-                    report,
-                    head_seq + 1,
-                    BreakKind::Unexpected,
-                    format!("records beyond the stored head {head_seq}"),
-                );
+                // Committed while we walked? Then the head has moved past them.
+                let head_now = match stores.read_head_meta() {
+                    Ok(Some((seq, _))) => seq,
+                    _ => head_seq,
+                };
+                if head_now < walked_last {
+                    return brk(
+                        report,
+                        head_seq + 1,
+                        BreakKind::Unexpected,
+                        format!("records beyond the stored head {head_seq}"),
+                    );
+                }
             }
-            if head_hash != prev {
+            if Some(head_hash) != hash_at_head {
                 return brk(
                     report,
                     head_seq,

@@ -6,8 +6,7 @@
 //! (a process per copy, as a user would run it); the raw archive API
 //! (`PUT`/`GET /containers/{id}/archive` from an in-process client) is printed
 //! too, so the CLI's own start-up cost can be told apart from the proxy path,
-//! and so is a write that creates its file (an overwrite first reads the old
-//! file's owner with one more archive GET, which the daemon makes costly).
+//! and so is a write that creates its file rather than replacing one.
 //!
 //! `cargo bench --bench files` starts its own `portcullis serve` (this build's
 //! binary) on a temporary admin socket, creates a busybox fixture container,
@@ -332,7 +331,7 @@ fn main() {
         "the archive GET returned less than the file"
     );
 
-    // A write that creates the file: no owner to keep, so no archive GET first.
+    // A write that creates the file (no existing file to stat past).
     let mut fresh = 0u32;
     let api_write_new = || {
         fresh += 1;
@@ -368,7 +367,7 @@ fn main() {
         if full { "bench" } else { "quick" }
     );
     println!("  write: file API {:8.1} ms   docker cp in  {:8.1} ms   ratio API/cp {:.2}x   (raw archive PUT {:.1} ms)", ms(t_api_w), ms(t_cp_in), ms(t_api_w) / ms(t_cp_in), ms(t_raw_put));
-    println!("         file API creating a new file {:.1} ms (ratio {:.2}x): an overwrite also reads the old file's owner", ms(t_api_new), ms(t_api_new) / ms(t_cp_in));
+    println!("         file API creating a new file {:.1} ms (ratio {:.2}x)", ms(t_api_new), ms(t_api_new) / ms(t_cp_in));
     println!("  read:  file API {:8.1} ms   docker cp out {:8.1} ms   ratio API/cp {:.2}x   (raw archive GET {:.1} ms)", ms(t_api_r), ms(t_cp_out), ms(t_api_r) / ms(t_cp_out), ms(t_raw_get));
     println!(
         "  target: ratio <= 1.2x; load average before {} after {}",

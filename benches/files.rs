@@ -367,7 +367,11 @@ fn main() {
         if full { "bench" } else { "quick" }
     );
     println!("  write: file API {:8.1} ms   docker cp in  {:8.1} ms   ratio API/cp {:.2}x   (raw archive PUT {:.1} ms)", ms(t_api_w), ms(t_cp_in), ms(t_api_w) / ms(t_cp_in), ms(t_raw_put));
-    println!("         file API creating a new file {:.1} ms (ratio {:.2}x)", ms(t_api_new), ms(t_api_new) / ms(t_cp_in));
+    println!(
+        "         file API creating a new file {:.1} ms (ratio {:.2}x)",
+        ms(t_api_new),
+        ms(t_api_new) / ms(t_cp_in)
+    );
     println!("  read:  file API {:8.1} ms   docker cp out {:8.1} ms   ratio API/cp {:.2}x   (raw archive GET {:.1} ms)", ms(t_api_r), ms(t_cp_out), ms(t_api_r) / ms(t_cp_out), ms(t_raw_get));
     println!(
         "  target: ratio <= 1.2x; load average before {} after {}",

@@ -97,6 +97,12 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
             &db,
             AuditOptions {
                 allow_broken_chain: config.allow_broken_chain,
+                min_free_bytes: config.audit_min_free,
+                fsync: if config.audit_fsync {
+                    crate::record::AuditFsync::EveryBatch
+                } else {
+                    crate::record::AuditFsync::Never
+                },
                 data_dir: Some(config.data_dir.clone()),
                 ..AuditOptions::default()
             },

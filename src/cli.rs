@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// Start even when the decision log's hash chain does not verify.
     #[arg(long, env = "PORTCULLIS_ALLOW_BROKEN_CHAIN")]
     pub allow_broken_chain: bool,
+    /// fdatasync the decision log after every group commit (survives power
+    /// loss, at a cost per batch); by default a record survives a killed process.
+    #[arg(long, env = "PORTCULLIS_AUDIT_FSYNC")]
+    pub audit_fsync: bool,
+    /// Free bytes kept on the data directory's disk: below it requests are
+    /// refused (503) before sled could hit a full disk.
+    #[arg(long, env = "PORTCULLIS_AUDIT_MIN_FREE", default_value_t = 64 << 20)]
+    pub audit_min_free: u64,
 }
 
 impl ServeArgs {
@@ -124,6 +132,8 @@ impl ServeArgs {
                 ..Limits::default()
             },
             allow_broken_chain: self.allow_broken_chain,
+            audit_fsync: self.audit_fsync,
+            audit_min_free: self.audit_min_free,
             admin_uids: config::default_admin_uids(),
         })
     }

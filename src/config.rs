@@ -189,6 +189,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Start even if the audit chain does not verify.
     pub allow_broken_chain: bool,
+    /// fdatasync the decision log after every group commit.
+    pub audit_fsync: bool,
+    /// Free bytes the decision log keeps on its disk.
+    pub audit_min_free: u64,
     /// Unix uids that are the built-in administrator (the process owner and root).
     pub admin_uids: Vec<u32>,
 }

@@ -164,3 +164,25 @@ fn audit_only_mode_records_refusals_but_enforces_nothing() {
     assert_eq!(r["enforced"], false, "{r}");
     assert!(!r["reasons"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn audit_fsync_and_reserve_flags_serve_and_verify() {
+    if !engine() {
+        return;
+    }
+    let p = Proxy::start(&["--audit-fsync", "--audit-min-free", "1048576"]);
+    ok(&p.docker(&["version"]));
+    let out = ok(&p.cli(&[
+        "audit",
+        "query",
+        "--action",
+        "system.version",
+        "--format",
+        "json",
+    ]));
+    assert!(out.contains("system.version"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&p.cli(&["audit", "verify"]))).unwrap();
+    assert!(report["broken"].is_null(), "{report}");
+    assert!(report["checked"].as_u64().unwrap() >= 2, "{report}");
+}

@@ -66,7 +66,7 @@ fn events_show_only_visible_containers_and_secrets_are_redacted() {
     .to_string();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let fmt = "{{.Type}} {{.Actor.Attributes.name}}";
-    let all = ok(&direct(&[
+    let events = [
         "events",
         "--since",
         &since,
@@ -76,25 +76,13 @@ fn events_show_only_visible_containers_and_secrets_are_redacted() {
         "type=container",
         "--format",
         fmt,
-    ]));
+    ];
+    let all = ok(&direct(&events));
     assert!(
         all.contains(&db) && all.contains(&web),
         "directly, both appear: {all}"
     );
-    let seen = ok(&p.docker_at(
-        &host,
-        &[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            "type=container",
-            "--format",
-            fmt,
-        ],
-    ));
+    let seen = ok(&p.docker_at(&host, &events));
     assert!(
         seen.contains(&web),
         "the caller sees its own container's events: {seen}"

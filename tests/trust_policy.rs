@@ -8,6 +8,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// A writable copy of the shipped `policies/*.rego`, for `--policies DIR`.
+fn copy_of_shipped_policies() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut copied = 0;
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rego") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            copied += 1;
+        }
+    }
+    assert!(copied > 0, "no policies found in {}", shipped.display());
+    dir
+}
+
 /// A proxy with an admin socket and a socket pinned to `caller`.
 fn pinned_proxy(caller: &str, extra: &[&str]) -> (Proxy, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -256,14 +272,7 @@ fn a_broken_policy_leaves_enforcement_unchanged_and_check_reports_it() {
         return;
     }
     let img = image();
-    let policies = tempfile::tempdir().unwrap();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for entry in std::fs::read_dir(&shipped).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rego") {
-            std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let policies = copy_of_shipped_policies();
     let dir_arg = policies.path().to_string_lossy().to_string();
     let (p, host, _dir) = pinned_proxy("webteam", &["--policies", &dir_arg]);
     let web = unique("web");
@@ -350,14 +359,7 @@ fn policy_test_passes_on_shipped_policies_and_fails_when_broken() {
         );
         assert!(stdout(&out).contains("PASS"), "{}", stdout(&out));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for entry in std::fs::read_dir(&shipped).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rego") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let dir = copy_of_shipped_policies();
     let dir_arg = dir.path().to_string_lossy().to_string();
     let out = std::process::Command::new(bin)
         .args(["policy", "test", "--policies", &dir_arg])

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// refused (503) before sled could hit a full disk.
     #[arg(long, env = "PORTCULLIS_AUDIT_MIN_FREE", default_value_t = 64 << 20)]
     pub audit_min_free: u64,
+    /// Worker threads, each serving its connections from accept to forward
+    /// (0 = one per CPU).
+    #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 impl ServeArgs {
@@ -135,6 +139,7 @@ impl ServeArgs {
             audit_fsync: self.audit_fsync,
             audit_min_free: self.audit_min_free,
             admin_uids: config::default_admin_uids(),
+            workers: self.workers,
         })
     }
 }

@@ -195,6 +195,8 @@ pub struct ServeConfig {
     pub audit_min_free: u64,
     /// Unix uids that are the built-in administrator (the process owner and root).
     pub admin_uids: Vec<u32>,
+    /// Worker threads serving connections; 0 = one per CPU.
+    pub workers: usize,
 }
 
 fn is_root() -> bool {

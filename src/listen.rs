@@ -194,17 +194,132 @@ fn common_name(der: &[u8]) -> Option<String> {
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// Serve every listener until the process ends.
-pub async fn serve(listeners: Vec<Listener>, limits: Limits, handler: Handler) {
+/// Builds one [`Handler`] per worker: each worker gets its own (so its own
+/// pooled upstream connections, which live on that worker's runtime).
+pub type HandlerFactory = Arc<dyn Fn() -> Handler + Send + Sync>;
+
+/// Serve every listener on `workers` threads until the process ends.
+///
+/// Why one single-threaded runtime per worker, each accepting on every
+/// listener (thread per core, as pingora and envoy do): a connection then
+/// lives on one thread from accept to forward: its request, its decision (the
+/// policy VM is per thread), its record and its pooled upstream connection.
+/// On tokio's shared work-stealing runtime the same request hopped between
+/// threads several times, and each wake-up of a parked thread costs more than
+/// the proxy's whole latency budget on a small VM. The kernel spreads new
+/// connections over the workers blocked in `accept`.
+pub fn serve(
+    listeners: Vec<Listener>,
+    limits: Limits,
+    workers: usize,
+    make_handler: HandlerFactory,
+) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let limits = Arc::new(limits);
-    let mut tasks = Vec::new();
-    for listener in listeners {
-        let (slots, limits, handler) = (slots.clone(), limits.clone(), handler.clone());
-        tasks.push(tokio::spawn(accept_loop(listener, slots, limits, handler)));
+    let mut shared = Vec::new();
+    for l in listeners {
+        shared.push(l.into_shareable()?);
     }
-    for t in tasks {
-        let _ = t.await;
+    let mut threads = Vec::new();
+    for worker in 0..workers.max(1) {
+        let mut mine = Vec::new();
+        for l in &shared {
+            mine.push(l.try_clone()?);
+        }
+        let (slots, limits, make_handler) = (slots.clone(), limits.clone(), make_handler.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("portcullis-worker-{worker}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a worker runtime")?;
+                let handler = make_handler();
+                runtime.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for l in mine {
+                        let listener = l.into_tokio()?;
+                        let (slots, limits, handler) =
+                            (slots.clone(), limits.clone(), handler.clone());
+                        tasks.push(tokio::spawn(accept_loop(listener, slots, limits, handler)));
+                    }
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .context("starting a worker thread")?;
+        threads.push(thread);
+    }
+    for t in threads {
+        match t.join() {
+            Ok(result) => result?,
+            Err(_) => bail!("a worker thread panicked"),
+        }
+    }
+    Ok(())
+}
+
+/// A bound listener as a plain socket, which any worker's runtime can adopt.
+struct Shareable {
+    spec: ListenerSpec,
+    socket: SharedSocket,
+}
+
+enum SharedSocket {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+    Tls(std::net::TcpListener, tokio_rustls::TlsAcceptor),
+}
+
+impl Listener {
+    fn into_shareable(self) -> anyhow::Result<Shareable> {
+        let socket = match self.socket {
+            Socket::Unix(l) => SharedSocket::Unix(l.into_std()?),
+            Socket::Tcp(l) => SharedSocket::Tcp(l.into_std()?),
+            Socket::Tls(l, acc) => SharedSocket::Tls(l.into_std()?, acc),
+        };
+        Ok(Shareable {
+            spec: self.spec,
+            socket,
+        })
+    }
+}
+
+impl Shareable {
+    fn try_clone(&self) -> anyhow::Result<Shareable> {
+        let socket = match &self.socket {
+            SharedSocket::Unix(l) => SharedSocket::Unix(l.try_clone()?),
+            SharedSocket::Tcp(l) => SharedSocket::Tcp(l.try_clone()?),
+            SharedSocket::Tls(l, acc) => SharedSocket::Tls(l.try_clone()?, acc.clone()),
+        };
+        Ok(Shareable {
+            spec: self.spec.clone(),
+            socket,
+        })
+    }
+
+    /// Register with the current (worker's) runtime.
+    fn into_tokio(self) -> anyhow::Result<Listener> {
+        let socket = match self.socket {
+            SharedSocket::Unix(l) => {
+                l.set_nonblocking(true)?;
+                Socket::Unix(UnixListener::from_std(l)?)
+            }
+            SharedSocket::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                Socket::Tcp(TcpListener::from_std(l)?)
+            }
+            SharedSocket::Tls(l, acc) => {
+                l.set_nonblocking(true)?;
+                Socket::Tls(TcpListener::from_std(l)?, acc)
+            }
+        };
+        Ok(Listener {
+            spec: self.spec,
+            socket,
+        })
     }
 }
 

@@ -32,7 +32,8 @@ pub trait Record: Send + Sync {
     fn append(&self, record: AuditRecord) -> BoxFuture<'_, Result<u64, String>>;
 }
 
-/// Everything the stages share. Built once by `serve`.
+/// Everything the stages share. Built once by `serve`, cloned per worker.
+#[derive(Clone)]
 pub struct Gateway {
     pub upstream: Upstream,
     pub versions: classify::VersionRange,

@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use crate::classify::{ApiVersion, VersionRange};
 use crate::config::{ServeConfig, UpstreamAddr};
 use crate::forward::Upstream;
-use crate::listen::{self, Handler};
+use crate::listen::{self, Handler, HandlerFactory};
 use crate::pipeline::{self, Gateway};
 use crate::resolve::Resolver;
 
@@ -112,10 +112,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.data_dir.display(),
         config.mode
     );
-    let handler: Handler = {
-        let gw = gateway.clone();
+    // Each worker forwards over its own connection pool (see `listen::serve`).
+    let make_handler: HandlerFactory = Arc::new(move || -> Handler {
+        let mut gw = (*gateway).clone();
+        gw.upstream = Upstream::new(gateway.upstream.addr().clone());
+        let gw = Arc::new(gw);
         Arc::new(move |req, conn| pipeline::handle(gw.clone(), req, conn).boxed())
+    });
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    listen::serve(listeners, config.limits.clone(), handler).await;
-    Ok(())
+    let limits = config.limits.clone();
+    tokio::task::spawn_blocking(move || listen::serve(listeners, limits, workers, make_handler))
+        .await
+        .context("the listeners stopped")?
 }

@@ -34,10 +34,20 @@ pub struct Life {
     pub resource_path: Option<String>,
 }
 
+/// A request id unique across restarts: a random per-process prefix and a
+/// counter (a random id per request cost a `getrandom` syscall each).
+fn next_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix:08x}{n:08x}")
+}
+
 impl Life {
     pub fn begin(parts: &http::request::Parts, _conn: &Connection) -> Self {
         Life {
-            request_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+            request_id: next_request_id(),
             method: parts.method.as_str().to_string(),
             raw_target: parts
                 .uri

@@ -6,6 +6,10 @@
 //! durable audit log), against the real engine and against a fixed-cost
 //! fixture upstream that isolates the proxy's own cost.
 //!
+//! Each line also gives the CPU time spent per request by the proxy and, on the
+//! engine, by dockerd: on a small machine whose cores the client, the proxy
+//! and the daemon share, throughput at 32 clients is bounded by the sum.
+//!
 //! Env: PORTCULLIS_BENCH_REQUESTS (per client count; default 4000),
 //! PORTCULLIS_BENCH_SKIP_ENGINE=1 to measure only the fixture.
 
@@ -106,13 +110,67 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-async fn compare(label: &str, direct: &Path, proxied: &Path, total: usize) {
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in USER_HZ, 100 per second on every supported platform.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The process listening on the upstream socket, when it is dockerd.
+fn dockerd_pid() -> Option<u32> {
+    let out = Command::new("pgrep")
+        .arg("-x")
+        .arg("dockerd")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Run `measure`, and say how much CPU `pid` spent per request meanwhile.
+async fn measure_cpu(
+    socket: &Path,
+    path: &'static str,
+    clients: usize,
+    total: usize,
+    pid: Option<u32>,
+) -> (Stats, Option<f64>) {
+    let before = pid.and_then(cpu_time);
+    let stats = measure(socket, path, clients, total).await;
+    let per = match (before, pid.and_then(cpu_time)) {
+        (Some(b), Some(a)) => Some(us(a - b) / (total / clients * clients) as f64),
+        _ => None,
+    };
+    (stats, per)
+}
+
+fn cpu_label(per: Option<f64>) -> String {
+    per.map_or("?".into(), |v| format!("{v:.0}µs"))
+}
+
+async fn compare(
+    label: &str,
+    direct: &Path,
+    proxied: &Path,
+    total: usize,
+    upstream_pid: Option<u32>,
+    proxy_pid: u32,
+) {
     for path in ["/_ping", "/containers/json"] {
         for clients in [1usize, 32] {
-            let d = measure(direct, path, clients, total).await;
-            let p = measure(proxied, path, clients, total).await;
+            let (d, d_cpu) = measure_cpu(direct, path, clients, total, upstream_pid).await;
+            let (p, p_cpu) = measure_cpu(proxied, path, clients, total, Some(proxy_pid)).await;
             println!(
-                "{label:8} {path:18} c={clients:<3} direct {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | proxy {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs",
+                "{label:8} {path:18} c={clients:<3} direct {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | proxy {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs | cpu/req upstream {} proxy {}",
                 d.rps,
                 us(d.p50),
                 us(d.p99),
@@ -121,6 +179,8 @@ async fn compare(label: &str, direct: &Path, proxied: &Path, total: usize) {
                 us(p.p99),
                 p.rps / d.rps,
                 us(p.p50) - us(d.p50),
+                cpu_label(d_cpu),
+                cpu_label(p_cpu),
             );
         }
     }
@@ -142,8 +202,9 @@ fn main() {
         let fixture_sock = dir.path().join("fixture.sock");
         let fixture = portcullis::fixture::FixtureUpstream::start(&fixture_sock).unwrap();
         let fixture = Arc::new(fixture);
-        let (_p, proxied) = start_proxy(&fixture_sock);
-        compare("fixture", &fixture_sock, &proxied, total).await;
+        let (p, proxied) = start_proxy(&fixture_sock);
+        // The fixture runs in this process, so its CPU is not told apart.
+        compare("fixture", &fixture_sock, &proxied, total, None, p.0.id()).await;
         println!("fixture upstream received {} requests", fixture.count());
 
         let engine = Path::new("/var/run/docker.sock");
@@ -153,7 +214,7 @@ fn main() {
             println!("engine: skipped (no daemon at {})", engine.display());
             return;
         }
-        let (_q, proxied) = start_proxy(engine);
-        compare("engine", engine, &proxied, total).await;
+        let (q, proxied) = start_proxy(engine);
+        compare("engine", engine, &proxied, total, dockerd_pid(), q.0.id()).await;
     });
 }

@@ -2,9 +2,11 @@
 //!
 //! Why in the background: the records are already durable in the WAL when their
 //! appends return; sled only has to hold them for reading (verify, query, export,
-//! prune, the index). Applying off the request path lets several group commits
-//! share one sled blob and one `apply_batch`, and lets sled be flushed every
-//! [`FLUSH_EVERY`] instead of per batch.
+//! prune, the index). Applying off the request path lets many group commits share
+//! one `apply_batch` (the applier pauses [`APPLY_PAUSE`] between rounds unless a
+//! reader waits), packs them into blobs of a sled-friendly size
+//! ([`super::store::Packer`]), and lets sled be flushed every [`FLUSH_EVERY`]
+//! instead of per group commit.
 //!
 //! Order of events per round: apply the batches received (same key layout as
 //! before: one blob per group of records plus the head, atomically), publish the
@@ -21,15 +23,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use sled::Batch;
-
-use super::codec;
-use super::store::{blob_key, set_head, Stores, MAX_BATCH_CAP};
+use super::store::{ChainHead, Packer, Stores};
 use super::wal;
 use super::RecordError;
 
 /// How often sled is flushed and covered WAL segments deleted.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Pause after applying a round, unless a reader waits: lets group commits pile
+/// up into fewer, larger sled writes (sled's cost is per key and per write).
+pub(crate) const APPLY_PAUSE: Duration = Duration::from_millis(2);
 /// How long a reader waits for the applier before giving up with an error.
 pub(crate) const READ_WAIT: Duration = Duration::from_secs(10);
 
@@ -52,6 +54,8 @@ struct ApplyState {
     applied: u64,
     error: Option<String>,
     running: bool,
+    /// Readers waiting for records to be applied: no pause while any does.
+    readers: usize,
 }
 
 impl Progress {
@@ -61,6 +65,7 @@ impl Progress {
                 applied,
                 error: None,
                 running: true,
+                readers: 0,
             }),
             changed: Condvar::new(),
         }
@@ -76,18 +81,23 @@ impl Progress {
     pub fn wait_for(&self, seq: u64) -> Result<(), RecordError> {
         let deadline = Instant::now() + READ_WAIT;
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
+        if s.applied >= seq {
+            return Ok(());
+        }
+        s.readers += 1;
+        self.changed.notify_all();
+        let result = loop {
             if s.applied >= seq {
-                return Ok(());
+                break Ok(());
             }
             if let Some(e) = &s.error {
-                return Err(RecordError::Unavailable(format!(
+                break Err(RecordError::Unavailable(format!(
                     "the audit store is behind the WAL ({e}); records are safe in the WAL and are applied at the next start"
                 )));
             }
             let now = Instant::now();
             if !s.running || now >= deadline {
-                return Err(RecordError::Unavailable(format!(
+                break Err(RecordError::Unavailable(format!(
                     "the audit store has not caught up to record {seq} (at {})",
                     s.applied
                 )));
@@ -97,6 +107,19 @@ impl Progress {
                 .wait_timeout(s, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        };
+        s.readers -= 1;
+        result
+    }
+
+    /// The applier's pause between rounds, cut short when a reader waits.
+    fn pause(&self, d: Duration) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.readers == 0 {
+            let _ = self
+                .changed
+                .wait_timeout_while(s, d, |s| s.readers == 0)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -138,7 +161,7 @@ impl Applier {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            while round.len() < 256 {
+            while round.len() < 4096 {
                 match rx.try_recv() {
                     Ok(d) => round.push(d),
                     Err(_) => break,
@@ -159,6 +182,9 @@ impl Applier {
                         if unindexed >= self.index_chunk {
                             unindexed = 0;
                             let _ = self.index_wake.send(());
+                        }
+                        if open {
+                            self.progress.pause(APPLY_PAUSE);
                         }
                     }
                     Err(e) => {
@@ -182,32 +208,18 @@ impl Applier {
         }
     }
 
-    /// Apply a round of batches in one atomic sled batch: blobs of at most
-    /// `MAX_BATCH_CAP` records, then the head.
+    /// Apply a round of group commits in one atomic sled batch: packed blobs,
+    /// then the head.
     fn apply(&self, round: &[Durable]) -> Result<(), RecordError> {
-        let mut batch = Batch::default();
-        let mut blob = Vec::new();
-        let mut blob_first = 0;
-        let mut count = 0u64;
+        let mut packer = Packer::default();
         for d in round {
-            let n = d.last + 1 - d.first;
-            if count > 0 && count + n > MAX_BATCH_CAP as u64 {
-                batch.insert(&blob_key(blob_first)[..], blob.as_slice());
-                count = 0;
-            }
-            if count == 0 {
-                codec::start_blob(&mut blob);
-                blob_first = d.first;
-            }
-            blob.extend_from_slice(&wal::frame_blob(&d.frame)[1..]);
-            count += n;
+            let end = ChainHead {
+                next_seq: d.last + 1,
+                hash: d.hash,
+            };
+            packer.add(wal::frame_blob(&d.frame), end);
         }
-        if count > 0 {
-            batch.insert(&blob_key(blob_first)[..], blob.as_slice());
-        }
-        let last = round.last().expect("a non-empty round");
-        set_head(&mut batch, last.last, &last.hash);
-        self.stores.commit(batch)
+        packer.commit(&self.stores)
     }
 
     fn flush_and_trim(&self) -> Result<(), String> {

@@ -370,10 +370,13 @@ impl AuditLog {
             ),
             Some(dir) => {
                 let wal_dir = dir.join(wal::WAL_DIR);
-                let wal = wal::WalWriter::create(&wal_dir, head.next_seq, opts.wal_segment_bytes)
-                    .map_err(|e| {
-                    RecordError::Unavailable(format!("start the audit WAL: {e}"))
-                })?;
+                let wal = wal::WalWriter::create(
+                    &wal_dir,
+                    head.next_seq,
+                    opts.wal_segment_bytes,
+                    opts.fsync != AuditFsync::Never,
+                )
+                .map_err(|e| RecordError::Unavailable(format!("start the audit WAL: {e}")))?;
                 let progress = Arc::new(apply::Progress::new(head.next_seq - 1));
                 let (tx, rx) = mpsc::channel();
                 let applier = apply::Applier {

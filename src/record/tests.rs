@@ -66,7 +66,7 @@ const GENESIS: ChainHead = ChainHead {
 /// Write frames into a fresh segment, as a process killed before its applier ran.
 fn write_wal(dir: &Path, first: u64, frames: &[Vec<u8>]) -> std::path::PathBuf {
     let wal_dir = dir.join(wal::WAL_DIR);
-    let mut w = WalWriter::create(&wal_dir, first, wal::DEFAULT_SEGMENT_BYTES).unwrap();
+    let mut w = WalWriter::create(&wal_dir, first, wal::DEFAULT_SEGMENT_BYTES, false).unwrap();
     let mut seq = first;
     for f in frames {
         w.write_frame(f, seq, Inject::None).unwrap();

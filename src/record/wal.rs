@@ -31,10 +31,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use sled::Batch;
-
 use super::codec::{self, chain_hash};
-use super::store::{blob_key, set_head, ChainHead, Stores, MAX_BATCH_CAP};
+use super::store::{ChainHead, Packer, Stores};
 use super::{BreakKind, ChainBreak, RecordError};
 
 /// Directory of the WAL inside the data directory.
@@ -44,7 +42,7 @@ pub(crate) const SEGMENT_HEADER: u64 = 16;
 const FRAME_MAGIC: u32 = 0x5043_4157;
 /// Bytes before a frame's payload: magic, length, CRC-32.
 pub(crate) const FRAME_HEADER: usize = 12;
-/// Larger payloads are refused as damage (a batch of `MAX_BATCH_CAP` records of the
+/// Larger payloads are refused as damage (a group commit of 10000 records of the
 /// largest accepted size stays far below it in practice).
 const MAX_PAYLOAD: u32 = 1 << 30;
 /// Default size after which a new segment is started.
@@ -124,19 +122,27 @@ pub(crate) struct WalWriter {
     /// A failed write may have left bytes past `len`: truncate before writing again.
     dirty: bool,
     segment_bytes: u64,
+    /// Sync new segments and their names (only worth it with an fsync policy).
+    sync_new: bool,
 }
 
 impl WalWriter {
     /// Start a fresh segment for records from `next_seq` on (after [`recover`]).
-    pub fn create(dir: &Path, next_seq: u64, segment_bytes: u64) -> io::Result<WalWriter> {
+    pub fn create(
+        dir: &Path,
+        next_seq: u64,
+        segment_bytes: u64,
+        sync_new: bool,
+    ) -> io::Result<WalWriter> {
         fs::create_dir_all(dir)?;
-        let file = new_segment(dir, next_seq)?;
+        let file = new_segment(dir, next_seq, sync_new)?;
         Ok(WalWriter {
             dir: dir.to_path_buf(),
             file,
             len: SEGMENT_HEADER,
             dirty: false,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER + 1),
+            sync_new,
         })
     }
 
@@ -156,7 +162,7 @@ impl WalWriter {
         if self.len >= self.segment_bytes {
             // The old segment is complete (and synced if fsync is on): every later
             // replay reads it as is.
-            let file = new_segment(&self.dir, first_seq)
+            let file = new_segment(&self.dir, first_seq, self.sync_new)
                 .map_err(|e| format!("start WAL segment {first_seq}: {e}"))?;
             self.file = file;
             self.len = SEGMENT_HEADER;
@@ -202,7 +208,7 @@ impl WalWriter {
     }
 }
 
-fn new_segment(dir: &Path, first_seq: u64) -> io::Result<File> {
+fn new_segment(dir: &Path, first_seq: u64, sync: bool) -> io::Result<File> {
     let path = dir.join(segment_name(first_seq));
     let file = OpenOptions::new()
         .read(true)
@@ -214,9 +220,11 @@ fn new_segment(dir: &Path, first_seq: u64) -> io::Result<File> {
     header[..8].copy_from_slice(SEGMENT_MAGIC);
     header[8..].copy_from_slice(&first_seq.to_be_bytes());
     file.write_all_at(&header, 0)?;
-    // The name must survive a power loss too, or fsync of the file is worth nothing.
-    file.sync_all()?;
-    sync_dir(dir)?;
+    if sync {
+        // The name must survive a power loss too, or fsync of the file is worth nothing.
+        file.sync_all()?;
+        sync_dir(dir)?;
+    }
     Ok(file)
 }
 
@@ -263,7 +271,7 @@ pub(crate) fn recover(
         return Ok(out);
     }
     let mut head = stores.load_head()?;
-    let mut pending = Pending::default();
+    let mut pending = Packer::default();
     'segments: for (i, (_, path)) in segs.iter().enumerate() {
         let last_segment = i + 1 == segs.len();
         let bytes = fs::read(path).map_err(|e| io(&format!("read {}", path.display()), e))?;
@@ -314,7 +322,10 @@ pub(crate) fn recover(
             match check_frame(frame, &head) {
                 Ok(Frame::Applied) => {}
                 Ok(Frame::Next { count, last }) => {
-                    pending.add(stores, frame, count, head.next_seq, last)?;
+                    pending.add(frame, last);
+                    if pending.blobs >= 64 {
+                        pending.commit(stores)?;
+                    }
                     out.records += count;
                     head = last;
                 }
@@ -462,60 +473,4 @@ fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
             hash: prev,
         },
     })
-}
-
-/// Replayed frames gathered into sled blobs of at most `MAX_BATCH_CAP` records.
-#[derive(Default)]
-struct Pending {
-    batch: Batch,
-    blob: Vec<u8>,
-    blob_first: u64,
-    blob_count: u64,
-    keys: usize,
-    head: Option<ChainHead>,
-}
-
-impl Pending {
-    fn add(
-        &mut self,
-        stores: &Stores,
-        blob: &[u8],
-        count: u64,
-        first: u64,
-        last: ChainHead,
-    ) -> Result<(), RecordError> {
-        if self.blob_count > 0 && self.blob_count + count > MAX_BATCH_CAP as u64 {
-            self.close_blob();
-        }
-        if self.blob_count == 0 {
-            codec::start_blob(&mut self.blob);
-            self.blob_first = first;
-        }
-        self.blob.extend_from_slice(&blob[1..]);
-        self.blob_count += count;
-        self.head = Some(last);
-        if self.keys >= 64 {
-            self.commit(stores)?;
-        }
-        Ok(())
-    }
-
-    fn close_blob(&mut self) {
-        if self.blob_count > 0 {
-            self.batch
-                .insert(&blob_key(self.blob_first)[..], self.blob.as_slice());
-            self.blob_count = 0;
-            self.keys += 1;
-        }
-    }
-
-    fn commit(&mut self, stores: &Stores) -> Result<(), RecordError> {
-        self.close_blob();
-        if let Some(h) = self.head.take() {
-            set_head(&mut self.batch, h.next_seq - 1, &h.hash);
-            stores.commit(std::mem::take(&mut self.batch))?;
-        }
-        self.keys = 0;
-        Ok(())
-    }
 }

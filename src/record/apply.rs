@@ -9,7 +9,7 @@
 //! instead of per group commit.
 //!
 //! Order of events per round: apply the batches received (same key layout as
-//! before: one blob per group of records plus the head, atomically), publish the
+//! before: blobs of contiguous records plus the head, atomically), publish the
 //! applied seq (readers waiting for it wake), wake the indexer. Every
 //! [`FLUSH_EVERY`], and when the log closes: flush sled, `fdatasync` its file when
 //! an fsync policy is set, and only then delete WAL segments that sled now covers.

@@ -8,13 +8,12 @@
 //!
 //! # Storage
 //! One sled tree, `audit_log`, with key prefixes (layout in [`store`]): blobs of
-//! contiguous records, each holding one or more group commits (keyed by its first
-//! seq, u64 big-endian), metadata (head, checkpoint, index progress), and
-//! secondary indexes (caller, target, action, decision, time) as per-chunk
-//! postings. Each blob is written with the new head in one atomic
-//! `Tree::apply_batch`: two keys, whatever the batch size, because sled's cost is
-//! per key. The indexes are written
-//! later in large chunks by an indexer thread ([`index`]); queries scan the few
+//! contiguous records (keyed by their first seq, u64 big-endian), metadata (head,
+//! checkpoint, index progress), and secondary indexes (caller, target, action,
+//! decision, time) as per-chunk postings. Blobs are written with the new head in
+//! one atomic `Tree::apply_batch`: a few keys for many records, because sled's
+//! cost is per key. The indexes are written later in large chunks by an indexer
+//! thread ([`index`]); queries scan the few
 //! records not yet indexed, so they never miss a record.
 //!
 //! # The chain
@@ -225,8 +224,8 @@ impl Default for AuditOptions {
     }
 }
 
-/// Which old records [`AuditLog::prune`] removes. Pruning removes whole group
-/// commits (batches), so it may keep a few records more than asked, never fewer.
+/// Which old records [`AuditLog::prune`] removes. Pruning removes whole blobs
+/// (see [`store`]), so it may keep a few records more than asked, never fewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrunePolicy {
     /// Remove every record with seq < this.
@@ -735,7 +734,7 @@ fn prune(stores: &Stores, policy: PrunePolicy) -> Result<PruneReport, RecordErro
             before
         }
     };
-    // Whole group commits (blobs) only, each checked against the chain first.
+    // Whole blobs only, each checked against the chain first.
     let mut removed = 0;
     let mut prev = cp.prev_hash;
     loop {

@@ -2,7 +2,7 @@
 //! metadata, and chain verification.
 //!
 //! Everything lives in ONE tree, `audit_log`, under one-byte key prefixes:
-//! - `r` + first seq of a group commit (u64 BE) -> the batch blob:
+//! - `r` + first seq of the blob (u64 BE) -> a blob of contiguous records:
 //!   `[BLOB_VERSION]` then per record `[seq u64][len u32][stored value]`, seqs
 //!   contiguous and ascending (stored value layout in [`super::codec`]).
 //! - `m` + `head` -> last seq (u64 BE) + chain hash; `m` + `checkpoint` ->
@@ -18,9 +18,12 @@
 //!
 //! Why this shape: sled 0.34 costs about 15-20 µs per key written on this class of
 //! machine and a cross-tree transaction costs more again, while a value of a few KiB
-//! costs little more than a small one. A group commit therefore writes exactly two
-//! keys (its blob and the head) with one `Tree::apply_batch`, which sled applies
-//! atomically: a crash never leaves the head out of step with the records.
+//! costs little more than a small one (up to ~128 KiB, past which sled writes a
+//! separate file). Records are therefore written as blobs of many records,
+//! together with the head in one `Tree::apply_batch`, which sled applies
+//! atomically: a crash never leaves the head out of step with the records. With
+//! the WAL, the applier packs records into blobs of about [`PACKED_BLOB_BYTES`]
+//! ([`Packer`]); without it, each group commit is one blob.
 //!
 //! The index is derived data, so it need not be written with the records: the
 //! indexer ([`super::index`]) posts whole chunks of at least `index_chunk` records

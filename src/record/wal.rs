@@ -423,16 +423,10 @@ fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
             ));
         }
         if seq >= head.next_seq {
-            if seq == first && first != head.next_seq {
-                let kind = if first > head.next_seq {
-                    BreakKind::Missing
-                } else {
-                    BreakKind::Unexpected
-                };
-                let at = head.next_seq.min(first);
+            if seq == first && first > head.next_seq {
                 return Err(brk(
-                    at,
-                    kind,
+                    head.next_seq,
+                    BreakKind::Missing,
                     format!(
                         "frame starts at {first}, the store ends at {}",
                         head.next_seq - 1
@@ -440,11 +434,12 @@ fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
                 ));
             }
             if seq == head.next_seq && first < head.next_seq {
+                // The applier only ever stops between frames.
                 return Err(brk(
                     first,
                     BreakKind::Unexpected,
                     format!(
-                        "frame {first}..straddles the store's head {}",
+                        "frame {first}.. straddles the store's head {}",
                         head.next_seq - 1
                     ),
                 ));

@@ -31,7 +31,7 @@ use super::RecordError;
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// Pause after applying a round, unless a reader waits: lets group commits pile
 /// up into fewer, larger sled writes (sled's cost is per key and per write).
-pub(crate) const APPLY_PAUSE: Duration = Duration::from_millis(2);
+pub(crate) const APPLY_PAUSE: Duration = Duration::from_millis(10);
 /// How long a reader waits for the applier before giving up with an error.
 pub(crate) const READ_WAIT: Duration = Duration::from_secs(10);
 

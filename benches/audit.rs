@@ -6,7 +6,7 @@
 //! `PORTCULLIS_BENCH_BATCH` (default 1000, as `AuditOptions`) the group-commit cap;
 //! `PORTCULLIS_BENCH_DBF_RECORDS` (default records / 10) the size of the
 //! durable-before-forward run: 64 tasks, each appending one record at a time and
-//! waiting for it to be flushed, as the proxy does per request.
+//! waiting for it to be durable, as the proxy does per request.
 //! Targets: >= 100k appends/s, >= 20k/s durable-before-forward at 64 clients,
 //! query by caller <= 20 ms, verify 1M <= 2 s, one-client append latency well
 //! under the proxy's 50 µs budget.

@@ -11,8 +11,8 @@
 //! Order of events per round: apply the batches received (same key layout as
 //! before: blobs of contiguous records plus the head, atomically), publish the
 //! applied seq (readers waiting for it wake), wake the indexer. Every
-//! [`FLUSH_EVERY`], and when the log closes: flush sled, `fdatasync` its file when
-//! an fsync policy is set, and only then delete WAL segments that sled now covers.
+//! [`FLUSH_EVERY`], and when the log closes: flush sled, sync its files when an
+//! fsync policy is set, and only then delete WAL segments that sled now covers.
 //!
 //! If sled fails (sled 0.34 keeps I/O errors for the life of the `Db`), nothing
 //! more is applied or deleted: every record stays in the WAL, is replayed at the
@@ -133,8 +133,8 @@ pub(crate) struct Applier {
     pub stores: Stores,
     pub progress: std::sync::Arc<Progress>,
     pub wal_dir: PathBuf,
-    /// sled's data file, synced before segments are deleted when `sync_db`.
-    pub db_file: PathBuf,
+    /// sled's directory, synced before segments are deleted when `sync_db`.
+    pub data_dir: PathBuf,
     pub sync_db: bool,
     pub index_wake: Sender<()>,
     pub index_chunk: u64,
@@ -229,9 +229,7 @@ impl Applier {
             .flush()
             .map_err(|e| format!("flush audit store: {e}"))?;
         if self.sync_db {
-            std::fs::File::open(&self.db_file)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| format!("fsync audit store: {e}"))?;
+            wal::sync_store(&self.data_dir).map_err(|e| format!("sync audit store: {e}"))?;
         }
         // A failure to delete only costs disk space and replay time; say so.
         if let Err(e) = wal::remove_covered(&self.wal_dir, flushed) {

@@ -54,8 +54,9 @@
 //!   sync per group. With [`AuditFsync::Interval`] it syncs when a group is
 //!   written at least that long after the last sync: records acknowledged since
 //!   may be lost on power loss (never on a process kill); the kernel's writeback
-//!   bounds the window when writes stop. With either, sled's file is also synced
-//!   before WAL segments are deleted, so the records always have one synced copy.
+//!   bounds the window when writes stop. With either, sled's files are also
+//!   synced (`syncfs`) before WAL segments are deleted, so the records always
+//!   have one synced copy.
 //! - At open (and in the offline tools) WAL frames beyond sled's head are
 //!   replayed into sled, checked for seq continuity and chain links. A frame cut
 //!   short at the end of the WAL (a kill during the write: never acknowledged) is
@@ -317,7 +318,7 @@ impl AuditLog {
         let stores = Stores::open(db)?;
         if let Some(dir) = &opts.data_dir {
             let wal_dir = dir.join(wal::WAL_DIR);
-            let replayed = wal::recover(&stores, &wal_dir, &sled_file(dir))?;
+            let replayed = wal::recover(&stores, &wal_dir, dir)?;
             if let Some(b) = replayed.broken {
                 if !opts.allow_broken_chain {
                     return Err(RecordError::BrokenChain(b));
@@ -382,7 +383,7 @@ impl AuditLog {
                     stores: stores.clone(),
                     progress: progress.clone(),
                     wal_dir,
-                    db_file: sled_file(dir),
+                    data_dir: dir.clone(),
                     sync_db: opts.fsync != AuditFsync::Never,
                     index_wake: wake_tx,
                     index_chunk: opts.index_chunk,
@@ -582,11 +583,6 @@ impl AuditLog {
     }
 }
 
-/// sled 0.34 keeps its log and pages in the single file `db`.
-fn sled_file(data_dir: &Path) -> PathBuf {
-    data_dir.join("db")
-}
-
 /// Open the sled db of a STOPPED portcullis for offline tools (`portcullis audit verify
 /// --data-dir`) and replay its audit WAL into it, as a start would. sled locks the
 /// directory, so this fails while portcullis runs. Refuses a directory without a db
@@ -614,7 +610,7 @@ pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, RecordError> {
 
 fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, RecordError> {
     let stores = Stores::open(db)?;
-    let replayed = wal::recover(&stores, &data_dir.join(wal::WAL_DIR), &sled_file(data_dir))?;
+    let replayed = wal::recover(&stores, &data_dir.join(wal::WAL_DIR), data_dir)?;
     Ok(replayed.broken)
 }
 

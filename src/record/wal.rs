@@ -103,6 +103,19 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Make everything sled wrote durable: `syncfs` of the filesystem holding
+/// `data_dir`. Syncing sled's `db` file alone is not enough: sled 0.34 writes
+/// large nodes to files under `blobs/` and never syncs them.
+pub(crate) fn sync_store(data_dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(data_dir)?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// How a test wants the next write to fail.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Inject {
@@ -257,12 +270,12 @@ pub(crate) struct Replayed {
 }
 
 /// Apply every WAL record beyond sled's head to sled, flush and sync sled, then
-/// delete the segments. `db_file` is sled's data file, synced before any segment
-/// is deleted so a power loss cannot take both copies.
+/// delete the segments. `data_dir` is sled's directory, synced ([`sync_store`])
+/// before any segment is deleted so a power loss cannot take both copies.
 pub(crate) fn recover(
     stores: &Stores,
     dir: &Path,
-    db_file: &Path,
+    data_dir: &Path,
 ) -> Result<Replayed, RecordError> {
     let io = |what: &str, e: io::Error| RecordError::Store(format!("audit WAL: {what}: {e}"));
     let segs = segments(dir).map_err(|e| io("list segments", e))?;
@@ -342,9 +355,7 @@ pub(crate) fn recover(
         .db
         .flush()
         .map_err(|e| RecordError::Store(format!("flush replayed audit records: {e}")))?;
-    if let Ok(f) = File::open(db_file) {
-        f.sync_data().map_err(|e| io("sync the sled db", e))?;
-    }
+    sync_store(data_dir).map_err(|e| io("sync the sled db", e))?;
     if out.broken.is_none() {
         for (_, path) in &segs {
             match fs::remove_file(path) {

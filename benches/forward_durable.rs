@@ -1,6 +1,6 @@
 //! Durable-before-forward throughput: how many requests per second
 //! `portcullis serve` forwards when every one must first have its decision
-//! record committed and flushed (group commit), at 64 concurrent clients
+//! record durable (written to the audit WAL, group commit), at 64 concurrent clients
 //! against the fixed-cost fixture upstream (so the proxy's own cost shows).
 //!
 //! `cargo bench --bench forward_durable` prints req/s, p50/p99 latency and

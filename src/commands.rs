@@ -284,10 +284,7 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Verify { data_dir, server } => {
             let report = match data_dir {
-                Some(dir) => {
-                    let db = record::open_offline(&dir)?;
-                    serde_json::to_value(record::verify_db(&db)?)?
-                }
+                Some(dir) => serde_json::to_value(record::verify_offline(&dir)?)?,
                 None => {
                     AdminClient::new(&server)
                         .call(Method::GET, "/api/v1/audit/verify", None)

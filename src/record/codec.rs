@@ -26,7 +26,7 @@
 //! where chain hash = SHA-256(previous record's chain hash || canonical). The
 //! first record ever chains from 32 zero bytes ([`GENESIS_HASH`]).
 //!
-//! Group-commit blob (one sled value per batch, key `r` + first seq, see
+//! Record blob (one sled value of contiguous records, key `r` + first seq, see
 //! [`super::store`]): `[BLOB_VERSION]` then, per record in seq order,
 //! `[seq u64][value length u32][stored value]`. The framing seq plays the role a
 //! per-record key used to: verification compares it with the expected position

@@ -11,7 +11,7 @@
 //! of the (bounded) unindexed tail, so they are complete whether or not the
 //! indexer has caught up, crashed, or was never run on an old tail.
 //!
-//! Chunks end on group-commit boundaries, so `indexed` is always the last seq of a
+//! Chunks end on blob boundaries, so `indexed` is always the last seq of a
 //! blob, and a chunk spans at most `index_chunk + MAX_BATCH_CAP` seqs.
 
 use std::sync::mpsc::Receiver;

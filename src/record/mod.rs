@@ -7,13 +7,13 @@
 //! [`RecordError::Unavailable`] it answers 503.
 //!
 //! # Storage
-//! One sled tree, `audit_log`, with key prefixes (layout in [`store`]): one blob per
-//! group commit holding its records (keyed by the batch's first seq, u64
-//! big-endian), metadata (head, checkpoint, index progress), and secondary indexes
-//! (caller, target, action, decision, time) as per-chunk postings. A group commit
-//! writes its blob and the new head in one atomic `Tree::apply_batch`: two keys,
-//! whatever the batch size, because sled's cost is per key. The indexes are written
-//! later in large chunks by an indexer thread ([`index`]); queries scan the few
+//! One sled tree, `audit_log`, with key prefixes (layout in [`store`]): blobs of
+//! contiguous records (keyed by their first seq, u64 big-endian), metadata (head,
+//! checkpoint, index progress), and secondary indexes (caller, target, action,
+//! decision, time) as per-chunk postings. Blobs are written with the new head in
+//! one atomic `Tree::apply_batch`: a few keys for many records, because sled's
+//! cost is per key. The indexes are written later in large chunks by an indexer
+//! thread ([`index`]); queries scan the few
 //! records not yet indexed, so they never miss a record.
 //!
 //! # The chain
@@ -33,39 +33,62 @@
 //! another host) to make such a rewrite detectable.
 //!
 //! # Durability: what `append` returning `Ok` means
-//! One writer thread takes up to `max_batch` waiting records, commits them in one
-//! atomic batch, calls `Db::flush` once, and only then answers the waiters
-//! (group commit: concurrent appends share one flush; those arriving during a
-//! flush form the next batch). The index is not part of the durability promise:
-//! it is rebuilt from the records if lost.
-//! - sled 0.34.7's flush writes its log with `sync_file_range`, not `fsync`: an
-//!   acknowledged record survives the process being killed (SIGKILL, panic, OOM),
-//!   because the data is in the kernel's page cache and on its way to disk. It may
-//!   NOT survive a power loss or kernel crash: file metadata is not synced. sled's
-//!   background flusher does `fsync` the file every `flush_every_ms` (default
-//!   500 ms, if the lead keeps it), which bounds that window but is not tied to
-//!   the acknowledgement.
-//! - With [`AuditFsync::EveryBatch`] (needs `data_dir`), the writer additionally
-//!   `fdatasync`s the db file before answering: acknowledged records survive power
-//!   loss, at the cost of one disk sync per batch. [`AuditFsync::Interval`] bounds
-//!   the power-loss window instead (records acknowledged in the last interval may
-//!   be lost on power loss, never on a process kill). The default is `Never`.
+//! With `data_dir` set (as `serve` does), the durability point is a write-ahead
+//! log, `<data_dir>/audit-wal/` ([`wal`]), not sled. Appenders commit in groups
+//! without a writer thread ([`writer`]): the first appender finding no write in
+//! progress writes every record linked so far as ONE frame with ONE `pwrite`, and
+//! only then are those appends answered; appends arriving during the write form
+//! the next group. sled is brought up to date by a background applier
+//! ([`apply`]) and flushed every half second; WAL segments are deleted only once
+//! sled holds and has flushed their records. Queries, `get`, `export` and
+//! `verify` first wait until sled holds every record acknowledged when they were
+//! called, so they never miss one.
+//! - `pwrite` returning means the bytes are in the kernel's page cache: an
+//!   acknowledged record survives the process being killed (SIGKILL, panic, OOM).
+//!   It may NOT survive a power loss or kernel crash. This is the same promise as
+//!   before the WAL, when sled 0.34.7's `flush` (`sync_file_range`, not `fsync`)
+//!   was the durability point.
+//! - With [`AuditFsync::EveryBatch`] the leader also `fdatasync`s the WAL segment
+//!   before answering (segment files and their directory entry are synced when
+//!   created): acknowledged records survive power loss, at the cost of one disk
+//!   sync per group. With [`AuditFsync::Interval`] it syncs when a group is
+//!   written at least that long after the last sync: records acknowledged since
+//!   may be lost on power loss (never on a process kill); the kernel's writeback
+//!   bounds the window when writes stop. With either, sled's files are also
+//!   synced (`syncfs`) before WAL segments are deleted, so the records always
+//!   have one synced copy.
+//! - At open (and in the offline tools) WAL frames beyond sled's head are
+//!   replayed into sled, checked for seq continuity and chain links. A frame cut
+//!   short at the end of the WAL (a kill during the write: never acknowledged) is
+//!   cut off; any other frame that does not continue the chain is a break, and
+//!   open refuses it like any other (with `allow_broken_chain` the WAL is moved
+//!   aside to `audit-wal.broken-<time>/` as evidence, and the log continues from
+//!   sled's head).
+//! - Without `data_dir` (temporary and in-memory dbs, tests) there is no WAL: the
+//!   leader writes the batch into sled and flushes it, as before.
+//!
+//! The index is not part of the durability promise: it is rebuilt from the
+//! records if lost. A record may exist for a request that was refused (a write
+//! that failed after reaching the disk), never the reverse.
 //!
 //! # When the log cannot be written
-//! Appends fail with [`RecordError::Unavailable`]; the in-memory chain head is
-//! dropped and reloaded from the tree before the next batch, so the chain stays
-//! consistent, and each later batch tries again. With `data_dir` set, the writer
-//! refuses batches while free space is under `min_free_bytes` BEFORE touching
-//! sled, and resumes by itself once space is freed. This matters because sled
-//! 0.34 makes a real I/O error (e.g. ENOSPC inside sled) sticky for the life of the
-//! `Db`: after one, appends keep failing (closed) until the process reopens the
-//! db. [`AuditLog::stats`] exposes the last error so the lead can decide to exit
-//! and be restarted. A low-space warning is logged (at most every
-//! `disk_check_interval`) below `low_disk_warn_bytes`. Set `min_free_bytes` above
-//! what sled may write between two batches (the default 64 MiB is far above it).
+//! Appends fail with [`RecordError::Unavailable`]. A failed or short WAL write is
+//! truncated back to the last acknowledged frame; its group and every group linked
+//! after it are refused, and the chain head rolls back to the last acknowledged
+//! record, so the next append continues the chain exactly. If the truncation
+//! itself fails, nothing more is written until a later attempt succeeds. With
+//! `data_dir` set, writes are refused while free space is under `min_free_bytes`
+//! BEFORE anything is written, and resume by themselves once space is freed. The
+//! reserve keeps sled, which the applier writes after the WAL, away from ENOSPC:
+//! sled 0.34 makes a real I/O error sticky for the life of the `Db`. If that
+//! happens anyway, appends still succeed (the WAL holds them), readers get the
+//! error instead of an incomplete answer, [`AuditLog::stats`] shows it, and a
+//! restart replays the WAL. A low-space warning is logged (at most every
+//! `disk_check_interval`) below `low_disk_warn_bytes`.
 //!
 //! One `AuditLog` per `sled::Db`: two writers on the same trees would fork the chain.
 
+mod apply;
 pub mod codec;
 pub mod format;
 pub(crate) mod index;
@@ -73,6 +96,9 @@ pub mod query;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
+mod wal;
 mod writer;
 
 use std::io::Write;
@@ -82,7 +108,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 pub use format::{format_json, format_jsonl, format_table, record_json};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
@@ -140,7 +166,7 @@ pub enum RecordError {
     Open(String),
 }
 
-/// Extra syncing beyond sled's flush (see the module docs).
+/// Extra syncing of the WAL beyond the page cache (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuditFsync {
     #[default]
@@ -150,28 +176,25 @@ pub enum AuditFsync {
 }
 
 /// How the log runs. `Default` suits production except `data_dir`, which should be set
-/// (it enables the disk-space guard and fsync).
+/// (it enables the WAL, the disk-space guard and fsync).
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
     /// Start even though verification found a break (logged at error level).
     pub allow_broken_chain: bool,
     /// Records checked by `open` at the tail; 0 = the whole chain.
     pub verify_tail: u64,
-    /// Most records per group commit. A batch only grows while a flush is in
-    /// progress, so a high cap costs no latency at low load; at high load a flush
-    /// (~0.3-1 ms) is shared by more records (measured: 512 clients, cap 100 about
-    /// 50-65k records/s, cap 1000 about 90-110k records/s, on 2 shared cores).
+    /// Most records per group commit (1..=10000). A group only grows while a write
+    /// is in progress, so a high cap costs no latency at low load.
     pub max_batch: usize,
-    /// How long the writer waits for more records once it has one (0 = take what is queued).
-    pub batch_linger: Duration,
-    /// Directory of the sled db: free-space checks and fsync need it.
+    /// Directory of the sled db. Set, it holds the WAL (`audit-wal/`) and enables
+    /// the free-space guard and fsync; unset, batches are written to sled directly.
     pub data_dir: Option<PathBuf>,
     /// Warn when free space is below this.
     pub low_disk_warn_bytes: u64,
     /// Refuse appends when free space is below this (keeps sled away from ENOSPC).
     pub min_free_bytes: u64,
-    /// Least time between two low-space warnings (free space itself is read before
-    /// every batch, which costs one statvfs).
+    /// Least time between two low-space warnings (free space itself is read at
+    /// least every 10 ms of writing, and before every batch near the reserve).
     pub disk_check_interval: Duration,
     pub fsync: AuditFsync,
     /// Buffer of the `subscribe` broadcast; slower followers see `Lagged`.
@@ -179,6 +202,9 @@ pub struct AuditOptions {
     /// Records per index chunk (1..=2^20): the indexer posts records once this many
     /// are unindexed, and queries scan at most about this many unindexed records.
     pub index_chunk: u64,
+    /// Size after which the WAL starts a new segment (old ones are deleted once
+    /// sled holds their records).
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for AuditOptions {
@@ -187,7 +213,6 @@ impl Default for AuditOptions {
             allow_broken_chain: false,
             verify_tail: 1000,
             max_batch: 1000,
-            batch_linger: writer::DEFAULT_LINGER,
             data_dir: None,
             low_disk_warn_bytes: 1 << 30,
             min_free_bytes: 64 << 20,
@@ -195,12 +220,13 @@ impl Default for AuditOptions {
             fsync: AuditFsync::Never,
             subscribe_capacity: 4096,
             index_chunk: index::DEFAULT_INDEX_CHUNK,
+            wal_segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
 
-/// Which old records [`AuditLog::prune`] removes. Pruning removes whole group
-/// commits (batches), so it may keep a few records more than asked, never fewer.
+/// Which old records [`AuditLog::prune`] removes. Pruning removes whole blobs
+/// (see [`store`]), so it may keep a few records more than asked, never fewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrunePolicy {
     /// Remove every record with seq < this.
@@ -222,12 +248,19 @@ pub struct PruneReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditStats {
     pub records_committed: u64,
-    /// Group commits (flushes) that succeeded; < records_committed under concurrency.
+    /// Group commits (writes) that succeeded; < records_committed under concurrency.
     pub batches_committed: u64,
+    /// Group commits refused (a failed write also refuses the groups queued after it).
     pub batches_failed: u64,
+    /// Appends are accepted (the log is neither closed nor stopped by a fault).
     pub writer_alive: bool,
     /// The error of the last failed batch, cleared by the next success.
     pub last_error: Option<String>,
+    /// Last seq the store (sled) holds; behind `head()` while the applier catches up.
+    pub applied_seq: u64,
+    /// Why the store stopped taking records from the WAL (they stay in the WAL and
+    /// are replayed at the next start); readers fail until then.
+    pub apply_error: Option<String>,
 }
 
 /// Test-only failure injection points for [`AuditLog::testing_inject_failure`].
@@ -235,16 +268,17 @@ pub struct AuditStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPoint {
     None,
-    /// The transaction fails: nothing is written.
+    /// The write fails: nothing is kept (with the WAL: a short write, truncated back).
     Write,
-    /// The transaction applies but the flush fails.
+    /// The write lands but the flush (WAL: fdatasync) fails; sled keeps the records,
+    /// the WAL truncates them away.
     Flush,
 }
 
 /// Rows removed per prune transaction (each step leaves a valid checkpoint).
 const PRUNE_CHUNK: u64 = 10_000;
 
-/// The decision log. Cheap to clone; all clones share one writer.
+/// The decision log. Cheap to clone; all clones share one group commit.
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
@@ -252,15 +286,24 @@ pub struct AuditLog {
 
 struct Inner {
     stores: Stores,
-    sender: Mutex<Option<mpsc::Sender<writer::Append>>>,
-    shared: Arc<writer::Shared>,
+    committer: writer::Committer,
+    /// How far the applier got; None without a WAL (sled is the durability point).
+    progress: Option<Arc<apply::Progress>>,
     prune_lock: Mutex<()>,
     /// Held by the indexer while it posts a chunk and by prune: never both at once.
     index_lock: Arc<Mutex<()>>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the applier flush and exit, releasing its handle on the db.
+        self.committer.close();
+    }
+}
+
 impl AuditLog {
-    /// Open (or create) the log in `db`, verify its tail, and start the writer thread.
+    /// Open (or create) the log in `db`: replay the WAL, verify the tail, start the
+    /// applier and indexer threads.
     pub fn open(db: &sled::Db, opts: AuditOptions) -> Result<AuditLog, RecordError> {
         if opts.fsync != AuditFsync::Never && opts.data_dir.is_none() {
             return Err(RecordError::Invalid("audit fsync needs data_dir".into()));
@@ -273,6 +316,24 @@ impl AuditLog {
             )));
         }
         let stores = Stores::open(db)?;
+        if let Some(dir) = &opts.data_dir {
+            let wal_dir = dir.join(wal::WAL_DIR);
+            let replayed = wal::recover(&stores, &wal_dir, dir)?;
+            if let Some(b) = replayed.broken {
+                if !opts.allow_broken_chain {
+                    return Err(RecordError::BrokenChain(b));
+                }
+                let aside = dir.join(format!(
+                    "{}.broken-{}",
+                    wal::WAL_DIR,
+                    time::OffsetDateTime::now_utc().unix_timestamp()
+                ));
+                std::fs::rename(&wal_dir, &aside).map_err(|e| {
+                    RecordError::Store(format!("move the broken audit WAL aside: {e}"))
+                })?;
+                tracing::error!(chain_break = %b, kept_in = %aside.display(), "the audit WAL does not continue the chain; continuing because allow_broken_chain is set");
+            }
+        }
         let scope = if opts.verify_tail == 0 {
             VerifyScope::Full
         } else {
@@ -286,8 +347,6 @@ impl AuditLog {
             tracing::error!(chain_break = %b, "audit chain is broken; continuing because allow_broken_chain is set");
         }
         let head = stores.load_head()?;
-        let shared = writer::shared(head, opts.subscribe_capacity);
-        let (tx, rx) = mpsc::channel();
         let index_lock = Arc::new(Mutex::new(()));
         let (wake_tx, wake_rx) = mpsc::channel();
         {
@@ -299,99 +358,158 @@ impl AuditLog {
         }
         // Catch up on whatever a previous run left unindexed.
         let _ = wake_tx.send(());
-        let w = writer::Writer::new(stores.clone(), opts, shared.clone(), head, Some(wake_tx));
-        std::thread::Builder::new()
-            .name("portcullis-audit-writer".into())
-            .spawn(move || w.run(rx))
-            .map_err(|e| RecordError::Unavailable(format!("start audit writer: {e}")))?;
+        let (sink, progress) = match &opts.data_dir {
+            None => (
+                writer::Sink::Sled(writer::SledSink {
+                    stores: stores.clone(),
+                    index_wake: Some(wake_tx),
+                    index_chunk: opts.index_chunk,
+                    unindexed: 0,
+                }),
+                None,
+            ),
+            Some(dir) => {
+                let wal_dir = dir.join(wal::WAL_DIR);
+                let wal = wal::WalWriter::create(
+                    &wal_dir,
+                    head.next_seq,
+                    opts.wal_segment_bytes,
+                    opts.fsync != AuditFsync::Never,
+                )
+                .map_err(|e| RecordError::Unavailable(format!("start the audit WAL: {e}")))?;
+                let progress = Arc::new(apply::Progress::new(head.next_seq - 1));
+                let (tx, rx) = mpsc::channel();
+                let applier = apply::Applier {
+                    stores: stores.clone(),
+                    progress: progress.clone(),
+                    wal_dir,
+                    data_dir: dir.clone(),
+                    sync_db: opts.fsync != AuditFsync::Never,
+                    index_wake: wake_tx,
+                    index_chunk: opts.index_chunk,
+                };
+                std::thread::Builder::new()
+                    .name("portcullis-audit-applier".into())
+                    .spawn(move || applier.run(rx))
+                    .map_err(|e| RecordError::Unavailable(format!("start audit applier: {e}")))?;
+                let sink = writer::Sink::Wal(writer::WalSink {
+                    wal,
+                    to_applier: Some(tx),
+                    fsync: opts.fsync,
+                    last_sync: std::time::Instant::now(),
+                    disk: writer::DiskGuard::new(
+                        dir.clone(),
+                        opts.min_free_bytes,
+                        opts.low_disk_warn_bytes,
+                        opts.disk_check_interval,
+                    ),
+                });
+                (sink, Some(progress))
+            }
+        };
+        let shared = writer::shared(opts.subscribe_capacity);
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 stores,
-                sender: Mutex::new(Some(tx)),
-                shared,
+                committer: writer::Committer::new(head, sink, shared, opts.max_batch),
+                progress,
                 prune_lock: Mutex::new(()),
                 index_lock,
             }),
         })
     }
 
-    fn submit(
-        &self,
-        record: AuditRecord,
-    ) -> Result<oneshot::Receiver<Result<u64, RecordError>>, RecordError> {
-        let (reply, rx) = oneshot::channel();
-        let guard = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
-        let sender = guard
-            .as_ref()
-            .ok_or_else(|| RecordError::Unavailable("audit log is closed".into()))?;
-        sender
-            .send(writer::Append { record, reply })
-            .map_err(|_| RecordError::Unavailable("audit writer has stopped".into()))?;
-        Ok(rx)
-    }
-
-    /// Append one record; returns its seq once it is committed AND flushed.
+    /// Append one record; returns its seq once it is durable (see the module docs).
     /// `seq` is assigned here; `time` too when empty (else it must be RFC 3339).
     pub async fn append(&self, record: AuditRecord) -> Result<u64, RecordError> {
-        let rx = self.submit(record)?;
-        rx.await
-            .map_err(|_| RecordError::Unavailable("audit writer stopped before answering".into()))?
+        let c = &self.inner.committer;
+        match c.enter(record)? {
+            writer::Role::Lead(seq) => c.lead_async(seq),
+            writer::Role::Follow(seq, rx) => {
+                writer::Follow {
+                    committer: c,
+                    seq,
+                    rx: Some(rx),
+                }
+                .wait()
+                .await
+            }
+        }
     }
 
     /// [`AuditLog::append`] for synchronous callers (never call inside an async task).
     pub fn append_blocking(&self, record: AuditRecord) -> Result<u64, RecordError> {
-        let rx = self.submit(record)?;
-        rx.blocking_recv()
-            .map_err(|_| RecordError::Unavailable("audit writer stopped before answering".into()))?
+        let c = &self.inner.committer;
+        match c.enter(record)? {
+            writer::Role::Lead(seq) => c.lead(seq),
+            writer::Role::Follow(seq, rx) => writer::Follow {
+                committer: c,
+                seq,
+                rx: Some(rx),
+            }
+            .wait_blocking(),
+        }
     }
 
-    /// Stop accepting appends; the writer finishes what is queued and exits.
+    /// Stop accepting appends; what was accepted is still written, then the
+    /// applier flushes sled and exits.
     pub fn close(&self) {
-        self.inner
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.inner.committer.close();
+    }
+
+    /// Wait until sled holds every record acknowledged so far, up to `seq`.
+    fn caught_up(&self, seq: u64) -> Result<(), RecordError> {
+        match &self.inner.progress {
+            None => Ok(()),
+            Some(p) => {
+                let durable = self.inner.committer.durable().next_seq - 1;
+                p.wait_for(seq.min(durable))
+            }
+        }
     }
 
     /// Walk the whole chain; the report names the first break.
     pub fn verify(&self) -> Result<VerifyReport, RecordError> {
+        self.caught_up(u64::MAX)?;
         store::verify(&self.inner.stores, VerifyScope::Full)
     }
 
-    /// Last committed (seq, chain hash hex). seq 0 = empty log.
+    /// Last acknowledged (seq, chain hash hex). seq 0 = empty log.
     pub fn head(&self) -> (u64, String) {
-        let h = *self
-            .inner
-            .shared
-            .head
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let h = self.inner.committer.durable();
         (h.next_seq - 1, hex::encode(h.hash))
     }
 
     pub fn stats(&self) -> AuditStats {
-        let s = &self.inner.shared;
+        let s = &self.inner.committer.shared;
+        let (applied_seq, apply_error) = match &self.inner.progress {
+            Some(p) => p.snapshot(),
+            None => (self.inner.committer.durable().next_seq - 1, None),
+        };
         AuditStats {
             records_committed: s.records_committed.load(Ordering::Relaxed),
             batches_committed: s.batches_committed.load(Ordering::Relaxed),
             batches_failed: s.batches_failed.load(Ordering::Relaxed),
-            writer_alive: s.writer_alive.load(Ordering::SeqCst),
+            writer_alive: self.inner.committer.alive(),
             last_error: s
                 .last_error
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            applied_seq,
+            apply_error,
         }
     }
 
     /// One record by seq (None if never written or pruned).
     pub fn get(&self, seq: u64) -> Result<Option<AuditRecord>, RecordError> {
+        self.caught_up(seq)?;
         self.inner.stores.get_record(seq)
     }
 
     /// Filtered, paged query (see [`query`] for ordering and paging).
     pub fn query(&self, filter: &AuditFilter) -> Result<AuditPage, RecordError> {
+        self.caught_up(u64::MAX)?;
         query::run(&self.inner.stores, filter)
     }
 
@@ -400,7 +518,10 @@ impl AuditLog {
         &self,
         from_seq: u64,
     ) -> impl Iterator<Item = Result<AuditRecord, RecordError>> + Send + 'static {
-        export_records(&self.inner.stores, from_seq)
+        match self.caught_up(u64::MAX) {
+            Ok(()) => export_records(&self.inner.stores, from_seq),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
     }
 
     /// Write records from `from_seq` on as JSON Lines; returns (count, last seq written).
@@ -409,20 +530,22 @@ impl AuditLog {
         from_seq: u64,
         out: W,
     ) -> Result<(u64, Option<u64>), RecordError> {
+        self.caught_up(u64::MAX)?;
         write_jsonl(&self.inner.stores, from_seq, out)
     }
 
-    /// Newly committed records, in seq order, as they are flushed (for `tail -f`).
+    /// Newly committed records, in seq order, as they become durable (for `tail -f`).
     /// A follower that falls behind gets `Lagged` and should resume with
     /// [`AuditLog::export`] from the last seq it saw.
     pub fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
-        self.inner.shared.events.subscribe()
+        self.inner.committer.shared.events.subscribe()
     }
 
     /// Remove old records and move the checkpoint so the rest still verifies.
     /// Refuses (Corrupt) to prune records whose chain does not verify: damage is
     /// evidence and is not deleted silently.
     pub fn prune(&self, policy: PrunePolicy) -> Result<PruneReport, RecordError> {
+        self.caught_up(u64::MAX)?;
         let _one_at_a_time = self
             .inner
             .prune_lock
@@ -439,6 +562,7 @@ impl AuditLog {
     /// Index every committed record now, however few (tests of the index path).
     #[doc(hidden)]
     pub fn testing_index_all(&self) -> Result<(), RecordError> {
+        self.caught_up(u64::MAX)?;
         while index::index_one_chunk(&self.inner.stores, 1, &self.inner.index_lock, true)? {}
         Ok(())
     }
@@ -451,14 +575,46 @@ impl AuditLog {
             FailPoint::Write => writer::FAIL_WRITE,
             FailPoint::Flush => writer::FAIL_FLUSH,
         };
-        self.inner.shared.fail_point.store(v, Ordering::SeqCst);
+        self.inner
+            .committer
+            .shared
+            .fail_point
+            .store(v, Ordering::SeqCst);
     }
 }
 
 /// Open the sled db of a STOPPED portcullis for offline tools (`portcullis audit verify
-/// --data-dir`). sled locks the directory, so this fails while portcullis runs.
-/// Refuses a directory without a db rather than creating an empty one that would verify.
+/// --data-dir`) and replay its audit WAL into it, as a start would. sled locks the
+/// directory, so this fails while portcullis runs. Refuses a directory without a db
+/// rather than creating an empty one that would verify, and a WAL that does not
+/// continue the chain ([`RecordError::BrokenChain`]; [`verify_offline`] reports it).
 pub fn open_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
+    let db = open_sled_offline(data_dir)?;
+    if let Some(b) = replay_offline(&db, data_dir)? {
+        return Err(RecordError::BrokenChain(b));
+    }
+    Ok(db)
+}
+
+/// Full verification of a stopped portcullis's log, WAL included: the first break
+/// in sled, else the first WAL frame that does not continue it.
+pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, RecordError> {
+    let db = open_sled_offline(data_dir)?;
+    let wal_break = replay_offline(&db, data_dir)?;
+    let mut report = verify_db(&db)?;
+    if report.broken.is_none() {
+        report.broken = wal_break;
+    }
+    Ok(report)
+}
+
+fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, RecordError> {
+    let stores = Stores::open(db)?;
+    let replayed = wal::recover(&stores, &data_dir.join(wal::WAL_DIR), data_dir)?;
+    Ok(replayed.broken)
+}
+
+fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
     if !data_dir.join("db").exists() && !data_dir.join("conf").exists() {
         return Err(RecordError::Open(format!(
             "{} holds no sled database",
@@ -480,6 +636,7 @@ pub fn open_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
 }
 
 /// Full verification of the log in `db` without starting a writer (offline tools).
+/// A db with a WAL should come from [`open_offline`], which replays it.
 pub fn verify_db(db: &sled::Db) -> Result<VerifyReport, RecordError> {
     store::verify(&Stores::open(db)?, VerifyScope::Full)
 }
@@ -500,7 +657,7 @@ pub fn query_db(db: &sled::Db, filter: &AuditFilter) -> Result<AuditPage, Record
 fn export_records(
     stores: &Stores,
     from_seq: u64,
-) -> impl Iterator<Item = Result<AuditRecord, RecordError>> + Send + 'static {
+) -> Box<dyn Iterator<Item = Result<AuditRecord, RecordError>> + Send + 'static> {
     let start = match stores.blob_start_for(from_seq) {
         Ok(s) => s.unwrap_or(from_seq),
         Err(e) => return Box::new(std::iter::once(Err(e))) as Box<dyn Iterator<Item = _> + Send>,
@@ -573,7 +730,7 @@ fn prune(stores: &Stores, policy: PrunePolicy) -> Result<PruneReport, RecordErro
             before
         }
     };
-    // Whole group commits (blobs) only, each checked against the chain first.
+    // Whole blobs only, each checked against the chain first.
     let mut removed = 0;
     let mut prev = cp.prev_hash;
     loop {

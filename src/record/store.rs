@@ -2,7 +2,7 @@
 //! metadata, and chain verification.
 //!
 //! Everything lives in ONE tree, `audit_log`, under one-byte key prefixes:
-//! - `r` + first seq of a group commit (u64 BE) -> the batch blob:
+//! - `r` + first seq of the blob (u64 BE) -> a blob of contiguous records:
 //!   `[BLOB_VERSION]` then per record `[seq u64][len u32][stored value]`, seqs
 //!   contiguous and ascending (stored value layout in [`super::codec`]).
 //! - `m` + `head` -> last seq (u64 BE) + chain hash; `m` + `checkpoint` ->
@@ -18,9 +18,12 @@
 //!
 //! Why this shape: sled 0.34 costs about 15-20 µs per key written on this class of
 //! machine and a cross-tree transaction costs more again, while a value of a few KiB
-//! costs little more than a small one. A group commit therefore writes exactly two
-//! keys (its blob and the head) with one `Tree::apply_batch`, which sled applies
-//! atomically: a crash never leaves the head out of step with the records.
+//! costs little more than a small one (up to ~128 KiB, past which sled writes a
+//! separate file). Records are therefore written as blobs of many records,
+//! together with the head in one `Tree::apply_batch`, which sled applies
+//! atomically: a crash never leaves the head out of step with the records. With
+//! the WAL, the applier packs records into blobs of about [`PACKED_BLOB_BYTES`]
+//! ([`Packer`]); without it, each group commit is one blob.
 //!
 //! The index is derived data, so it need not be written with the records: the
 //! indexer ([`super::index`]) posts whole chunks of at least `index_chunk` records
@@ -358,6 +361,68 @@ pub(crate) fn set_checkpoint(b: &mut Batch, cp: &Checkpoint) {
 
 pub(crate) fn set_indexed(b: &mut Batch, seq: u64) {
     b.insert(META_INDEXED, &seq.to_be_bytes()[..]);
+}
+
+/// Aim for blobs of about this many bytes when packing records after the fact
+/// (applier, WAL replay): sled 0.34 stores a value over ~128 KiB (a quarter
+/// segment) as a separate file, and rewrites a node's values when it splits.
+pub(crate) const PACKED_BLOB_BYTES: usize = 48 << 10;
+
+/// Packs contiguous records into blobs of about [`PACKED_BLOB_BYTES`] (at most
+/// `MAX_BATCH_CAP` records each) plus the head, for one atomic `apply_batch`.
+#[derive(Default)]
+pub(crate) struct Packer {
+    batch: Batch,
+    blob: Vec<u8>,
+    first: u64,
+    count: usize,
+    head: Option<ChainHead>,
+    /// Blobs in `batch`.
+    pub blobs: usize,
+}
+
+impl Packer {
+    /// Add the records of `blob` (a group commit's blob, contiguous with what was
+    /// added before); `end` is the head after its last record.
+    pub fn add(&mut self, blob: &[u8], end: ChainHead) {
+        for (seq, value) in codec::blob_entries(blob).map_while(Result::ok) {
+            if self.count > 0
+                && (self.count >= MAX_BATCH_CAP
+                    || self.blob.len() + value.len() > PACKED_BLOB_BYTES)
+            {
+                self.close_blob();
+            }
+            if self.count == 0 {
+                codec::start_blob(&mut self.blob);
+                self.first = seq;
+            }
+            codec::push_raw_entry(&mut self.blob, seq, value);
+            self.count += 1;
+        }
+        self.head = Some(end);
+    }
+
+    fn close_blob(&mut self) {
+        if self.count > 0 {
+            self.batch
+                .insert(&blob_key(self.first)[..], self.blob.as_slice());
+            self.count = 0;
+            self.blobs += 1;
+        }
+    }
+
+    /// Write what was added (blobs and head, atomically); a no-op when empty.
+    pub fn commit(&mut self, stores: &Stores) -> Result<(), RecordError> {
+        self.close_blob();
+        self.blobs = 0;
+        match self.head.take() {
+            None => Ok(()),
+            Some(h) => {
+                set_head(&mut self.batch, h.next_seq - 1, &h.hash);
+                stores.commit(std::mem::take(&mut self.batch))
+            }
+        }
+    }
 }
 
 /// Index postings of one chunk, accumulated per (kind, value), borrowing the

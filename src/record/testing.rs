@@ -1,6 +1,6 @@
 //! Test hooks that damage a stored log on purpose, so tests can prove that
 //! verification notices. They bypass the log's API by design; nothing in the
-//! product calls them. Each rewrites the group-commit blob holding the record, the
+//! product calls them. Each rewrites the blob holding the record, the
 //! way someone editing the db file would.
 
 use super::codec;

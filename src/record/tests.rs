@@ -1,0 +1,301 @@
+//! The WAL path: replay after a kill, a torn tail, a WAL that breaks the chain,
+//! failure rollback, and reads that see what was just acknowledged.
+
+use std::path::Path;
+
+use super::codec::{self, chain_hash};
+use super::store::{ChainHead, Stores};
+use super::wal::{self, Inject, WalWriter};
+use super::*;
+
+fn rec(i: u64) -> AuditRecord {
+    AuditRecord {
+        time: "2026-01-02T03:04:05Z".into(),
+        request_id: format!("r{i}"),
+        caller: format!("svc{}", i % 3),
+        action: "container.start".into(),
+        method: "POST".into(),
+        path: "/containers/x/start".into(),
+        allowed: true,
+        enforced: true,
+        ..Default::default()
+    }
+}
+
+fn wal_opts(dir: &Path) -> AuditOptions {
+    AuditOptions {
+        data_dir: Some(dir.to_path_buf()),
+        min_free_bytes: 0,
+        ..Default::default()
+    }
+}
+
+fn open_db(dir: &Path) -> sled::Db {
+    sled::Config::new().path(dir).open().unwrap()
+}
+
+/// Frames as the writer builds them: one per group of `sizes[i]` records, chained
+/// from `head`. Returns the frames and the head after them.
+fn frames(mut head: ChainHead, sizes: &[u64]) -> (Vec<Vec<u8>>, ChainHead) {
+    let mut out = Vec::new();
+    for &n in sizes {
+        let mut frame = Vec::new();
+        wal::start_frame(&mut frame);
+        for _ in 0..n {
+            let mut r = rec(head.next_seq);
+            r.seq = head.next_seq;
+            let c = codec::encode_canonical(&r).unwrap();
+            let h = chain_hash(&head.hash, &c);
+            codec::push_entry(&mut frame, r.seq, &h, &c);
+            head = ChainHead {
+                next_seq: head.next_seq + 1,
+                hash: h,
+            };
+        }
+        wal::finish_frame(&mut frame);
+        out.push(frame);
+    }
+    (out, head)
+}
+
+const GENESIS: ChainHead = ChainHead {
+    next_seq: 1,
+    hash: codec::GENESIS_HASH,
+};
+
+/// Write frames into a fresh segment, as a process killed before its applier ran.
+fn write_wal(dir: &Path, first: u64, frames: &[Vec<u8>]) -> std::path::PathBuf {
+    let wal_dir = dir.join(wal::WAL_DIR);
+    let mut w = WalWriter::create(&wal_dir, first, wal::DEFAULT_SEGMENT_BYTES, false).unwrap();
+    let mut seq = first;
+    for f in frames {
+        w.write_frame(f, seq, Inject::None).unwrap();
+        seq += codec::blob_entries(wal::frame_blob(f)).count() as u64;
+    }
+    wal::segments(&wal_dir).unwrap().pop().unwrap().1
+}
+
+#[test]
+fn replay_after_kill_applies_wal_records_and_continues_the_chain() {
+    let d = tempfile::tempdir().unwrap();
+    let (fs, head) = frames(GENESIS, &[3, 1, 5]);
+    write_wal(d.path(), 1, &fs);
+    let db = open_db(d.path());
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    assert_eq!(log.head(), (9, hex::encode(head.hash)));
+    let rep = log.verify().unwrap();
+    assert!(rep.is_ok(), "{rep:?}");
+    assert_eq!(rep.checked, 9);
+    assert_eq!(log.get(7).unwrap().unwrap().request_id, "r7");
+    assert_eq!(log.append_blocking(rec(10)).unwrap(), 10);
+    assert!(log.verify().unwrap().is_ok());
+    // The replayed segments were deleted once sled held them; one fresh segment.
+    assert_eq!(
+        wal::segments(&d.path().join(wal::WAL_DIR)).unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn replay_skips_what_sled_already_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open_db(d.path());
+    {
+        let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+        for i in 1..=4 {
+            log.append_blocking(rec(i)).unwrap();
+        }
+        log.close();
+    }
+    // Let the applier flush and let go.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stores = Stores::open(&db).unwrap();
+    let head = stores.load_head().unwrap();
+    assert_eq!(head.next_seq, 5);
+    // A WAL holding records 3..=4 again (not yet deleted) and 5..=6 (not applied).
+    let (before, _) = frames(GENESIS, &[2, 2]);
+    let (after, end) = frames(head, &[2]);
+    std::fs::remove_dir_all(d.path().join(wal::WAL_DIR)).unwrap();
+    write_wal(d.path(), 3, &[before[1].clone(), after[0].clone()]);
+    drop(stores);
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    assert_eq!(log.head(), (6, hex::encode(end.hash)));
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_torn_last_frame_is_cut_off() {
+    let d = tempfile::tempdir().unwrap();
+    let (fs, _) = frames(GENESIS, &[2, 3]);
+    let (torn, _) = frames(
+        ChainHead {
+            next_seq: 6,
+            ..GENESIS
+        },
+        &[4],
+    );
+    let seg = write_wal(d.path(), 1, &fs);
+    // Half of the next frame reached the file before the kill.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&torn[0][..torn[0].len() / 2]).unwrap();
+    }
+    let db = open_db(d.path());
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    assert_eq!(log.head().0, 5);
+    assert!(log.verify().unwrap().is_ok());
+    assert_eq!(log.append_blocking(rec(6)).unwrap(), 6);
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_wal_frame_that_does_not_chain_is_a_break_not_dropped() {
+    let d = tempfile::tempdir().unwrap();
+    // Records 1..=2, then a frame starting at 4: record 3 is missing.
+    let (a, head) = frames(GENESIS, &[2]);
+    let (_, head3) = frames(head, &[1]);
+    let (c, _) = frames(head3, &[2]);
+    write_wal(d.path(), 1, &[a[0].clone(), c[0].clone()]);
+    {
+        let db = open_db(d.path());
+        match AuditLog::open(&db, wal_opts(d.path())) {
+            Err(RecordError::BrokenChain(b)) => {
+                assert_eq!((b.seq, b.kind), (3, BreakKind::Missing), "{b}")
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("open accepted a WAL that skips a record"),
+        }
+    }
+    // The WAL is kept; offline verify names the same break.
+    assert_eq!(
+        wal::segments(&d.path().join(wal::WAL_DIR)).unwrap().len(),
+        1
+    );
+    let rep = verify_offline(d.path()).unwrap();
+    assert_eq!(rep.broken.map(|b| b.seq), Some(3));
+    // Allowed, it serves on from sled's head and keeps the WAL aside as evidence.
+    let db = open_sled_offline(d.path()).unwrap();
+    let opts = AuditOptions {
+        allow_broken_chain: true,
+        ..wal_opts(d.path())
+    };
+    let log = AuditLog::open(&db, opts).unwrap();
+    assert_eq!(log.head().0, 2);
+    let aside = std::fs::read_dir(d.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("audit-wal.broken-")
+        });
+    assert!(aside, "the broken WAL was kept");
+}
+
+#[test]
+fn failed_writes_roll_back_and_the_chain_stays_consistent() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open_db(d.path());
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    for i in 1..=3 {
+        assert_eq!(log.append_blocking(rec(i)).unwrap(), i);
+    }
+    for point in [FailPoint::Write, FailPoint::Flush] {
+        log.testing_inject_failure(point);
+        assert!(matches!(
+            log.append_blocking(rec(0)),
+            Err(RecordError::Unavailable(_))
+        ));
+        assert_eq!(log.head().0, 3, "{point:?} rolled back");
+    }
+    assert!(log.stats().last_error.is_some());
+    log.testing_inject_failure(FailPoint::None);
+    // The failed frames were truncated away: the chain resumes at 4.
+    assert_eq!(log.append_blocking(rec(4)).unwrap(), 4);
+    assert!(log.stats().last_error.is_none());
+    assert!(log.verify().unwrap().is_ok());
+    let head = log.head();
+    log.close();
+    drop(log);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    assert_eq!(log.head(), head);
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_refuses_the_groups_queued_behind_it() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open_db(d.path());
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    log.append(rec(1)).await.unwrap();
+    log.testing_inject_failure(FailPoint::Write);
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(rec(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+    log.testing_inject_failure(FailPoint::None);
+    assert_eq!(log.append(rec(2)).await.unwrap(), 2);
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_a_record_as_soon_as_its_append_returns() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open_db(d.path());
+    let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let mut r = rec(i);
+                    r.request_id = format!("t{t}-{i}");
+                    let seq = log.append(r).await.unwrap();
+                    let got = log.get(seq).unwrap().expect("get sees it");
+                    assert_eq!(got.request_id, format!("t{t}-{i}"));
+                    let pairs = vec![("request_id".to_string(), got.request_id.clone())];
+                    let page = log
+                        .query(&AuditFilter::from_query_pairs(&pairs).unwrap())
+                        .unwrap();
+                    assert_eq!(page.records.len(), 1, "query sees it");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(log.export(1).count(), 400);
+    assert!(log.verify().unwrap().is_ok());
+    assert!(log.stats().batches_committed <= 400);
+}
+
+#[test]
+fn segments_rotate_and_covered_ones_are_deleted() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open_db(d.path());
+    let opts = AuditOptions {
+        wal_segment_bytes: 2048,
+        ..wal_opts(d.path())
+    };
+    let log = AuditLog::open(&db, opts.clone()).unwrap();
+    for i in 1..=100 {
+        log.append_blocking(rec(i)).unwrap();
+    }
+    let wal_dir = d.path().join(wal::WAL_DIR);
+    assert!(wal::segments(&wal_dir).unwrap().len() > 1);
+    // The applier flushes and deletes covered segments within a flush period.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while wal::segments(&wal_dir).unwrap().len() > 1 {
+        assert!(std::time::Instant::now() < deadline, "segments were kept");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(log.verify().unwrap().is_ok());
+}

@@ -122,9 +122,13 @@ fn bench(c: &mut Criterion) {
     let base = serde_json::to_value(&write).expect("json");
     group.bench_function("input_only/facts", |b| {
         b.iter(|| {
-            portcullis::decide::facts::compute(&base, &trust, 0)
-                .matches
-                .len()
+            portcullis::decide::facts::compute(
+                &portcullis::decide::facts::Subject::from_input(&write),
+                &trust,
+                0,
+            )
+            .matches
+            .len()
         })
     });
     let mut enriched = base.clone();

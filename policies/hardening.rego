@@ -18,15 +18,14 @@ body := input.body if {
 } else := {}
 
 # Where the container settings are: the HostConfig of a create; the body of an
-# update (UpdateConfig carries the resource fields at top level).
-host_config := object.get(body, "HostConfig", {}) if {
+# update (UpdateConfig carries the resource fields at top level); `{}` when
+# there are none (or they are not an object).
+hc := input.body.HostConfig if {
 	input.action == "container.create"
-} else := body if {
+	is_object(input.body.HostConfig)
+} else := input.body if {
 	input.action == "container.update"
-} else := {}
-
-hc := host_config if {
-	is_object(host_config)
+	is_object(input.body)
 } else := {}
 
 container_spec := spec if {

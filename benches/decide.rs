@@ -113,26 +113,29 @@ fn bench(c: &mut Criterion) {
     );
     let restart = input("container.restart", serde_json::Value::Null, None);
     let mut group = c.benchmark_group("decide");
-    // The Rust side alone: serialize, add the facts, convert for regorus.
+    // The Rust side alone (what `decide` does before the VM runs): serialize
+    // the typed input straight into a regorus value, compute the facts, and
+    // the whole input document; `json_route` is the same document built the
+    // way `policy eval` does, from JSON, for comparison.
     let trust =
         portcullis::trust::CompiledTrust::build(1, snapshot().relationships).expect("trust");
     group.bench_function("input_only/to_value", |b| {
-        b.iter(|| serde_json::to_value(&write).expect("json"))
+        b.iter(|| portcullis::decide::value::to_value(&write).expect("value"))
     });
-    let base = serde_json::to_value(&write).expect("json");
     group.bench_function("input_only/facts", |b| {
         b.iter(|| {
-            portcullis::decide::facts::compute(&base, &trust, 0)
+            let subject = portcullis::decide::facts::Subject::from_input(&write);
+            portcullis::decide::facts::compute(&subject, &trust, 0)
                 .matches
                 .len()
         })
     });
-    let mut enriched = base.clone();
-    portcullis::decide::facts::enrich(&mut enriched, &trust, 0);
-    group.bench_function("input_only/convert", |b| {
-        b.iter(|| regorus::Value::from(enriched.clone()))
-    });
-    group.bench_function("input_only/file.write", |b| {
+    for (name, input) in [("file.write", &write), ("container.create", &create)] {
+        group.bench_function(format!("input_only/{name}"), |b| {
+            b.iter(|| portcullis::decide::facts::policy_value(input, &trust, 0).expect("value"))
+        });
+    }
+    group.bench_function("input_only/json_route/file.write", |b| {
         b.iter(|| {
             let v = serde_json::to_value(&write).expect("json");
             portcullis::decide::facts::to_policy_value(&v, &trust, 0).expect("value")

@@ -172,7 +172,22 @@ need := needs[input.action] if {
 # The relationships that grant the action, hardening aside. The common cases
 # (one boolean right, one resource right) are specialized comprehensions: a
 # function call per relationship and definition is what costs on the RVM.
-action_right := container_rights[input.action]
+# (`action_right` and the others are rules, not variables of the body: the
+# RVM in regorus 0.14 treats a body variable used inside a comprehension as a
+# fresh one, and loses variables bound in an `else` body.)
+
+# The one boolean field of a relationship fact that grants the action, when
+# one does: a container right, or the path fact of a file read or write.
+action_right := container_rights[input.action] if {
+	container_rights[input.action]
+} else := path_fact[input.action]
+
+path_fact := {
+	"file.read": "path_readable",
+	"file.list": "path_readable",
+	"file.write": "path_writable",
+	"file.delete": "path_writable",
+}
 
 resource_family := resource_rights[input.action][0]
 
@@ -180,6 +195,9 @@ resource_mode := resource_rights[input.action][1]
 
 grantors := [m | some m in usable; m[action_right] == true] if {
 	action_right
+} else := [m | some m in usable; m.image_allowed == true; creator(m)] if {
+	# What `grants` says for a create, without trying its every definition.
+	input.action == "container.create"
 } else := [m | some m in usable; m.resources[resource_family][resource_mode] == true] if {
 	resource_family
 	data.portcullis.settings.resource_rights == true

@@ -35,10 +35,12 @@ usable := live if {
 	not input.action in dangerous_actions
 } else := [m | some m in live; m.target_match != "wildcard"]
 
-# Relationships that grant the action (`grantors`, actions.rego) and those that
-# also opt in to every dangerous setting the request asks for.
+# Relationships that grant the action (`grantors`, actions.rego) and also opt
+# in to every dangerous setting the request asks for (none asked: all of them).
 granting := grantors if {
 	not input.action in hardened_actions
+} else := grantors if {
+	count(dangers) == 0
 } else := [m | some m in grantors; count(unmet(m)) == 0]
 
 public_read_ok if {
@@ -54,7 +56,7 @@ decision := {"allowed": true, "reasons": [sprintf("caller %s is an administrator
 	input.caller.admin == true
 } else := deny([sprintf("caller %s is not identified", [caller_name])]) if {
 	input.caller.identified != true
-} else := {"allowed": true, "reasons": [allow_reason], "trust_id": granting[0].trust_id} if {
+} else := allowed_by_trust if {
 	count(granting) > 0
 } else := deny([sprintf("action %s is not known to the policy", [input.action])]) if {
 	not known_action
@@ -68,12 +70,16 @@ decision := {"allowed": true, "reasons": [sprintf("caller %s is an administrator
 	public_read_ok
 } else := deny(deny_reasons)
 
-# (concat, not sprintf: it is several times cheaper on the hot path)
-allow_reason := concat("", [
-	input.action, " on ", target_desc, " allowed by trust relationship ", granting[0].trust_id,
-	" (", granting[0].caller_service, " -> ", granting[0].target_container, ", ",
-	granting[0].target_match, " match)",
-])
+# The first granting relationship decides. (One reference to `granting`, and
+# concat rather than sprintf: on the RVM each rule reference and each sprintf
+# cost more than the rest of this rule.)
+allowed_by_trust := {"allowed": true, "reasons": [reason], "trust_id": g.trust_id} if {
+	g := granting[0]
+	reason := concat("", [
+		input.action, " on ", target_desc, " allowed by trust relationship ", g.trust_id,
+		" (", g.caller_service, " -> ", g.target_container, ", ", g.target_match, " match)",
+	])
+}
 
 deny_reasons := [no_grant_reason] if {
 	count(grantors) == 0

@@ -395,11 +395,22 @@ pub(crate) struct TrustState {
 struct Current {
     policy: Arc<LoadedPolicy>,
     trust: Arc<TrustState>,
+    /// Policy hash + trust revision, recorded with every decision.
+    version: String,
 }
 
 impl Current {
+    fn new(policy: Arc<LoadedPolicy>, trust: Arc<TrustState>) -> Current {
+        let version = format!("{}-t{}", policy.hash, trust.trust.revision);
+        Current {
+            policy,
+            trust,
+            version,
+        }
+    }
+
     fn version(&self) -> String {
-        format!("{}-t{}", self.policy.hash, self.trust.trust.revision)
+        self.version.clone()
     }
 }
 
@@ -472,10 +483,7 @@ impl PolicyEngine {
         PolicyEngine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             source: RwLock::new(source),
-            current: RwLock::new(Arc::new(Current {
-                policy: Arc::new(policy),
-                trust,
-            })),
+            current: RwLock::new(Arc::new(Current::new(Arc::new(policy), trust))),
             last_error: RwLock::new(error),
             store: RwLock::new(None),
             interpreter_only,
@@ -503,10 +511,7 @@ impl PolicyEngine {
         let state = Arc::new(trust_state(compiled));
         let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        *current = Arc::new(Current {
-            policy: current.policy.clone(),
-            trust: state,
-        });
+        *current = Arc::new(Current::new(current.policy.clone(), state));
         Ok(())
     }
 
@@ -525,10 +530,7 @@ impl PolicyEngine {
             Ok(policy) => {
                 tracing::info!(hash = %policy.hash, evaluator = ?policy.evaluator(), "policies reloaded");
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-                *current = Arc::new(Current {
-                    policy: Arc::new(policy),
-                    trust: current.trust.clone(),
-                });
+                *current = Arc::new(Current::new(Arc::new(policy), current.trust.clone()));
                 *self.last_error.write().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(())
             }
@@ -597,28 +599,29 @@ impl PolicyEngine {
     }
 
     /// Evaluate a JSON input document (the JSON of a [`PolicyInput`]); the
-    /// facts are added here. Used by [`Decide::decide`] and `policy eval`.
+    /// facts are added here. Used by `policy eval` and tests; serving goes
+    /// through [`Decide::decide`], which builds the same document directly.
     pub fn decide_json(&self, input: serde_json::Value) -> Decision {
         let current = self.current();
-        let version = current.version();
-        let now_ns = match input
-            .get("now")
-            .and_then(|n| n.as_str())
-            .map(|n| crate::trust::parse_rfc3339("now", n))
-        {
-            Some(Ok(t)) => t.unix_timestamp_nanos(),
-            Some(Err(e)) => return Decision::deny(format!("malformed input: {e}"), &version),
-            None => time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        let version = &current.version;
+        let now = input.get("now").and_then(|n| n.as_str());
+        let now_ns = match now_ns(now) {
+            Ok(t) => t,
+            Err(e) => return Decision::deny(format!("malformed input: {e}"), version),
         };
         let value = match facts::to_policy_value(&input, &current.trust.trust, now_ns) {
             Ok(v) => v,
-            Err(e) => return Decision::deny(format!("malformed input: {e}"), &version),
+            Err(e) => return Decision::deny(format!("malformed input: {e}"), version),
         };
-        match self.evaluate(&current, value) {
-            Ok(result) => to_decision(result, &version),
+        self.decide_value(&current, value)
+    }
+
+    fn decide_value(&self, current: &Current, input: regorus::Value) -> Decision {
+        match self.evaluate(current, input) {
+            Ok(result) => to_decision(&result, &current.version),
             Err(e) => {
                 tracing::warn!(error = %e, "policy evaluation failed; denying");
-                Decision::deny(format!("policy evaluation failed: {e}"), &version)
+                Decision::deny(format!("policy evaluation failed: {e}"), &current.version)
             }
         }
     }
@@ -715,8 +718,16 @@ pub struct PolicyWatcher {
     _thread: std::thread::JoinHandle<()>,
 }
 
+/// `input.now` as unix nanoseconds (the current time when absent).
+fn now_ns(now: Option<&str>) -> Result<i128, crate::trust::TrustError> {
+    match now {
+        Some(n) => Ok(crate::trust::parse_rfc3339("now", n)?.unix_timestamp_nanos()),
+        None => Ok(time::OffsetDateTime::now_utc().unix_timestamp_nanos()),
+    }
+}
+
 fn trust_state(trust: CompiledTrust) -> TrustState {
-    let data = regorus::Value::from(trust.data.clone());
+    let data = facts::json_to_value(&trust.data);
     TrustState {
         generation: next_generation(),
         trust,
@@ -745,33 +756,37 @@ fn new_worker(engine_id: u64, current: &Current) -> anyhow::Result<Worker> {
 }
 
 /// Read `{allowed, reasons, trust_id}`; anything else is a deny.
-pub(crate) fn to_decision(result: regorus::Value, version: &str) -> Decision {
-    if result == regorus::Value::Undefined {
+pub(crate) fn to_decision(result: &regorus::Value, version: &str) -> Decision {
+    use regorus::Value as V;
+    if *result == V::Undefined {
         return Decision::deny(
             format!("the policy did not define {ENTRY_POINT}; refusing"),
             version,
         );
     }
-    let json = match serde_json::to_value(&result) {
-        Ok(v) => v,
-        Err(e) => return Decision::deny(format!("unreadable decision: {e}"), version),
+    let field = |name: &str| match result {
+        V::Object(o) => o.get(&V::from(name)),
+        _ => None,
     };
-    let allowed = json.get("allowed").and_then(|a| a.as_bool());
-    let reasons: Option<Vec<String>> = json.get("reasons").and_then(|r| {
-        r.as_array().map(|a| {
+    let allowed = match field("allowed") {
+        Some(V::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let reasons: Option<Vec<String>> = match field("reasons") {
+        Some(V::Array(a)) => Some(
             a.iter()
-                .map(|s| {
-                    s.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| s.to_string())
+                .map(|r| match r {
+                    V::String(s) => s.to_string(),
+                    other => serde_json::to_string(other).unwrap_or_default(),
                 })
-                .collect()
-        })
-    });
-    let trust_id = json
-        .get("trust_id")
-        .and_then(|t| t.as_str())
-        .map(str::to_string);
+                .collect(),
+        ),
+        _ => None,
+    };
+    let trust_id = match field("trust_id") {
+        Some(V::String(s)) => Some(s.to_string()),
+        _ => None,
+    };
     match (allowed, reasons) {
         (Some(allowed), Some(reasons)) => Decision {
             allowed,
@@ -779,18 +794,31 @@ pub(crate) fn to_decision(result: regorus::Value, version: &str) -> Decision {
             trust_id,
             policy_version: version.to_string(),
         },
-        _ => Decision::deny(
-            format!("malformed decision {json} (expected {{allowed: bool, reasons: [string], trust_id}}); refusing"),
-            version,
-        ),
+        _ => {
+            let json = serde_json::to_string(result).unwrap_or_else(|e| e.to_string());
+            Decision::deny(
+                format!("malformed decision {json} (expected {{allowed: bool, reasons: [string], trust_id}}); refusing"),
+                version,
+            )
+        }
     }
 }
 
 impl Decide for PolicyEngine {
+    /// Builds the regorus input straight from the typed input (no JSON on
+    /// the way): the same document `decide_json` builds from its JSON.
     fn decide(&self, input: &PolicyInput) -> Decision {
-        match serde_json::to_value(input) {
-            Ok(json) => self.decide_json(json),
-            Err(e) => Decision::deny(format!("unserializable policy input: {e}"), &self.version()),
+        let current = self.current();
+        let now_ns = match now_ns(Some(&input.now)) {
+            Ok(t) => t,
+            Err(e) => return Decision::deny(format!("malformed input: {e}"), &current.version),
+        };
+        match facts::policy_value(input, &current.trust.trust, now_ns) {
+            Ok(value) => self.decide_value(&current, value),
+            Err(e) => Decision::deny(
+                format!("unserializable policy input: {e}"),
+                &current.version,
+            ),
         }
     }
 }

@@ -18,14 +18,24 @@
 //!   may inspect them.
 //! - `input.now_ns`: `input.now` as unix nanoseconds.
 //!
-//! The functions work on the JSON form of [`super::PolicyInput`] so that
-//! `policy eval` can feed a hand-written input through exactly the same code.
+//! The facts are computed from a [`Subject`]: the few fields of the input they
+//! read, borrowed either from a typed [`super::PolicyInput`] (serving) or from
+//! its JSON form (`policy eval`, a hand-written input), so both go through
+//! exactly the same code.
+//!
+//! Why the match elements are pre-built: an element of `input.matches` is the
+//! whole relationship (thirty-odd fields) plus its facts. Each relationship
+//! keeps that object ready ([`match_template`]) with the per-request facts at
+//! their defaults; a request shares it as is, or copies it and overwrites a
+//! few values in place when a fact differs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 
+use super::{FileContext, PolicyInput};
 use crate::trust::compiled::clean_path;
 use crate::trust::{CompiledRelationship, CompiledTrust};
 
@@ -47,13 +57,84 @@ fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
+/// The file a file action touches, as the facts read it.
+pub struct FileView<'a> {
+    path: Option<&'a str>,
+    resolved_path: Option<&'a str>,
+    /// Upload entries; `None` for an entry that is not a string (never matches).
+    entries: Vec<Option<&'a str>>,
+}
+
+/// The fields of the input the facts depend on.
+pub struct Subject<'a> {
+    action: &'a str,
+    caller: &'a str,
+    resource_name: Option<&'a str>,
+    target_name: Option<&'a str>,
+    target_reference: Option<&'a str>,
+    target_labels: Cow<'a, BTreeMap<String, String>>,
+    body: &'a Value,
+    file: Option<FileView<'a>>,
+}
+
+static NULL: Value = Value::Null;
+
+impl<'a> Subject<'a> {
+    /// From a typed input (serving).
+    pub fn from_input(input: &'a PolicyInput) -> Self {
+        Subject {
+            action: &input.action,
+            caller: &input.caller.name,
+            resource_name: input.resource.name.as_deref(),
+            target_name: input.target.name.as_deref(),
+            target_reference: input.target.reference.as_deref(),
+            target_labels: Cow::Borrowed(&input.target.labels),
+            body: &input.body,
+            file: input.file.as_ref().map(|f: &FileContext| FileView {
+                path: Some(&f.path),
+                resolved_path: Some(&f.resolved_path),
+                entries: f.entries.iter().map(|e| Some(e.as_str())).collect(),
+            }),
+        }
+    }
+
+    /// From the JSON form of an input (`policy eval`, tests); missing or
+    /// mistyped fields read as absent.
+    pub fn from_json(input: &'a Value) -> Self {
+        let target = input.get("target").unwrap_or(&NULL);
+        let file = input
+            .get("file")
+            .filter(|f| !f.is_null())
+            .map(|f| FileView {
+                path: f.get("path").and_then(Value::as_str),
+                resolved_path: f.get("resolved_path").and_then(Value::as_str),
+                entries: f
+                    .get("entries")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(Value::as_str)
+                    .collect(),
+            });
+        Subject {
+            action: input.get("action").and_then(Value::as_str).unwrap_or(""),
+            caller: str_at(input, &["caller", "name"]).unwrap_or(""),
+            resource_name: str_at(input, &["resource", "name"]),
+            target_name: str_at(target, &["name"]),
+            target_reference: str_at(target, &["reference"]),
+            target_labels: Cow::Owned(labels_of(target.get("labels"))),
+            body: input.get("body").unwrap_or(&NULL),
+            file,
+        }
+    }
+}
+
 /// The image a request is about, if any.
-pub fn requested_image(input: &Value) -> Option<String> {
-    let action = input.get("action")?.as_str()?;
-    let body = input.get("body").unwrap_or(&Value::Null);
-    match action {
+pub fn requested_image(subject: &Subject) -> Option<String> {
+    let body = subject.body;
+    match subject.action {
         "container.create" => str_at(body, &["Image"]).map(str::to_string),
-        "image.pull" => str_at(input, &["resource", "name"]).map(str::to_string),
+        "image.pull" => subject.resource_name.map(str::to_string),
         "service.create" | "service.update" => {
             str_at(body, &["TaskTemplate", "ContainerSpec", "Image"]).map(str::to_string)
         }
@@ -165,17 +246,23 @@ fn labels_of(value: Option<&Value>) -> BTreeMap<String, String> {
 }
 
 /// The target name and labels used to match relationships.
-fn target_identity(input: &Value) -> (Option<String>, BTreeMap<String, String>) {
-    let target = input.get("target").unwrap_or(&Value::Null);
-    let name = str_at(target, &["name"])
-        .or_else(|| str_at(input, &["resource", "name"]))
-        .or_else(|| str_at(target, &["reference"]))
-        .map(|n| n.trim_start_matches('/').to_string());
-    let mut labels = labels_of(target.get("labels"));
-    if input.get("action").and_then(Value::as_str) == Some("container.create") {
+fn target_identity<'s>(
+    subject: &'s Subject,
+) -> (Option<&'s str>, Cow<'s, BTreeMap<String, String>>) {
+    let name = subject
+        .target_name
+        .or(subject.resource_name)
+        .or(subject.target_reference)
+        .map(|n| n.trim_start_matches('/'));
+    let mut labels = Cow::Borrowed(subject.target_labels.as_ref());
+    if subject.action == "container.create" {
         // A container being created carries the labels of its body.
-        for (k, v) in labels_of(input.get("body").and_then(|b| b.get("Labels"))) {
-            labels.entry(k).or_insert(v);
+        let body_labels = labels_of(subject.body.get("Labels"));
+        if !body_labels.is_empty() {
+            let labels = labels.to_mut();
+            for (k, v) in body_labels {
+                labels.entry(k).or_insert(v);
+            }
         }
     }
     (name, labels)
@@ -196,23 +283,17 @@ fn specificity(kind: &str) -> u8 {
 /// somewhere else. An upload (`docker cp` into a container) writes exactly its
 /// entries, so every entry (where it lands, and every link target) must match
 /// instead; the destination directory itself is not written.
-fn path_allowed(set: &globset::GlobSet, file: &Value) -> bool {
-    let Some(path) = file.get("path").and_then(Value::as_str) else {
+fn path_allowed(set: &globset::GlobSet, file: &FileView) -> bool {
+    let Some(path) = file.path else {
         return false;
     };
-    let resolved = file
-        .get("resolved_path")
-        .and_then(Value::as_str)
-        .unwrap_or(path);
-    match file
-        .get("entries")
-        .and_then(Value::as_array)
-        .filter(|e| !e.is_empty())
-    {
-        Some(entries) => entries
+    let resolved = file.resolved_path.unwrap_or(path);
+    if file.entries.is_empty() {
+        set.is_match(path) && set.is_match(resolved)
+    } else {
+        file.entries
             .iter()
-            .all(|e| e.as_str().is_some_and(|e| set.is_match(e))),
-        None => set.is_match(path) && set.is_match(resolved),
+            .all(|e| e.is_some_and(|e| set.is_match(e)))
     }
 }
 
@@ -239,12 +320,11 @@ pub struct Facts<'a> {
 fn match_fact<'a>(
     rel: &'a CompiledRelationship,
     target_match: &'static str,
-    file: Option<&Value>,
+    file: Option<&FileView>,
     action: &str,
     image: Option<&str>,
     host_paths: &[String],
 ) -> MatchFact<'a> {
-    let file = file.filter(|f| !f.is_null());
     // Only the side the action needs is matched: globs are the costly part.
     let reading = matches!(action, "file.read" | "file.list" | "file.stat");
     let writing = matches!(action, "file.write" | "file.delete");
@@ -253,12 +333,7 @@ fn match_fact<'a>(
         target_match,
         path_readable: reading && file.is_some_and(|f| path_allowed(&rel.read_paths, f)),
         path_writable: writing && file.is_some_and(|f| path_allowed(&rel.write_paths, f)),
-        reads_everything: rel
-            .relationship
-            .spec
-            .file_read_paths
-            .iter()
-            .any(|p| p == "/**" || p == "**"),
+        reads_everything: rel.reads_everything(),
         image_allowed: image.is_some_and(|i| rel.image_allowed(i)),
         host_paths_allowed: host_paths
             .iter()
@@ -267,20 +342,21 @@ fn match_fact<'a>(
     }
 }
 
-/// Compute the facts for an input document (the JSON of a [`super::PolicyInput`]).
-pub fn compute<'a>(input: &Value, trust: &'a CompiledTrust, now_ns: i128) -> Facts<'a> {
-    let action = input.get("action").and_then(Value::as_str).unwrap_or("");
-    let caller = str_at(input, &["caller", "name"]).unwrap_or("");
-    let body = input.get("body").unwrap_or(&Value::Null);
-    let image = requested_image(input);
+/// Compute the facts for a request.
+pub fn compute<'a>(subject: &Subject, trust: &'a CompiledTrust, now_ns: i128) -> Facts<'a> {
+    let action = subject.action;
+    let caller = subject.caller;
+    let body = subject.body;
+    let image = requested_image(subject);
     let host_paths = host_paths(action, body);
     let refs = referenced_containers(action, body);
-    let file = input.get("file");
+    let file = subject.file.as_ref();
     let targeted = is_container_targeted(action);
+    let no_labels = BTreeMap::new();
     let (name, labels) = if targeted {
-        target_identity(input)
+        target_identity(subject)
     } else {
-        (None, BTreeMap::new())
+        (None, Cow::Borrowed(&no_labels))
     };
 
     let relationships: Vec<&Arc<CompiledRelationship>> = trust
@@ -292,9 +368,7 @@ pub fn compute<'a>(input: &Value, trust: &'a CompiledTrust, now_ns: i128) -> Fac
         .iter()
         .filter_map(|r| {
             if targeted {
-                r.target
-                    .matches(name.as_deref(), &labels)
-                    .map(|how| (how, *r))
+                r.target.matches(name, &labels).map(|how| (how, *r))
             } else {
                 Some(("caller", *r))
             }
@@ -310,7 +384,6 @@ pub fn compute<'a>(input: &Value, trust: &'a CompiledTrust, now_ns: i128) -> Fac
         .map(|(how, r)| match_fact(r, how, file, action, image.as_deref(), &host_paths))
         .collect();
 
-    let no_labels = BTreeMap::new();
     let refs = refs
         .into_iter()
         .map(|name| {
@@ -376,32 +449,49 @@ impl Facts<'_> {
         object.insert("now_ns".into(), Value::from(self.now_ns_i64()));
     }
 
-    /// Add the facts to a regorus input value, reusing each relationship's
-    /// pre-converted value (converting JSON is the costly step).
+    /// Add the facts to a regorus input value (an object), sharing each
+    /// relationship's pre-built element of `matches` (see [`match_template`]).
     pub fn add_to_value(&self, input: &mut regorus::Value) -> anyhow::Result<()> {
         use regorus::Value as V;
+        let keys = keys();
         let mut matches = Vec::with_capacity(self.matches.len());
         for m in &self.matches {
-            let mut fact = m.relationship.value.clone();
-            let object = fact.as_object_mut()?;
-            object.insert(V::from("trust_id"), V::from(m.relationship.id()));
-            object.insert(V::from("target_match"), V::from(m.target_match));
-            object.insert(V::from("path_readable"), V::from(m.path_readable));
-            object.insert(V::from("path_writable"), V::from(m.path_writable));
-            object.insert(V::from("reads_everything"), V::from(m.reads_everything));
-            object.insert(V::from("image_allowed"), V::from(m.image_allowed));
-            let allowed: BTreeMap<V, V> = m
-                .host_paths_allowed
-                .iter()
-                .map(|(p, a)| (V::from(p.as_str()), V::from(*a)))
-                .collect();
-            object.insert(V::from("host_paths_allowed"), V::from(allowed));
+            let rel = m.relationship;
+            let mut fact = if m.target_match == "caller" {
+                rel.caller_match_value.clone()
+            } else {
+                rel.match_value.clone()
+            };
+            debug_assert_eq!(fact[&keys.target_match], V::from(m.target_match));
+            // Only a fact that differs from the template's default costs a copy
+            // (existing keys are overwritten in place).
+            let changes = [
+                (&keys.path_readable, m.path_readable),
+                (&keys.path_writable, m.path_writable),
+                (&keys.image_allowed, m.image_allowed),
+            ];
+            if changes.iter().any(|(_, on)| *on) || !m.host_paths_allowed.is_empty() {
+                let object = fact.as_object_mut()?;
+                for (key, on) in changes {
+                    if on {
+                        object.insert(key.clone(), V::Bool(true));
+                    }
+                }
+                if !m.host_paths_allowed.is_empty() {
+                    let allowed: BTreeMap<V, V> = m
+                        .host_paths_allowed
+                        .iter()
+                        .map(|(p, a)| (V::from(p.as_str()), V::Bool(*a)))
+                        .collect();
+                    object.insert(keys.host_paths_allowed.clone(), V::from(allowed));
+                }
+            }
             matches.push(fact);
         }
         let object = input.as_object_mut()?;
-        object.insert(V::from("matches"), V::from(matches));
+        object.insert(keys.matches.clone(), V::from(matches));
         object.insert(
-            V::from("image"),
+            keys.image.clone(),
             self.image.as_deref().map(V::from).unwrap_or(V::Null),
         );
         let host_paths: Vec<V> = self
@@ -409,21 +499,79 @@ impl Facts<'_> {
             .iter()
             .map(|p| V::from(p.as_str()))
             .collect();
-        object.insert(V::from("host_paths"), V::from(host_paths));
+        object.insert(keys.host_paths.clone(), V::from(host_paths));
         let refs: BTreeMap<V, V> = self
             .refs
             .iter()
-            .map(|(n, i)| (V::from(n.as_str()), V::from(*i)))
+            .map(|(n, i)| (V::from(n.as_str()), V::Bool(*i)))
             .collect();
-        object.insert(V::from("refs"), V::from(refs));
-        object.insert(V::from("now_ns"), V::from(self.now_ns_i64()));
+        object.insert(keys.refs.clone(), V::from(refs));
+        object.insert(keys.now_ns.clone(), V::from(self.now_ns_i64()));
         Ok(())
     }
 }
 
+/// The keys the facts add, allocated once.
+struct Keys {
+    matches: regorus::Value,
+    image: regorus::Value,
+    host_paths: regorus::Value,
+    refs: regorus::Value,
+    now_ns: regorus::Value,
+    target_match: regorus::Value,
+    path_readable: regorus::Value,
+    path_writable: regorus::Value,
+    image_allowed: regorus::Value,
+    host_paths_allowed: regorus::Value,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let k = regorus::Value::from;
+        Keys {
+            matches: k("matches"),
+            image: k("image"),
+            host_paths: k("host_paths"),
+            refs: k("refs"),
+            now_ns: k("now_ns"),
+            target_match: k("target_match"),
+            path_readable: k("path_readable"),
+            path_writable: k("path_writable"),
+            image_allowed: k("image_allowed"),
+            host_paths_allowed: k("host_paths_allowed"),
+        }
+    })
+}
+
+/// A relationship as an element of `input.matches`, built once per trust
+/// revision: its JSON fields plus the facts that do not depend on the request
+/// (`trust_id`, `target_match`, `reads_everything`), and the per-request facts
+/// at their defaults (`false`, `{}`). [`Facts::add_to_value`] overwrites the
+/// latter in place when a request needs it.
+pub fn match_template(
+    json: &Value,
+    id: &str,
+    target_match: &'static str,
+    reads_everything: bool,
+) -> regorus::Value {
+    let mut fact = match json {
+        Value::Object(o) => o.clone(),
+        _ => Map::new(),
+    };
+    fact.insert("trust_id".into(), Value::from(id));
+    fact.insert("target_match".into(), Value::from(target_match));
+    fact.insert("path_readable".into(), Value::from(false));
+    fact.insert("path_writable".into(), Value::from(false));
+    fact.insert("reads_everything".into(), Value::from(reads_everything));
+    fact.insert("image_allowed".into(), Value::from(false));
+    fact.insert("host_paths_allowed".into(), Value::Object(Map::new()));
+    json_to_value(&Value::Object(fact))
+}
+
 /// Add the precomputed facts to a JSON input document (`policy eval`, tests).
 pub fn enrich(input: &mut Value, trust: &CompiledTrust, now_ns: i128) {
-    let facts = compute(input, trust, now_ns);
+    let facts = compute(&Subject::from_json(input), trust, now_ns);
     facts.add_to_json(input);
 }
 
@@ -453,17 +601,30 @@ pub fn json_to_value(json: &Value) -> regorus::Value {
     }
 }
 
-/// The input document for regorus, facts included.
+/// The input document for regorus from its JSON form, facts included.
 pub fn to_policy_value(
     input: &Value,
     trust: &CompiledTrust,
     now_ns: i128,
 ) -> anyhow::Result<regorus::Value> {
-    let facts = compute(input, trust, now_ns);
     if !input.is_object() {
         anyhow::bail!("the input document must be a JSON object");
     }
+    let facts = compute(&Subject::from_json(input), trust, now_ns);
     let mut value = json_to_value(input);
+    facts.add_to_value(&mut value)?;
+    Ok(value)
+}
+
+/// The input document for regorus from a typed input, facts included: the
+/// same document as [`to_policy_value`] of its JSON, without the JSON.
+pub fn policy_value(
+    input: &PolicyInput,
+    trust: &CompiledTrust,
+    now_ns: i128,
+) -> anyhow::Result<regorus::Value> {
+    let facts = compute(&Subject::from_input(input), trust, now_ns);
+    let mut value = super::value::to_value(input)?;
     facts.add_to_value(&mut value)?;
     Ok(value)
 }
@@ -556,6 +717,81 @@ mod tests {
             json!({"/etc": false, "/srv/data": true, "/var/run/docker.sock": false})
         );
         assert_eq!(input["refs"], json!({"db": false, "web-2": true}));
+    }
+
+    /// Serving builds the document from the typed input; `policy eval` from
+    /// its JSON. Both must give the policy the same document.
+    #[test]
+    fn typed_and_json_inputs_give_the_same_document() {
+        use crate::classify::{Resource, ResourceKind};
+        use crate::decide::{FileContext, MountInfo, RequestInfo};
+        use crate::identify::{Caller, Identification};
+        use crate::resolve::Target;
+        let t = trust(&[
+            json!({"caller_service": "ci", "target_container": "*", "file_write_paths": ["/app/**"]}),
+            json!({"caller_service": "ci", "target_container": "web-*", "can_create": true,
+                "allowed_images": ["busybox:*"], "allow_bind_mounts": ["/srv/**"]}),
+            json!({"caller_service": "ci", "target_container": "label:tier=web"}),
+        ]);
+        let base = PolicyInput {
+            caller: Caller {
+                name: "ci".into(),
+                admin: false,
+                identified: true,
+                via: Identification::PeerCredentials {
+                    uid: 1000,
+                    gid: 1000,
+                    pid: None,
+                },
+            },
+            action: "file.write".into(),
+            resource: Resource {
+                kind: ResourceKind::Container,
+                name: Some("/web-1".into()),
+            },
+            target: Target {
+                reference: Some("web-1".into()),
+                name: Some("web-1".into()),
+                labels: BTreeMap::from([("tier".to_string(), "web".to_string())]),
+                exists: true,
+                ..Target::default()
+            },
+            request: RequestInfo {
+                method: "PUT".into(),
+                path: "/containers/web-1/archive".into(),
+                query: BTreeMap::from([("path".to_string(), vec!["/app".to_string()])]),
+                version: Some("1.41".into()),
+            },
+            body: Value::Null,
+            file: Some(FileContext {
+                path: "/app/a".into(),
+                resolved_path: "/app/a".into(),
+                mount: Some(MountInfo {
+                    kind: "bind".into(),
+                    source: "/srv".into(),
+                    destination: "/app".into(),
+                    rw: true,
+                }),
+                entries: vec!["/app/a".into(), "/app/b".into()],
+            }),
+            now: "2025-01-01T00:00:00Z".into(),
+        };
+        let mut create = base.clone();
+        create.action = "container.create".into();
+        create.file = None;
+        create.body = json!({"Image": "busybox", "Labels": {"tier": "db", "x": "y"},
+            "HostConfig": {"Binds": ["/srv/a:/a", "/etc:/e"], "NetworkMode": "container:db"}});
+        let mut list = base.clone();
+        list.action = "image.list".into();
+        for input in [base, create, list] {
+            let json = serde_json::to_value(&input).unwrap();
+            let from_json = to_policy_value(&json, &t, 7).unwrap();
+            let typed = policy_value(&input, &t, 7).unwrap();
+            assert_eq!(typed, from_json, "{}", input.action);
+            let mut enriched = json.clone();
+            enrich(&mut enriched, &t, 7);
+            assert_eq!(typed, json_to_value(&enriched), "{}", input.action);
+        }
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //!
 //! The engine ([`engine::PolicyEngine`]) runs the Rego policies in `policies/`
 //! (embedded, or a directory given with `--policies`) on regorus's compiled VM,
-//! over facts the Rust side precomputes ([`facts`]); [`tools`] holds the policy
+//! over facts the Rust side precomputes ([`facts`]), with the input serialized
+//! straight into regorus's value type ([`value`]); [`tools`] holds the policy
 //! author's `check`, `test` and `eval`.
 
 pub mod engine;
 pub mod facts;
 pub mod tools;
+pub mod value;
 
 use std::collections::BTreeMap;
 

@@ -61,22 +61,32 @@ impl TargetPattern {
         Ok(TargetPattern::Exact(name.to_string()))
     }
 
-    /// How this pattern matched, for the policy (`exact`, `glob`, `label`,
-    /// `wildcard`), or `None`. Names compare without a leading `/`.
+    /// How a match of this pattern is reported to the policy
+    /// (`target_match`): `exact`, `glob`, `label` or `wildcard`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetPattern::Any => "wildcard",
+            TargetPattern::Exact(_) => "exact",
+            TargetPattern::Glob(_) => "glob",
+            TargetPattern::Label { .. } => "label",
+        }
+    }
+
+    /// How this pattern matched ([`TargetPattern::kind`]), or `None`. Names
+    /// compare without a leading `/`.
     pub fn matches(
         &self,
         name: Option<&str>,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> Option<&'static str> {
         let name = name.map(|n| n.trim_start_matches('/'));
-        match self {
-            TargetPattern::Any => Some("wildcard"),
-            TargetPattern::Exact(exact) => (name == Some(exact.as_str())).then_some("exact"),
-            TargetPattern::Glob(glob) => name.filter(|n| glob.is_match(n)).map(|_| "glob"),
-            TargetPattern::Label { key, value } => {
-                (labels.get(key) == Some(value)).then_some("label")
-            }
-        }
+        let matched = match self {
+            TargetPattern::Any => true,
+            TargetPattern::Exact(exact) => name == Some(exact.as_str()),
+            TargetPattern::Glob(glob) => name.is_some_and(|n| glob.is_match(n)),
+            TargetPattern::Label { key, value } => labels.get(key) == Some(value),
+        };
+        matched.then(|| self.kind())
     }
 }
 
@@ -127,8 +137,11 @@ pub struct CompiledRelationship {
     pub expires_at_ns: Option<i128>,
     /// The relationship as the policy sees it (a JSON object), built once.
     pub json: serde_json::Value,
-    /// The same, converted for regorus once (conversion is the slow part).
-    pub value: regorus::Value,
+    /// Its element of `input.matches` when it matched the target, built once
+    /// (see `decide::facts::match_template`).
+    pub match_value: regorus::Value,
+    /// The same for actions granted per caller (`target_match: "caller"`).
+    pub caller_match_value: regorus::Value,
 }
 
 impl CompiledRelationship {
@@ -142,14 +155,27 @@ impl CompiledRelationship {
             .map_err(|e| TrustError::Corrupt(format!("relationship {}: {e}", relationship.id)))?;
         // The policy compares a list, whatever form the operator wrote.
         json["allow_host_namespaces"] = serde_json::json!(spec.allow_host_namespaces.allowed());
+        let target = TargetPattern::parse(&spec.target_container)?;
+        let reads_everything = reads_everything(spec);
+        let template = |target_match| {
+            crate::decide::facts::match_template(
+                &json,
+                &relationship.id,
+                target_match,
+                reads_everything,
+            )
+        };
+        let match_value = template(target.kind());
+        let caller_match_value = template("caller");
         Ok(CompiledRelationship {
-            target: TargetPattern::parse(&spec.target_container)?,
+            target,
             read_paths: path_globs("file_read_paths", &spec.file_read_paths)?,
             write_paths: path_globs("file_write_paths", &spec.file_write_paths)?,
             images: name_globs("allowed_images", &spec.allowed_images)?,
             bind_mounts: path_globs("allow_bind_mounts", &spec.allow_bind_mounts)?,
             expires_at_ns,
-            value: crate::decide::facts::json_to_value(&json),
+            match_value,
+            caller_match_value,
             json,
             relationship,
         })
@@ -157,6 +183,11 @@ impl CompiledRelationship {
 
     pub fn id(&self) -> &str {
         &self.relationship.id
+    }
+
+    /// Whether `file_read_paths` covers everything (`/**`).
+    pub fn reads_everything(&self) -> bool {
+        reads_everything(&self.relationship.spec)
     }
 
     pub fn is_expired(&self, now_ns: i128) -> bool {
@@ -192,6 +223,10 @@ impl CompiledRelationship {
         }
         self.bind_mounts.is_match(host_path)
     }
+}
+
+fn reads_everything(spec: &super::TrustSpec) -> bool {
+    spec.file_read_paths.iter().any(|p| p == "/**" || p == "**")
 }
 
 /// Host paths through which a container reaches the daemon's socket.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -106,6 +107,50 @@ fn start_proxy(upstream: &Path) -> (Proxy, PathBuf) {
     (Proxy(child, dir), socket)
 }
 
+/// The floor any proxy pays here: the same listener and forward layer as
+/// portcullis (hyper in, pooled hyper client out, one single-threaded runtime)
+/// with nothing in between: no identity, classification, decision or record.
+/// "portcullis minus this" is the cost of the checks themselves; "this minus
+/// direct" is the cost of a second hop (two more socket round trips and
+/// thread wake-ups, which a small VM makes expensive).
+fn start_bare_forwarder(upstream: &Path, socket: &Path) {
+    let (upstream, socket) = (upstream.to_path_buf(), socket.to_path_buf());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let _ = std::fs::remove_file(&socket);
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            let forward = portcullis::forward::Upstream::new(
+                portcullis::config::UpstreamAddr::Unix(upstream),
+            );
+            ready_tx.send(()).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                let forward = forward.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let forward = forward.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let path = parts.uri.path_and_query().unwrap().as_str().to_string();
+                            let body = body.map_err(Into::into).boxed();
+                            let resp = forward.send(parts, &path, body).await.expect("forward");
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    ready_rx.recv().unwrap();
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -160,6 +205,7 @@ fn cpu_label(per: Option<f64>) -> String {
 async fn compare(
     label: &str,
     direct: &Path,
+    bare: &Path,
     proxied: &Path,
     total: usize,
     upstream_pid: Option<u32>,
@@ -168,7 +214,15 @@ async fn compare(
     for path in ["/_ping", "/containers/json"] {
         for clients in [1usize, 32] {
             let (d, d_cpu) = measure_cpu(direct, path, clients, total, upstream_pid).await;
+            let b = measure(bare, path, clients, total).await;
             let (p, p_cpu) = measure_cpu(proxied, path, clients, total, Some(proxy_pid)).await;
+            println!(
+                "{label:8} {path:18} c={clients:<3} bare forwarder {:>9.0} req/s p50 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs  (the floor of any second hop)",
+                b.rps,
+                us(b.p50),
+                b.rps / d.rps,
+                us(b.p50) - us(d.p50),
+            );
             println!(
                 "{label:8} {path:18} c={clients:<3} direct {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | proxy {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs | cpu/req upstream {} proxy {}",
                 d.rps,
@@ -203,8 +257,19 @@ fn main() {
         let fixture = portcullis::fixture::FixtureUpstream::start(&fixture_sock).unwrap();
         let fixture = Arc::new(fixture);
         let (p, proxied) = start_proxy(&fixture_sock);
+        let bare = dir.path().join("bare-fixture.sock");
+        start_bare_forwarder(&fixture_sock, &bare);
         // The fixture runs in this process, so its CPU is not told apart.
-        compare("fixture", &fixture_sock, &proxied, total, None, p.0.id()).await;
+        compare(
+            "fixture",
+            &fixture_sock,
+            &bare,
+            &proxied,
+            total,
+            None,
+            p.0.id(),
+        )
+        .await;
         println!("fixture upstream received {} requests", fixture.count());
 
         let engine = Path::new("/var/run/docker.sock");
@@ -215,6 +280,17 @@ fn main() {
             return;
         }
         let (q, proxied) = start_proxy(engine);
-        compare("engine", engine, &proxied, total, dockerd_pid(), q.0.id()).await;
+        let bare = dir.path().join("bare-engine.sock");
+        start_bare_forwarder(engine, &bare);
+        compare(
+            "engine",
+            engine,
+            &bare,
+            &proxied,
+            total,
+            dockerd_pid(),
+            q.0.id(),
+        )
+        .await;
     });
 }

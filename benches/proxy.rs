@@ -114,41 +114,45 @@ fn start_proxy(upstream: &Path) -> (Proxy, PathBuf) {
 /// direct" is the cost of a second hop (two more socket round trips and
 /// thread wake-ups, which a small VM makes expensive).
 fn start_bare_forwarder(upstream: &Path, socket: &Path) {
-    let (upstream, socket) = (upstream.to_path_buf(), socket.to_path_buf());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let _ = std::fs::remove_file(&socket);
-            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-            let forward = portcullis::forward::Upstream::new(
-                portcullis::config::UpstreamAddr::Unix(upstream),
-            );
-            ready_tx.send(()).unwrap();
-            while let Ok((stream, _)) = listener.accept().await {
-                let forward = forward.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let forward = forward.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let path = parts.uri.path_and_query().unwrap().as_str().to_string();
-                            let body = body.map_err(Into::into).boxed();
-                            let resp = forward.send(parts, &path, body).await.expect("forward");
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
+    let _ = std::fs::remove_file(socket);
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // As many single-threaded workers as portcullis runs by default.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for _ in 0..workers {
+        let listener = listener.try_clone().unwrap();
+        let upstream = upstream.to_path_buf();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+                let forward = portcullis::forward::Upstream::new(
+                    portcullis::config::UpstreamAddr::Unix(upstream),
+                );
+                while let Ok((stream, _)) = listener.accept().await {
+                    let forward = forward.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let forward = forward.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let path = parts.uri.path_and_query().unwrap().as_str().to_string();
+                                let body = body.map_err(Into::into).boxed();
+                                let resp = forward.send(parts, &path, body).await.expect("forward");
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+                }
+            });
         });
-    });
-    ready_rx.recv().unwrap();
+    }
 }
 
 fn us(d: Duration) -> f64 {

@@ -6,6 +6,11 @@
 
 use std::collections::BTreeMap;
 
+/// The allocator the `portcullis` binary ships with (src/main.rs), so the
+/// figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::classify::{Resource, ResourceKind};
 use portcullis::decide::{

@@ -9,82 +9,17 @@
 //!
 //! Env: PORTCULLIS_BENCH_REQUESTS (total; default 64 000 with --bench, 1 280 otherwise).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+mod common;
+
+use common::{keep_alive_client, Serve};
 
 const CLIENTS: usize = 64;
 const TARGET_RPS: f64 = 20_000.0;
-
-/// `portcullis serve`, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_proxy(socket: &Path, data: &Path, upstream: &Path) -> Serve {
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--upstream")
-        .arg(format!("unix://{}", upstream.display()))
-        .arg("--data-dir")
-        .arg(data)
-        .env("PORTCULLIS_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn portcullis");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "portcullis did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve(child)
-}
-
-/// One keep-alive client sending `n` requests; its latencies.
-async fn client(socket: PathBuf, n: usize) -> Vec<Duration> {
-    let stream = tokio::net::UnixStream::connect(&socket)
-        .await
-        .expect("connect");
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            eprintln!("client connection: {e}");
-        }
-    });
-    let mut latencies = Vec::with_capacity(n);
-    for i in 0..n {
-        let path = if i % 2 == 0 {
-            "/_ping"
-        } else {
-            "/containers/json"
-        };
-        let req = hyper::Request::get(path)
-            .header("host", "portcullis")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let started = Instant::now();
-        tx.ready().await.expect("connection ready");
-        let resp = tx.send_request(req).await.expect("request");
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        let _ = resp.into_body().collect().await.expect("body");
-        latencies.push(started.elapsed());
-    }
-    latencies
-}
+/// Each client alternates the two cheapest routes.
+const PATHS: &[&str] = &["/_ping", "/containers/json"];
 
 fn main() {
     // `cargo test --benches` runs this binary without --bench: stay quick there.
@@ -105,14 +40,20 @@ fn main() {
     let fixture = rt
         .block_on(async { portcullis::fixture::FixtureUpstream::start(&upstream) })
         .expect("fixture upstream");
-    let _proxy = start_proxy(&socket, &dir.path().join("data"), &upstream);
+    let _proxy = Serve::start(&socket, &dir.path().join("data"), &upstream);
 
     let (latencies, elapsed) = rt.block_on(async {
         // Warm up: connections, policy caches, the log's first batches.
-        client(socket.clone(), 100).await;
+        keep_alive_client(socket.clone(), PATHS.to_vec(), 100).await;
         let started = Instant::now();
         let tasks: Vec<_> = (0..CLIENTS)
-            .map(|_| tokio::spawn(client(socket.clone(), per_client)))
+            .map(|_| {
+                tokio::spawn(keep_alive_client(
+                    socket.clone(),
+                    PATHS.to_vec(),
+                    per_client,
+                ))
+            })
             .collect();
         let mut all = Vec::with_capacity(per_client * CLIENTS);
         for t in tasks {

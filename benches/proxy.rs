@@ -14,16 +14,18 @@
 //! PORTCULLIS_BENCH_SKIP_ENGINE=1 to measure only the fixture.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+
+mod common;
+
+use common::{keep_alive_client, Serve};
 
 struct Stats {
     rps: f64,
@@ -31,35 +33,13 @@ struct Stats {
     p99: Duration,
 }
 
-async fn one_client(socket: PathBuf, path: &'static str, n: usize) -> Vec<Duration> {
-    let stream = UnixStream::connect(&socket).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        let req = Request::get(path)
-            .header("host", "docker")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let t = Instant::now();
-        sender.ready().await.expect("connection ready");
-        let resp = sender.send_request(req).await.expect("request");
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        let _ = resp.into_body().collect().await.expect("body");
-        lat.push(t.elapsed());
-    }
-    lat
-}
-
 async fn measure(socket: &Path, path: &'static str, clients: usize, total: usize) -> Stats {
     // Warm up connections and caches.
-    one_client(socket.to_path_buf(), path, 50).await;
+    keep_alive_client(socket.to_path_buf(), vec![path], 50).await;
     let per = (total / clients).max(1);
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|_| tokio::spawn(one_client(socket.to_path_buf(), path, per)))
+        .map(|_| tokio::spawn(keep_alive_client(socket.to_path_buf(), vec![path], per)))
         .collect();
     let mut all = Vec::with_capacity(per * clients);
     for t in tasks {
@@ -75,36 +55,13 @@ async fn measure(socket: &Path, path: &'static str, clients: usize, total: usize
 }
 
 /// The temp dir lives as long as the process using it.
-struct Proxy(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Proxy(Serve, #[allow(dead_code)] tempfile::TempDir);
 
 fn start_proxy(upstream: &Path) -> (Proxy, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("p.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--listen"])
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--upstream")
-        .arg(format!("unix://{}", upstream.display()))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("PORTCULLIS_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn portcullis");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "portcullis did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Proxy(child, dir), socket)
+    let serve = Serve::start(&socket, &dir.path().join("data"), upstream);
+    (Proxy(serve, dir), socket)
 }
 
 /// The floor any proxy pays here: the same listener and forward layer as
@@ -271,7 +228,7 @@ fn main() {
             &proxied,
             total,
             None,
-            p.0.id(),
+            p.0.pid(),
         )
         .await;
         println!("fixture upstream received {} requests", fixture.count());
@@ -293,7 +250,7 @@ fn main() {
             &proxied,
             total,
             dockerd_pid(),
-            q.0.id(),
+            q.0.pid(),
         )
         .await;
     });

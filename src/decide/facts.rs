@@ -478,12 +478,10 @@ impl Facts<'_> {
                     }
                 }
                 if !m.host_paths_allowed.is_empty() {
-                    let allowed: BTreeMap<V, V> = m
-                        .host_paths_allowed
-                        .iter()
-                        .map(|(p, a)| (V::from(p.as_str()), V::Bool(*a)))
-                        .collect();
-                    object.insert(keys.host_paths_allowed.clone(), V::from(allowed));
+                    object.insert(
+                        keys.host_paths_allowed.clone(),
+                        bool_object(&m.host_paths_allowed),
+                    );
                 }
             }
             matches.push(fact);
@@ -500,15 +498,19 @@ impl Facts<'_> {
             .map(|p| V::from(p.as_str()))
             .collect();
         object.insert(keys.host_paths.clone(), V::from(host_paths));
-        let refs: BTreeMap<V, V> = self
-            .refs
-            .iter()
-            .map(|(n, i)| (V::from(n.as_str()), V::Bool(*i)))
-            .collect();
-        object.insert(keys.refs.clone(), V::from(refs));
+        object.insert(keys.refs.clone(), bool_object(&self.refs));
         object.insert(keys.now_ns.clone(), V::from(self.now_ns_i64()));
         Ok(())
     }
+}
+
+/// `{name: flag}` as a regorus object.
+fn bool_object(entries: &[(String, bool)]) -> regorus::Value {
+    let map: BTreeMap<regorus::Value, regorus::Value> = entries
+        .iter()
+        .map(|(k, on)| (regorus::Value::from(k.as_str()), regorus::Value::Bool(*on)))
+        .collect();
+    regorus::Value::from(map)
 }
 
 /// The keys the facts add, allocated once.

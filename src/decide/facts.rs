@@ -25,9 +25,10 @@
 //!
 //! Why the match elements are pre-built: an element of `input.matches` is the
 //! whole relationship (thirty-odd fields) plus its facts. Each relationship
-//! keeps that object ready ([`match_template`]) with the per-request facts at
-//! their defaults; a request shares it as is, or copies it and overwrites a
-//! few values in place when a fact differs.
+//! keeps that object ready ([`MatchTemplate`]) for every combination of its
+//! boolean per-request facts, built the first time a request needs it; a
+//! request shares it as is. Only `host_paths_allowed` (a create's binds) costs
+//! a copy.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -450,39 +451,22 @@ impl Facts<'_> {
     }
 
     /// Add the facts to a regorus input value (an object), sharing each
-    /// relationship's pre-built element of `matches` (see [`match_template`]).
+    /// relationship's pre-built element of `matches` (see [`MatchTemplate`]).
     pub fn add_to_value(&self, input: &mut regorus::Value) -> anyhow::Result<()> {
         use regorus::Value as V;
         let keys = keys();
         let mut matches = Vec::with_capacity(self.matches.len());
         for m in &self.matches {
-            let rel = m.relationship;
-            let mut fact = if m.target_match == "caller" {
-                rel.caller_match_value.clone()
-            } else {
-                rel.match_value.clone()
-            };
+            let mut fact = m.relationship.match_template.get(
+                m.target_match == "caller",
+                [m.path_readable, m.path_writable, m.image_allowed],
+            );
             debug_assert_eq!(fact[&keys.target_match], V::from(m.target_match));
-            // Only a fact that differs from the template's default costs a copy
-            // (existing keys are overwritten in place).
-            let changes = [
-                (&keys.path_readable, m.path_readable),
-                (&keys.path_writable, m.path_writable),
-                (&keys.image_allowed, m.image_allowed),
-            ];
-            if changes.iter().any(|(_, on)| *on) || !m.host_paths_allowed.is_empty() {
-                let object = fact.as_object_mut()?;
-                for (key, on) in changes {
-                    if on {
-                        object.insert(key.clone(), V::Bool(true));
-                    }
-                }
-                if !m.host_paths_allowed.is_empty() {
-                    object.insert(
-                        keys.host_paths_allowed.clone(),
-                        bool_object(&m.host_paths_allowed),
-                    );
-                }
+            if !m.host_paths_allowed.is_empty() {
+                fact.as_object_mut()?.insert(
+                    keys.host_paths_allowed.clone(),
+                    bool_object(&m.host_paths_allowed),
+                );
             }
             matches.push(fact);
         }
@@ -546,29 +530,71 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// A relationship as an element of `input.matches`, built once per trust
-/// revision: its JSON fields plus the facts that do not depend on the request
-/// (`trust_id`, `target_match`, `reads_everything`), and the per-request facts
-/// at their defaults (`false`, `{}`). [`Facts::add_to_value`] overwrites the
-/// latter in place when a request needs it.
-pub fn match_template(
-    json: &Value,
-    id: &str,
-    target_match: &'static str,
-    reads_everything: bool,
-) -> regorus::Value {
-    let mut fact = match json {
-        Value::Object(o) => o.clone(),
-        _ => Map::new(),
-    };
-    fact.insert("trust_id".into(), Value::from(id));
-    fact.insert("target_match".into(), Value::from(target_match));
-    fact.insert("path_readable".into(), Value::from(false));
-    fact.insert("path_writable".into(), Value::from(false));
-    fact.insert("reads_everything".into(), Value::from(reads_everything));
-    fact.insert("image_allowed".into(), Value::from(false));
-    fact.insert("host_paths_allowed".into(), Value::Object(Map::new()));
-    json_to_value(&Value::Object(fact))
+/// A relationship as an element of `input.matches`, once per trust revision:
+/// its JSON fields plus the facts that do not depend on the request
+/// (`trust_id`, `target_match`, `reads_everything`), with the boolean
+/// per-request facts (`path_readable`, `path_writable`, `image_allowed`) in
+/// each of their eight combinations, each built on first use.
+/// `host_paths_allowed` is `{}`; [`Facts::add_to_value`] fills it in a copy.
+#[derive(Debug, Clone)]
+pub struct MatchTemplate {
+    /// Indexed by "granted per caller" (`target_match: "caller"`) or not.
+    base: [regorus::Value; 2],
+    variants: [[OnceLock<regorus::Value>; 8]; 2],
+}
+
+impl MatchTemplate {
+    /// The template of a relationship (its JSON object and id) whose target
+    /// pattern matches as `target_match` (`exact`, `glob`, ...).
+    pub fn new(json: &Value, id: &str, target_match: &'static str, reads_everything: bool) -> Self {
+        let base = |target_match: &str| {
+            let mut fact = match json {
+                Value::Object(o) => o.clone(),
+                _ => Map::new(),
+            };
+            fact.insert("trust_id".into(), Value::from(id));
+            fact.insert("target_match".into(), Value::from(target_match));
+            fact.insert("path_readable".into(), Value::from(false));
+            fact.insert("path_writable".into(), Value::from(false));
+            fact.insert("reads_everything".into(), Value::from(reads_everything));
+            fact.insert("image_allowed".into(), Value::from(false));
+            fact.insert("host_paths_allowed".into(), Value::Object(Map::new()));
+            json_to_value(&Value::Object(fact))
+        };
+        MatchTemplate {
+            base: [base(target_match), base("caller")],
+            variants: Default::default(),
+        }
+    }
+
+    /// The element with these facts: `[path_readable, path_writable, image_allowed]`.
+    pub fn get(&self, by_caller: bool, flags: [bool; 3]) -> regorus::Value {
+        let index = flags
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (bit, on)| acc | (usize::from(*on) << bit));
+        let side = usize::from(by_caller);
+        if index == 0 {
+            return self.base[side].clone();
+        }
+        self.variants[side][index]
+            .get_or_init(|| {
+                let keys = keys();
+                let mut fact = self.base[side].clone();
+                if let Ok(object) = fact.as_object_mut() {
+                    let names = [
+                        &keys.path_readable,
+                        &keys.path_writable,
+                        &keys.image_allowed,
+                    ];
+                    for (name, on) in names.into_iter().zip(flags) {
+                        object.insert(name.clone(), regorus::Value::Bool(on));
+                    }
+                }
+                fact
+            })
+            .clone()
+    }
 }
 
 /// Add the precomputed facts to a JSON input document (`policy eval`, tests).
@@ -723,6 +749,29 @@ mod tests {
 
     /// Serving builds the document from the typed input; `policy eval` from
     /// its JSON. Both must give the policy the same document.
+    #[test]
+    fn every_template_variant_is_the_relationship_with_its_facts() {
+        let t = trust(&[json!({"caller_service": "ci", "target_container": "web-*"})]);
+        let rel = &t.for_caller("ci")[0];
+        for by_caller in [false, true] {
+            for bits in 0..8u8 {
+                let flags = [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0];
+                let mut expected = rel.json.clone();
+                expected["trust_id"] = json!(rel.id());
+                expected["target_match"] = json!(if by_caller { "caller" } else { "glob" });
+                expected["path_readable"] = json!(flags[0]);
+                expected["path_writable"] = json!(flags[1]);
+                expected["image_allowed"] = json!(flags[2]);
+                expected["reads_everything"] = json!(false);
+                expected["host_paths_allowed"] = json!({});
+                let got = rel.match_template.get(by_caller, flags);
+                assert_eq!(got, json_to_value(&expected), "{by_caller} {flags:?}");
+                // Built once: the second request shares the first one's value.
+                assert_eq!(got, rel.match_template.get(by_caller, flags));
+            }
+        }
+    }
+
     #[test]
     fn typed_and_json_inputs_give_the_same_document() {
         use crate::classify::{Resource, ResourceKind};

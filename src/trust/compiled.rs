@@ -11,6 +11,7 @@ use std::sync::Arc;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::{TrustError, TrustRelationship};
+use crate::decide::facts::MatchTemplate;
 
 /// What a relationship's `target_container` names.
 #[derive(Debug, Clone)]
@@ -137,11 +138,8 @@ pub struct CompiledRelationship {
     pub expires_at_ns: Option<i128>,
     /// The relationship as the policy sees it (a JSON object), built once.
     pub json: serde_json::Value,
-    /// Its element of `input.matches` when it matched the target, built once
-    /// (see `decide::facts::match_template`).
-    pub match_value: regorus::Value,
-    /// The same for actions granted per caller (`target_match: "caller"`).
-    pub caller_match_value: regorus::Value,
+    /// Its element of `input.matches`, built once per trust revision.
+    pub match_template: MatchTemplate,
 }
 
 impl CompiledRelationship {
@@ -157,16 +155,8 @@ impl CompiledRelationship {
         json["allow_host_namespaces"] = serde_json::json!(spec.allow_host_namespaces.allowed());
         let target = TargetPattern::parse(&spec.target_container)?;
         let reads_everything = reads_everything(spec);
-        let template = |target_match| {
-            crate::decide::facts::match_template(
-                &json,
-                &relationship.id,
-                target_match,
-                reads_everything,
-            )
-        };
-        let match_value = template(target.kind());
-        let caller_match_value = template("caller");
+        let match_template =
+            MatchTemplate::new(&json, &relationship.id, target.kind(), reads_everything);
         Ok(CompiledRelationship {
             target,
             read_paths: path_globs("file_read_paths", &spec.file_read_paths)?,
@@ -174,8 +164,7 @@ impl CompiledRelationship {
             images: name_globs("allowed_images", &spec.allowed_images)?,
             bind_mounts: path_globs("allow_bind_mounts", &spec.allow_bind_mounts)?,
             expires_at_ns,
-            match_value,
-            caller_match_value,
+            match_template,
             json,
             relationship,
         })

@@ -65,8 +65,8 @@ fn start_proxy(upstream: &Path) -> (Proxy, PathBuf) {
 }
 
 /// The floor any proxy pays here: the same listener and forward layer as
-/// portcullis (hyper in, pooled hyper client out, one single-threaded runtime)
-/// with nothing in between: no identity, classification, decision or record.
+/// portcullis (hyper in, pooled hyper client out, one single-threaded runtime
+/// per worker, spinning as long before it sleeps) with nothing in between: no identity, classification, decision or record.
 /// "portcullis minus this" is the cost of the checks themselves; "this minus
 /// direct" is the cost of a second hop (two more socket round trips and
 /// thread wake-ups, which a small VM makes expensive).
@@ -80,10 +80,9 @@ fn start_bare_forwarder(upstream: &Path, socket: &Path) {
         let listener = listener.try_clone().unwrap();
         let upstream = upstream.to_path_buf();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt =
+                portcullis::listen::worker_runtime(portcullis::config::Workers::DEFAULT_IDLE_SPIN)
+                    .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::UnixListener::from_std(listener).unwrap();
                 let forward = portcullis::forward::Upstream::new(

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Limits, ListenerSpec, Mode, ServeConfig, TlsFiles, UpstreamAddr};
+use crate::config::{
+    self, Limits, ListenerSpec, Mode, ServeConfig, TlsFiles, UpstreamAddr, Workers,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,6 +104,10 @@ pub struct ServeArgs {
     /// (0 = one per CPU).
     #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Microseconds an idle worker busy-waits before it sleeps: waking a
+    /// sleeping thread costs more than that on a small VM. 0 = sleep at once.
+    #[arg(long, env = "PORTCULLIS_IDLE_SPIN_US", default_value_t = Workers::DEFAULT_IDLE_SPIN.as_micros() as u64)]
+    pub idle_spin_us: u64,
 }
 
 impl ServeArgs {
@@ -139,7 +145,10 @@ impl ServeArgs {
             audit_fsync: self.audit_fsync,
             audit_min_free: self.audit_min_free,
             admin_uids: config::default_admin_uids(),
-            workers: self.workers,
+            workers: Workers {
+                count: self.workers,
+                idle_spin: Duration::from_micros(self.idle_spin_us),
+            },
         })
     }
 }
@@ -171,4 +180,28 @@ pub struct PolicySourceArgs {
     /// The embedded template when no directory is given.
     #[arg(long, env = "PORTCULLIS_TEMPLATE", default_value = "standard")]
     pub template: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_config(args: &[&str]) -> ServeConfig {
+        let argv = ["portcullis", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("arguments parse").command {
+            Command::Serve(serve) => serve.into_config().expect("a valid config"),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn workers_spin_by_default_and_can_sleep_at_once() {
+        let defaults = serve_config(&[]);
+        assert_eq!(defaults.workers, Workers::default());
+        assert_eq!(defaults.workers.idle_spin, Duration::from_micros(10));
+        let tuned = serve_config(&["--workers", "3", "--idle-spin-us", "0"]);
+        assert_eq!(tuned.workers.count, 3);
+        assert_eq!(tuned.workers.threads(), 3);
+        assert!(tuned.workers.idle_spin.is_zero());
+    }
 }

@@ -119,10 +119,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let gw = Arc::new(gw);
         Arc::new(move |req, conn| pipeline::handle(gw.clone(), req, conn).boxed())
     });
-    let workers = match config.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = config.workers;
     let limits = config.limits.clone();
     tokio::task::spawn_blocking(move || listen::serve(listeners, limits, workers, make_handler))
         .await

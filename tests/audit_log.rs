@@ -398,6 +398,47 @@ async fn fsync_every_batch_appends() {
     ));
 }
 
+/// With a sync per group, the leader syncs off the worker thread: on a
+/// single-threaded runtime (one portcullis worker) the other tasks keep
+/// reaching the log meanwhile and join the next group, so 64 appends take far
+/// fewer than 64 syncs, and every one of them is answered with its own seq.
+#[tokio::test(flavor = "current_thread")]
+async fn fsync_groups_form_while_the_leader_syncs() {
+    let (d, db) = temp_db();
+    let opts = AuditOptions {
+        data_dir: Some(d.path().to_path_buf()),
+        fsync: portcullis::record::AuditFsync::EveryBatch,
+        min_free_bytes: 0,
+        ..Default::default()
+    };
+    let log = std::sync::Arc::new(AuditLog::open(&db, opts).unwrap());
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                log.append(rec(&format!("c{i}"), "container.start", "web", true))
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=64).collect::<Vec<u64>>());
+    let stats = log.stats();
+    assert_eq!(stats.records_committed, 64);
+    assert!(
+        stats.batches_committed < 32,
+        "{} groups for 64 appends",
+        stats.batches_committed
+    );
+    let report = log.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.checked, 64);
+}
+
 async fn query_fixture() -> (tempfile::TempDir, sled::Db, AuditLog) {
     let (d, db) = temp_db();
     let log = AuditLog::open(&db, AuditOptions::default()).unwrap();

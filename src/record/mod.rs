@@ -286,7 +286,7 @@ pub struct AuditLog {
 
 struct Inner {
     stores: Stores,
-    committer: writer::Committer,
+    committer: Arc<writer::Committer>,
     /// How far the applier got; None without a WAL (sled is the durability point).
     progress: Option<Arc<apply::Progress>>,
     prune_lock: Mutex<()>,
@@ -411,7 +411,7 @@ impl AuditLog {
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 stores,
-                committer: writer::Committer::new(head, sink, shared, opts.max_batch),
+                committer: Arc::new(writer::Committer::new(head, sink, shared, opts.max_batch)),
                 progress,
                 prune_lock: Mutex::new(()),
                 index_lock,
@@ -424,7 +424,7 @@ impl AuditLog {
     pub async fn append(&self, record: AuditRecord) -> Result<u64, RecordError> {
         let c = &self.inner.committer;
         match c.enter(record)? {
-            writer::Role::Lead(seq) => c.lead_async(seq),
+            writer::Role::Lead(seq) => c.lead_async(seq).await,
             writer::Role::Follow(seq, rx) => {
                 writer::Follow {
                     committer: c,

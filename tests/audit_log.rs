@@ -376,8 +376,8 @@ async fn disk_reserve_refuses_appends() {
     assert_eq!(log.head().0, 0);
 }
 
-#[tokio::test]
-async fn fsync_every_batch_appends() {
+/// A log with a WAL that is fdatasynced after every group commit.
+fn fsync_log() -> (tempfile::TempDir, sled::Db, AuditLog) {
     let (d, db) = temp_db();
     let opts = AuditOptions {
         data_dir: Some(d.path().to_path_buf()),
@@ -386,6 +386,12 @@ async fn fsync_every_batch_appends() {
         ..Default::default()
     };
     let log = AuditLog::open(&db, opts).unwrap();
+    (d, db, log)
+}
+
+#[tokio::test]
+async fn fsync_every_batch_appends() {
+    let (_d, _db, log) = fsync_log();
     assert_eq!(log.append(rec("a", "b", "c", true)).await.unwrap(), 1);
     let no_dir = AuditOptions {
         fsync: portcullis::record::AuditFsync::EveryBatch,
@@ -404,14 +410,8 @@ async fn fsync_every_batch_appends() {
 /// fewer than 64 syncs, and every one of them is answered with its own seq.
 #[tokio::test(flavor = "current_thread")]
 async fn fsync_groups_form_while_the_leader_syncs() {
-    let (d, db) = temp_db();
-    let opts = AuditOptions {
-        data_dir: Some(d.path().to_path_buf()),
-        fsync: portcullis::record::AuditFsync::EveryBatch,
-        min_free_bytes: 0,
-        ..Default::default()
-    };
-    let log = std::sync::Arc::new(AuditLog::open(&db, opts).unwrap());
+    let (_d, _db, log) = fsync_log();
+    let log = std::sync::Arc::new(log);
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let log = log.clone();

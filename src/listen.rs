@@ -242,7 +242,7 @@ pub fn serve(
                     // pends keeps the header timers from being "earliest".
                     tokio::spawn(async {
                         loop {
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
                         }
                     });
                     let mut tasks = Vec::new();

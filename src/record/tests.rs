@@ -149,6 +149,46 @@ fn a_torn_last_frame_is_cut_off() {
     assert!(log.verify().unwrap().is_ok());
 }
 
+/// A frame whose bytes are all in the file but wrong was acknowledged: it is
+/// a break (the WAL kept as evidence), never mistaken for a torn tail and cut
+/// off together with the acknowledged frames after it.
+#[test]
+fn a_damaged_complete_frame_is_a_break_even_in_the_last_segment() {
+    let (fs, _) = frames(GENESIS, &[2, 3, 1]);
+    // A byte near the end of frame `i`'s payload.
+    let payload_byte = |i: usize| {
+        let before: usize = fs[..i].iter().map(|f| f.len()).sum();
+        wal::SEGMENT_HEADER as usize + before + fs[i].len() - 5
+    };
+    for damaged in [1, 2] {
+        let d = tempfile::tempdir().unwrap();
+        let seg = write_wal(d.path(), 1, &fs);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[payload_byte(damaged)] ^= 0x40;
+        std::fs::write(&seg, &bytes).unwrap();
+        let first_lost = 1 + fs[..damaged]
+            .iter()
+            .map(|f| codec::blob_entries(wal::frame_blob(f)).count() as u64)
+            .sum::<u64>();
+        {
+            let db = open_db(d.path());
+            match AuditLog::open(&db, wal_opts(d.path())) {
+                Err(RecordError::BrokenChain(b)) => assert_eq!(b.seq, first_lost, "{b}"),
+                Err(e) => panic!("wrong error {e}"),
+                Ok(_) => panic!("open accepted a damaged frame {damaged}"),
+            }
+        }
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            bytes,
+            "the WAL was kept whole"
+        );
+        let rep = verify_offline(d.path()).unwrap();
+        assert_eq!(rep.broken.map(|b| b.seq), Some(first_lost));
+        assert_eq!(std::fs::read(&seg).unwrap(), bytes, "verify kept it too");
+    }
+}
+
 #[test]
 fn a_wal_frame_that_does_not_chain_is_a_break_not_dropped() {
     let d = tempfile::tempdir().unwrap();

@@ -307,7 +307,7 @@ pub(crate) fn recover(
         while pos < bytes.len() {
             let frame = match read_frame(&bytes[pos..]) {
                 Ok(f) => f,
-                Err(why) if last_segment => {
+                Err(BadFrame::Incomplete(why)) if last_segment => {
                     // The end of the last segment: a write the kill cut short. It was
                     // never acknowledged (acknowledgement follows the whole write).
                     let cut = (bytes.len() - pos) as u64;
@@ -321,7 +321,9 @@ pub(crate) fn recover(
                     out.torn_bytes += cut;
                     break 'segments;
                 }
-                Err(why) => {
+                Err(BadFrame::Incomplete(why) | BadFrame::Corrupt(why)) => {
+                    // Anywhere else, and any frame whose bytes are all there, was
+                    // acknowledged: a break, kept as evidence, never cut off.
                     out.broken = Some(wal_break(
                         head.next_seq,
                         BreakKind::Changed,
@@ -381,26 +383,38 @@ fn wal_break(seq: u64, kind: BreakKind, detail: String) -> ChainBreak {
 }
 
 /// The payload of the frame at the start of `bytes`, checked against its CRC.
-fn read_frame(bytes: &[u8]) -> Result<&[u8], String> {
+/// Why a frame could not be read.
+enum BadFrame {
+    /// The file ends inside the frame: the prefix of a write that a kill cut
+    /// short (a `pwrite` lands as a prefix, never with holes).
+    Incomplete(String),
+    /// Every byte of the frame is there but it is wrong: damage or tampering,
+    /// never a torn write.
+    Corrupt(String),
+}
+
+fn read_frame(bytes: &[u8]) -> Result<&[u8], BadFrame> {
     if bytes.len() < FRAME_HEADER {
-        return Err(format!(
+        return Err(BadFrame::Incomplete(format!(
             "{} bytes, shorter than a frame header",
             bytes.len()
-        ));
+        )));
     }
     let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     if word(0) != FRAME_MAGIC {
-        return Err("no frame magic".into());
+        return Err(BadFrame::Corrupt("no frame magic".into()));
     }
     let len = word(4);
     if len > MAX_PAYLOAD {
-        return Err(format!("frame length {len} is implausible"));
+        return Err(BadFrame::Corrupt(format!(
+            "frame length {len} is implausible"
+        )));
     }
     let payload = bytes
         .get(FRAME_HEADER..FRAME_HEADER + len as usize)
-        .ok_or_else(|| format!("frame of {len} bytes runs past the end"))?;
+        .ok_or_else(|| BadFrame::Incomplete(format!("frame of {len} bytes runs past the end")))?;
     if crc32fast::hash(payload) != word(8) {
-        return Err("frame checksum mismatch".into());
+        return Err(BadFrame::Corrupt("frame checksum mismatch".into()));
     }
     Ok(payload)
 }
@@ -414,20 +428,25 @@ enum Frame {
 
 /// Check that a (checksummed) frame continues the chain at `head`.
 fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
-    let brk = |seq, kind, detail: String| ChainBreak { seq, kind, detail };
     let mut entries = codec::blob_entries(blob).peekable();
     let first = match entries.peek() {
         Some(Ok((seq, _))) => *seq,
-        Some(Err(e)) => return Err(brk(head.next_seq, BreakKind::Changed, e.clone())),
-        None => return Err(brk(head.next_seq, BreakKind::Changed, "empty frame".into())),
+        Some(Err(e)) => return Err(wal_break(head.next_seq, BreakKind::Changed, e.clone())),
+        None => {
+            return Err(wal_break(
+                head.next_seq,
+                BreakKind::Changed,
+                "empty frame".into(),
+            ))
+        }
     };
     let mut expected = first;
     let mut prev = head.hash;
     let mut count = 0;
     for entry in entries {
-        let (seq, value) = entry.map_err(|e| brk(expected, BreakKind::Changed, e))?;
+        let (seq, value) = entry.map_err(|e| wal_break(expected, BreakKind::Changed, e))?;
         if seq != expected {
-            return Err(brk(
+            return Err(wal_break(
                 expected,
                 BreakKind::Missing,
                 format!("frame skips to record {seq}"),
@@ -435,7 +454,7 @@ fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
         }
         if seq >= head.next_seq {
             if seq == first && first > head.next_seq {
-                return Err(brk(
+                return Err(wal_break(
                     head.next_seq,
                     BreakKind::Missing,
                     format!(
@@ -446,7 +465,7 @@ fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
             }
             if seq == head.next_seq && first < head.next_seq {
                 // The applier only ever stops between frames.
-                return Err(brk(
+                return Err(wal_break(
                     first,
                     BreakKind::Unexpected,
                     format!(
@@ -455,10 +474,11 @@ fn check_frame(blob: &[u8], head: &ChainHead) -> Result<Frame, ChainBreak> {
                     ),
                 ));
             }
-            let split = codec::split_value(value).map_err(|e| brk(seq, BreakKind::Changed, e))?;
+            let split =
+                codec::split_value(value).map_err(|e| wal_break(seq, BreakKind::Changed, e))?;
             if split.embedded_seq() != Some(seq) || chain_hash(&prev, split.canonical) != split.hash
             {
-                return Err(brk(
+                return Err(wal_break(
                     seq,
                     BreakKind::Changed,
                     "record does not link to its predecessor".into(),

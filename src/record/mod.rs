@@ -318,7 +318,7 @@ impl AuditLog {
         let stores = Stores::open(db)?;
         if let Some(dir) = &opts.data_dir {
             let wal_dir = dir.join(wal::WAL_DIR);
-            let replayed = wal::recover(&stores, &wal_dir, dir)?;
+            let replayed = wal::recover(&stores, &wal_dir, dir, opts.fsync != AuditFsync::Never)?;
             if let Some(b) = replayed.broken {
                 if !opts.allow_broken_chain {
                     return Err(RecordError::BrokenChain(b));
@@ -610,7 +610,8 @@ pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, RecordError> {
 
 fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, RecordError> {
     let stores = Stores::open(db)?;
-    let replayed = wal::recover(&stores, &data_dir.join(wal::WAL_DIR), data_dir)?;
+    // The offline tools do not know the server's fsync policy: assume it is on.
+    let replayed = wal::recover(&stores, &data_dir.join(wal::WAL_DIR), data_dir, true)?;
     Ok(replayed.broken)
 }
 

@@ -269,13 +269,16 @@ pub(crate) struct Replayed {
     pub broken: Option<ChainBreak>,
 }
 
-/// Apply every WAL record beyond sled's head to sled, flush and sync sled, then
-/// delete the segments. `data_dir` is sled's directory, synced ([`sync_store`])
-/// before any segment is deleted so a power loss cannot take both copies.
+/// Apply every WAL record beyond sled's head to sled, flush sled, then delete the
+/// segments. With `sync`, `data_dir` (sled's directory) is synced ([`sync_store`])
+/// before any segment is deleted so a power loss cannot take both copies;
+/// without, the guarantee is the same as while serving (a killed process loses
+/// nothing), and a restart does not pay a filesystem-wide sync.
 pub(crate) fn recover(
     stores: &Stores,
     dir: &Path,
     data_dir: &Path,
+    sync: bool,
 ) -> Result<Replayed, RecordError> {
     let io = |what: &str, e: io::Error| RecordError::Store(format!("audit WAL: {what}: {e}"));
     let segs = segments(dir).map_err(|e| io("list segments", e))?;
@@ -353,11 +356,15 @@ pub(crate) fn recover(
         }
     }
     pending.commit(stores)?;
-    stores
-        .db
-        .flush()
-        .map_err(|e| RecordError::Store(format!("flush replayed audit records: {e}")))?;
-    sync_store(data_dir).map_err(|e| io("sync the sled db", e))?;
+    if out.records > 0 {
+        stores
+            .db
+            .flush()
+            .map_err(|e| RecordError::Store(format!("flush replayed audit records: {e}")))?;
+    }
+    if sync {
+        sync_store(data_dir).map_err(|e| io("sync the sled db", e))?;
+    }
     if out.broken.is_none() {
         for (_, path) in &segs {
             match fs::remove_file(path) {

@@ -253,10 +253,11 @@ impl Sink {
         }
     }
 
-    /// Whether a write may block long enough to matter to an async worker.
+    /// Whether every write may block long enough to matter to an async worker
+    /// (an interval sync blocks one group in many: not worth a hand-off each).
     fn may_block(&self) -> bool {
         match self {
-            Sink::Wal(s) => s.fsync != AuditFsync::Never,
+            Sink::Wal(s) => s.fsync == AuditFsync::EveryBatch,
             Sink::Sled(_) => true,
         }
     }
@@ -359,7 +360,7 @@ impl Committer {
 
     /// Lead from an async task. The write is a `pwrite` into the page cache (a few
     /// microseconds, less than handing it to another thread would cost), so it
-    /// runs on the worker. A sync (fsync policy) or a sled flush takes hundreds
+    /// runs on the worker. A sync per group (`EveryBatch`) or a sled flush takes hundreds
     /// of microseconds or more, so then it runs on tokio's blocking pool: the
     /// worker keeps serving its other connections, whose records pile up into
     /// the next group instead of waiting for the worker (measured with
@@ -369,9 +370,11 @@ impl Committer {
     pub async fn lead_async(self: &Arc<Self>, own: u64) -> Result<u64, RecordError> {
         if self.may_block {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let committer = self.clone();
+                // A runtime shutting down drops the closure unrun: the guard
+                // then leads, so the followers of this group are answered.
+                let guard = LeadOnDrop(Some((self.clone(), own)));
                 return runtime
-                    .spawn_blocking(move || committer.lead(own))
+                    .spawn_blocking(move || guard.lead())
                     .await
                     .unwrap_or_else(|e| {
                         Err(RecordError::Unavailable(format!(
@@ -519,6 +522,24 @@ impl Committer {
         };
         if idle {
             self.sink.lock().unwrap_or_else(|p| p.into_inner()).close();
+        }
+    }
+}
+
+/// A leadership that must be exercised: by [`LeadOnDrop::lead`], or when dropped.
+struct LeadOnDrop(Option<(Arc<Committer>, u64)>);
+
+impl LeadOnDrop {
+    fn lead(mut self) -> Result<u64, RecordError> {
+        let (committer, own) = self.0.take().expect("led once");
+        committer.lead(own)
+    }
+}
+
+impl Drop for LeadOnDrop {
+    fn drop(&mut self) {
+        if let Some((committer, own)) = self.0.take() {
+            let _ = committer.lead(own);
         }
     }
 }

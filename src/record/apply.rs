@@ -217,7 +217,7 @@ impl Applier {
                 next_seq: d.last + 1,
                 hash: d.hash,
             };
-            packer.add(wal::frame_blob(&d.frame), end);
+            packer.add(wal::frame_blob(&d.frame), end)?;
         }
         packer.commit(&self.stores)
     }

@@ -383,9 +383,12 @@ pub(crate) struct Packer {
 
 impl Packer {
     /// Add the records of `blob` (a group commit's blob, contiguous with what was
-    /// added before); `end` is the head after its last record.
-    pub fn add(&mut self, blob: &[u8], end: ChainHead) {
-        for (seq, value) in codec::blob_entries(blob).map_while(Result::ok) {
+    /// added before); `end` is the head after its last record. A blob that does
+    /// not decode is an error: the head must never claim records sled lacks.
+    pub fn add(&mut self, blob: &[u8], end: ChainHead) -> Result<(), RecordError> {
+        for entry in codec::blob_entries(blob) {
+            let (seq, value) =
+                entry.map_err(|e| RecordError::Store(format!("audit blob to apply: {e}")))?;
             if self.count > 0
                 && (self.count >= MAX_BATCH_CAP
                     || self.blob.len() + value.len() > PACKED_BLOB_BYTES)
@@ -400,6 +403,7 @@ impl Packer {
             self.count += 1;
         }
         self.head = Some(end);
+        Ok(())
     }
 
     fn close_blob(&mut self) {

@@ -340,7 +340,7 @@ pub(crate) fn recover(
             match check_frame(frame, &head) {
                 Ok(Frame::Applied) => {}
                 Ok(Frame::Next { count, last }) => {
-                    pending.add(frame, last);
+                    pending.add(frame, last)?;
                     if pending.blobs >= 64 {
                         pending.commit(stores)?;
                     }

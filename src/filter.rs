@@ -37,6 +37,7 @@ pub fn target_of_summary(entry: &Value) -> Target {
         kind: Some(crate::classify::ResourceKind::Container),
         mounts: Vec::new(),
         from_cache: false,
+        referenced: Vec::new(),
     }
 }
 
@@ -108,6 +109,7 @@ pub fn target_of_event(event: &Value) -> Option<Target> {
         kind: Some(crate::classify::ResourceKind::Container),
         mounts: Vec::new(),
         from_cache: false,
+        referenced: Vec::new(),
     })
 }
 

@@ -47,6 +47,12 @@ pub struct Target {
     /// Whether this answer came from the cache (see the module docs).
     #[serde(skip)]
     pub from_cache: bool,
+    /// For a create: the containers its body joins or borrows from
+    /// (`container:<ref>` namespaces, `VolumesFrom`), each resolved afresh by
+    /// the daemon, so trust is matched against the container the daemon will
+    /// use (a name, or whatever an id prefix happens to pick).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referenced: Vec<Target>,
 }
 
 impl Target {
@@ -235,6 +241,7 @@ impl Resolver {
             kind: Some(ResourceKind::Container),
             mounts: c.mounts.clone(),
             from_cache: true,
+            referenced: Vec::new(),
         })
     }
 
@@ -272,6 +279,7 @@ impl Resolver {
                     kind: Some(ResourceKind::Container),
                     mounts,
                     from_cache: false,
+                    referenced: Vec::new(),
                 })
             }
             Err(bollard::errors::Error::DockerResponseServerError {

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::classify::{Classified, ClassifyError, ResourceKind};
+use crate::decide::facts::referenced_containers;
 use crate::decide::{Decision, FileContext, PolicyInput, RequestInfo};
 use crate::filter;
 use crate::forward;
@@ -256,6 +257,15 @@ pub async fn resolve(
             .get("Image")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // Always fresh: the decision depends on the referenced names.
+        for reference in referenced_containers(request.action.0, &inspected.canonical) {
+            let resolved = gw
+                .resolver
+                .container(&reference, Freshness::Fresh)
+                .await
+                .map_err(unreachable)?;
+            target.referenced.push(resolved);
+        }
     }
     let file = gw.services.file_facts(request, &target, inspected).await?;
     Ok((target, file))

@@ -391,3 +391,54 @@ fn policy_test_passes_on_shipped_policies_and_fails_when_broken() {
         stdout(&out)
     );
 }
+
+/// `--network container:X` and `--volumes-from X` are judged by the container
+/// the daemon resolves X to. Here the caller may inspect names that look like
+/// hex (`[0-9a-f]*`), and X is an id prefix of a container it may not see:
+/// the prefix matches the pattern, the container does not.
+#[test]
+fn container_references_are_judged_by_the_container_the_daemon_picks() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let (p, host, _dir) = pinned_proxy("joiner", &[]);
+    trust_create(
+        &p,
+        &[
+            "caller_service=joiner",
+            "target_container=[0-9a-f]*",
+            "can_create=true",
+            "can_remove=true",
+            &format!("allowed_images=[\"{img}\"]"),
+        ],
+    );
+    let victim = unique("zz-victim");
+    let own = format!("c0ffee-{}", unique("own"));
+    let made = unique("c0ffee");
+    let _c = Cleanup(vec![victim.clone(), own.clone(), made.clone()]);
+    let victim_id = ok(&direct(&["create", "--name", &victim, img, "sleep", "60"]));
+    let prefix = &victim_id.trim()[..12];
+    ok(&direct(&["create", "--name", &own, img, "sleep", "60"]));
+    for how in [
+        format!("--network=container:{prefix}"),
+        format!("--volumes-from={prefix}"),
+    ] {
+        refused(
+            &p.docker_at(&host, &["create", "--name", &made, &how, img, "true"]),
+            &format!("joining or borrowing from container {prefix} is not allowed"),
+        );
+    }
+    // The caller's own container, by name, is fine.
+    ok(&p.docker_at(
+        &host,
+        &[
+            "create",
+            "--name",
+            &made,
+            &format!("--volumes-from={own}"),
+            img,
+            "true",
+        ],
+    ));
+}

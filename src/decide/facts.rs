@@ -34,7 +34,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{FileContext, PolicyInput};
 use crate::trust::compiled::clean_path;
@@ -66,6 +66,14 @@ pub struct FileView<'a> {
     entries: Vec<Option<&'a str>>,
 }
 
+/// A container the body names, as the resolve stage found it
+/// (`target.referenced`): `name` is `None` when it does not exist.
+pub struct ReferencedView<'a> {
+    reference: &'a str,
+    name: Option<&'a str>,
+    labels: Cow<'a, BTreeMap<String, String>>,
+}
+
 /// The fields of the input the facts depend on.
 pub struct Subject<'a> {
     action: &'a str,
@@ -76,6 +84,7 @@ pub struct Subject<'a> {
     target_labels: Cow<'a, BTreeMap<String, String>>,
     body: &'a Value,
     file: Option<FileView<'a>>,
+    referenced: Vec<ReferencedView<'a>>,
 }
 
 static NULL: Value = Value::Null;
@@ -96,6 +105,18 @@ impl<'a> Subject<'a> {
                 resolved_path: Some(&f.resolved_path),
                 entries: f.entries.iter().map(|e| Some(e.as_str())).collect(),
             }),
+            referenced: input
+                .target
+                .referenced
+                .iter()
+                .filter_map(|t| {
+                    Some(ReferencedView {
+                        reference: t.reference.as_deref()?,
+                        name: t.name.as_deref().filter(|_| t.exists),
+                        labels: Cow::Borrowed(&t.labels),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -126,6 +147,20 @@ impl<'a> Subject<'a> {
             target_labels: Cow::Owned(labels_of(target.get("labels"))),
             body: input.get("body").unwrap_or(&NULL),
             file,
+            referenced: target
+                .get("referenced")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some(ReferencedView {
+                        reference: str_at(t, &["reference"])?,
+                        name: str_at(t, &["name"])
+                            .filter(|_| t.get("exists") == Some(&Value::Bool(true))),
+                        labels: Cow::Owned(labels_of(t.get("labels"))),
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -304,7 +339,6 @@ pub struct MatchFact<'a> {
     pub target_match: &'static str,
     pub path_readable: bool,
     pub path_writable: bool,
-    pub reads_everything: bool,
     pub image_allowed: bool,
     pub host_paths_allowed: Vec<(String, bool)>,
 }
@@ -334,7 +368,6 @@ fn match_fact<'a>(
         target_match,
         path_readable: reading && file.is_some_and(|f| path_allowed(&rel.read_paths, f)),
         path_writable: writing && file.is_some_and(|f| path_allowed(&rel.write_paths, f)),
-        reads_everything: rel.reads_everything(),
         image_allowed: image.is_some_and(|i| rel.image_allowed(i)),
         host_paths_allowed: host_paths
             .iter()
@@ -385,14 +418,24 @@ pub fn compute<'a>(subject: &Subject, trust: &'a CompiledTrust, now_ns: i128) ->
         .map(|(how, r)| match_fact(r, how, file, action, image.as_deref(), &host_paths))
         .collect();
 
+    // A reference is judged by the container the daemon resolves it to (an
+    // id prefix can pick a container whose name no pattern would match), and
+    // one the resolve stage did not find is not inspectable.
     let refs = refs
         .into_iter()
-        .map(|name| {
-            let inspectable = relationships.iter().any(|r| {
-                r.relationship.spec.can_inspect
-                    && r.target.matches(Some(&name), &no_labels).is_some()
+        .map(|reference| {
+            let resolved = subject
+                .referenced
+                .iter()
+                .find(|r| r.reference == reference)
+                .and_then(|r| Some((r.name?, &r.labels)));
+            let inspectable = resolved.is_some_and(|(name, labels)| {
+                relationships.iter().any(|r| {
+                    r.relationship.spec.can_inspect
+                        && r.target.matches(Some(name), labels).is_some()
+                })
             });
-            (name, inspectable)
+            (reference, inspectable)
         })
         .collect();
     Facts {
@@ -409,8 +452,10 @@ impl Facts<'_> {
         i64::try_from(self.now_ns).unwrap_or(i64::MAX)
     }
 
-    /// Add the facts to a JSON input document.
-    pub fn add_to_json(&self, input: &mut Value) {
+    /// Add the facts to a JSON input document: a second, plain builder that
+    /// the tests read and compare [`Facts::add_to_value`] against.
+    #[cfg(test)]
+    fn add_to_json(&self, input: &mut Value) {
         let Value::Object(object) = input else { return };
         let matches = self
             .matches
@@ -424,7 +469,10 @@ impl Facts<'_> {
                 fact.insert("target_match".into(), Value::from(m.target_match));
                 fact.insert("path_readable".into(), Value::from(m.path_readable));
                 fact.insert("path_writable".into(), Value::from(m.path_writable));
-                fact.insert("reads_everything".into(), Value::from(m.reads_everything));
+                fact.insert(
+                    "reads_everything".into(),
+                    Value::from(m.relationship.reads_everything()),
+                );
                 fact.insert("image_allowed".into(), Value::from(m.image_allowed));
                 let allowed: Map<String, Value> = m
                     .host_paths_allowed
@@ -440,7 +488,7 @@ impl Facts<'_> {
             "image".into(),
             self.image.clone().map(Value::from).unwrap_or(Value::Null),
         );
-        object.insert("host_paths".into(), json!(self.host_paths));
+        object.insert("host_paths".into(), serde_json::json!(self.host_paths));
         let refs: Map<String, Value> = self
             .refs
             .iter()
@@ -597,8 +645,10 @@ impl MatchTemplate {
     }
 }
 
-/// Add the precomputed facts to a JSON input document (`policy eval`, tests).
-pub fn enrich(input: &mut Value, trust: &CompiledTrust, now_ns: i128) {
+/// Add the precomputed facts to a JSON input document, with the test-only
+/// builder (serving and `policy eval` build regorus values directly).
+#[cfg(test)]
+fn enrich(input: &mut Value, trust: &CompiledTrust, now_ns: i128) {
     let facts = compute(&Subject::from_json(input), trust, now_ns);
     facts.add_to_json(input);
 }
@@ -661,6 +711,7 @@ pub fn policy_value(
 mod tests {
     use super::*;
     use crate::trust::{TrustRelationship, TrustSpec};
+    use serde_json::json;
 
     fn trust(specs: &[Value]) -> CompiledTrust {
         let rels = specs
@@ -744,11 +795,41 @@ mod tests {
             m["host_paths_allowed"],
             json!({"/etc": false, "/srv/data": true, "/var/run/docker.sock": false})
         );
+        // Unresolved references (no `target.referenced`) are never inspectable.
+        assert_eq!(input["refs"], json!({"db": false, "web-2": false}));
+        input["target"]["referenced"] = json!([
+            {"reference": "db", "name": "db", "exists": true, "labels": {}},
+            {"reference": "web-2", "name": "web-2", "exists": true, "labels": {}},
+        ]);
+        enrich(&mut input, &t, 0);
         assert_eq!(input["refs"], json!({"db": false, "web-2": true}));
     }
 
-    /// Serving builds the document from the typed input; `policy eval` from
-    /// its JSON. Both must give the policy the same document.
+    /// A reference is judged by the container it resolves to: an id prefix
+    /// that a name pattern happens to match grants nothing, and a label
+    /// selector can grant a reference by the container's labels.
+    #[test]
+    fn references_are_judged_by_the_resolved_container() {
+        let t = trust(&[
+            json!({"caller_service": "ci", "target_container": "[0-9a-f]*"}),
+            json!({"caller_service": "ci", "target_container": "label:team=ci"}),
+        ]);
+        let mut input = json!({"caller": {"name": "ci"}, "action": "container.create",
+            "target": {"labels": {}, "referenced": [
+                {"reference": "3f2a", "id": "3f2a77", "name": "zz-victim", "exists": true, "labels": {}},
+                {"reference": "c0ffee", "id": "c0ffee11", "name": "c0ffee", "exists": true, "labels": {}},
+                {"reference": "tools", "name": "tools", "exists": true, "labels": {"team": "ci"}},
+                {"reference": "abc", "exists": false, "labels": {}},
+            ]},
+            "body": {"HostConfig": {"NetworkMode": "container:3f2a",
+                "VolumesFrom": ["c0ffee", "/tools:ro", "abc"]}}});
+        enrich(&mut input, &t, 0);
+        assert_eq!(
+            input["refs"],
+            json!({"3f2a": false, "c0ffee": true, "tools": true, "abc": false})
+        );
+    }
+
     #[test]
     fn every_template_variant_is_the_relationship_with_its_facts() {
         let t = trust(&[json!({"caller_service": "ci", "target_container": "web-*"})]);
@@ -766,12 +847,21 @@ mod tests {
                 expected["host_paths_allowed"] = json!({});
                 let got = rel.match_template.get(by_caller, flags);
                 assert_eq!(got, json_to_value(&expected), "{by_caller} {flags:?}");
-                // Built once: the second request shares the first one's value.
-                assert_eq!(got, rel.match_template.get(by_caller, flags));
+                // Built once: the second request shares the first one's object.
+                let again = rel.match_template.get(by_caller, flags);
+                match (&got, &again) {
+                    (regorus::Value::Object(a), regorus::Value::Object(b)) => {
+                        assert!(Arc::ptr_eq(a, b), "rebuilt: {by_caller} {flags:?}")
+                    }
+                    _ => panic!("not objects"),
+                }
             }
         }
     }
 
+    /// Serving builds the document from the typed input; `policy eval` from
+    /// its JSON. Both must give the policy the same document, and the same as
+    /// the plain-JSON builder the other tests read.
     #[test]
     fn typed_and_json_inputs_give_the_same_document() {
         use crate::classify::{Resource, ResourceKind};
@@ -831,7 +921,24 @@ mod tests {
         create.action = "container.create".into();
         create.file = None;
         create.body = json!({"Image": "busybox", "Labels": {"tier": "db", "x": "y"},
-            "HostConfig": {"Binds": ["/srv/a:/a", "/etc:/e"], "NetworkMode": "container:db"}});
+            "HostConfig": {"Binds": ["/srv/a:/a", "/etc:/e"], "NetworkMode": "container:db",
+                "VolumesFrom": ["web-2"]}});
+        create.target.referenced = vec![
+            Target {
+                reference: Some("db".into()),
+                name: Some("db".into()),
+                exists: true,
+                ..Target::default()
+            },
+            Target {
+                reference: Some("web-2".into()),
+                id: Some("feed".into()),
+                name: Some("web-2".into()),
+                labels: BTreeMap::from([("tier".to_string(), "web".to_string())]),
+                exists: true,
+                ..Target::default()
+            },
+        ];
         let mut list = base.clone();
         list.action = "image.list".into();
         for input in [base, create, list] {

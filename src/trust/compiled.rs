@@ -54,10 +54,13 @@ impl TargetPattern {
         }
         let name = target.trim_start_matches('/');
         if name.contains(['*', '?', '[', '{']) {
-            return Ok(TargetPattern::Glob(name_globs(
-                "target_container",
-                &[name.to_string()],
-            )?));
+            let glob = name_globs("target_container", &[name.to_string()])?;
+            // `/*`, `**`, `?*`, `[a-zA-Z0-9]*`... grant what `*` grants, so
+            // they are reported (and restricted, under `strict`) as `*` is.
+            if MATCH_ALL_PROBES.iter().all(|n| glob.is_match(n)) {
+                return Ok(TargetPattern::Any);
+            }
+            return Ok(TargetPattern::Glob(glob));
         }
         Ok(TargetPattern::Exact(name.to_string()))
     }
@@ -90,6 +93,11 @@ impl TargetPattern {
         matched.then(|| self.kind())
     }
 }
+
+/// Names of every shape a container name can take (it starts with a letter
+/// or digit, then letters, digits, `_`, `.`, `-`): a glob that matches them
+/// all matches any container.
+const MATCH_ALL_PROBES: [&str; 5] = ["a", "Z", "0", "z.Q_9-x", "0123456789abcdef"];
 
 fn build_set(
     field: &str,
@@ -335,6 +343,16 @@ mod tests {
             TargetPattern::parse("*").unwrap().matches(None, &none),
             Some("wildcard")
         );
+        for every in ["/*", "**", "?*", "[a-zA-Z0-9]*", "{*,x}", "/**"] {
+            assert_eq!(
+                TargetPattern::parse(every).unwrap().kind(),
+                "wildcard",
+                "{every}"
+            );
+        }
+        for some in ["web-*", "*-web", "[0-9a-f]*", "?", "*x*"] {
+            assert_eq!(TargetPattern::parse(some).unwrap().kind(), "glob", "{some}");
+        }
         assert_eq!(
             TargetPattern::parse("db")
                 .unwrap()

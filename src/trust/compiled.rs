@@ -226,10 +226,15 @@ fn reads_everything(spec: &super::TrustSpec) -> bool {
     spec.file_read_paths.iter().any(|p| p == "/**" || p == "**")
 }
 
-/// Host paths through which a container reaches the daemon's socket.
+/// Host paths through which a container reaches the daemon's socket: the
+/// socket, its parent directories, and anything under `/proc` (where
+/// `<pid>/root` is a way into every host path, the socket included).
 pub fn exposes_docker_socket(host_path: &str) -> bool {
     const SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
     if host_path.ends_with(".sock") && host_path.contains("docker") {
+        return true;
+    }
+    if host_path == "/proc" || host_path.starts_with("/proc/") {
         return true;
     }
     SOCKETS.iter().any(|socket| {
@@ -387,6 +392,10 @@ mod tests {
         assert!(!broad.bind_allowed("/var/run/docker.sock"));
         assert!(!broad.bind_allowed("/var/run"));
         assert!(!broad.bind_allowed("/"));
+        // /proc/<pid>/root reaches every host path, the socket included.
+        assert!(!broad.bind_allowed("/proc/1/root/run"));
+        assert!(!broad.bind_allowed("/proc"));
+        assert!(broad.bind_allowed("/procfs-backup"));
         let literal = rel(json!({"allow_bind_mounts": ["/var/run/docker.sock"]}));
         assert!(literal.bind_allowed("/var/run/docker.sock"));
         assert!(!literal.bind_allowed("/run/docker.sock"));

@@ -1191,7 +1191,7 @@ mod tests {
                 "ci",
                 "web-*",
                 json!({"can_create": true, "allowed_images": ["busybox*"], "can_exec": true,
-                "allow_bind_mounts": ["/srv/**"], "resources": {"networks": {"write": true}, "plugins": {"write": true},
+                "allow_bind_mounts": ["/srv/**"], "file_write_paths": ["/srv/**"], "resources": {"networks": {"write": true}, "plugins": {"write": true},
                 "swarm": {"write": true}, "volumes": {"write": true}}}),
             ),
             rel("ci", "db", json!({"can_inspect": false})),
@@ -1223,6 +1223,9 @@ mod tests {
             (json!({"SecurityOpt": ["label=disable"]}), false),
             (json!({"SecurityOpt": ["no-new-privileges"]}), true),
             (json!({"MaskedPaths": []}), false),
+            (json!({"ReadonlyPaths": []}), false),
+            (json!({"SecurityOpt": ["seccomp=/tmp/profile.json"]}), false),
+            (json!({"CapAdd": ["sys_admin"]}), false),
             (json!({"Devices": [{"PathOnHost": "/dev/kmsg"}]}), false),
             (json!({"DeviceRequests": [{"Count": -1}]}), false),
             (json!({"DeviceCgroupRules": ["a *:* rwm"]}), false),
@@ -1244,6 +1247,11 @@ mod tests {
             for caller in ["ci", "ops"] {
                 let mut i = input(caller, "container.create", "web-1");
                 i["body"] = json!({"Image": "busybox", "HostConfig": hc});
+                // As the resolve stage finds the referenced containers.
+                i["target"]["referenced"] = json!([
+                    {"reference": "db", "id": "d0", "name": "db", "exists": true, "labels": {}},
+                    {"reference": "web-2", "id": "w2", "name": "web-2", "exists": true, "labels": {}},
+                ]);
                 let d = decide(&e, i);
                 let root_bind = hc.to_string().contains(r#""Source":"/""#);
                 let want = expected || (caller == "ops" && !root_bind);
@@ -1272,6 +1280,48 @@ mod tests {
         let mut service = input("ci", "service.create", "s");
         service["body"] = json!({"TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Mounts": [{"Type": "bind", "Source": "/etc"}]}}});
         assert!(!decide(&e, service).allowed);
+        // The service hardening rules, one at a time, on both evaluators.
+        for (spec, why) in [
+            (
+                json!({"CapabilityAdd": ["CAP_SYS_ADMIN"]}),
+                "capability SYS_ADMIN",
+            ),
+            (
+                json!({"Privileges": {"Seccomp": {"Mode": "unconfined"}}}),
+                "seccomp",
+            ),
+            (
+                json!({"Privileges": {"AppArmor": {"Mode": "disabled"}}}),
+                "AppArmor",
+            ),
+            (json!({"Sysctls": {"net.ipv4.ip_forward": "1"}}), "sysctls"),
+        ] {
+            let mut service = input("ci", "service.create", "s");
+            let mut container_spec = json!({"Image": "busybox"});
+            for (k, v) in spec.as_object().unwrap() {
+                container_spec[k] = v.clone();
+            }
+            service["body"] = json!({"TaskTemplate": {"ContainerSpec": container_spec}});
+            let d = decide(&e, service.clone());
+            assert!(!d.allowed && d.reasons[0].contains(why), "{spec}: {d:?}");
+            service["caller"]["name"] = json!("ops");
+            assert!(!decide(&e, service).allowed, "ops has no swarm rights");
+        }
+        let mut service = input("ci", "service.create", "s");
+        service["body"] = json!({"TaskTemplate": {"ContainerSpec": {"Image": "busybox",
+            "CapabilityAdd": ["CHOWN"]}}});
+        assert!(decide(&e, service).allowed);
+        // A write inside a bind mount of the host needs allow_bind_writes.
+        let mut write = input("ci", "file.write", "web-1");
+        write["file"] = json!({"path": "/srv/a", "resolved_path": "/srv/a",
+            "mount": {"type": "bind", "source": "/srv", "destination": "/srv", "rw": true}});
+        let d = decide(&e, write.clone());
+        assert!(
+            !d.allowed && d.reasons[0].contains("inside bind mount /srv"),
+            "{d:?}"
+        );
+        write["file"]["mount"]["type"] = json!("volume");
+        assert!(decide(&e, write).allowed);
         let mut volume = input("ci", "volume.create", "v");
         volume["body"] = json!({"DriverOpts": {"device": "/srv/x", "o": "bind"}});
         assert!(decide(&e, volume.clone()).allowed);

@@ -233,7 +233,9 @@ pub fn parse_trust_json(trust_json: &str) -> anyhow::Result<TrustSnapshot> {
 }
 
 /// Decide one hand-written input (the JSON of a `PolicyInput`) against a
-/// policy source and trust JSON, through the same code as `serve`.
+/// policy source and trust JSON: the same engine, facts and evaluator as
+/// `serve`, with the input document built from JSON instead of the typed
+/// input (a unit test in `facts` checks both give the same document).
 pub fn policy_eval(
     source: &PolicySource,
     input_json: &str,

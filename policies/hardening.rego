@@ -50,7 +50,10 @@ namespace_fields := {
 
 default_why := "no trust relationship opts in"
 
-dangers := request_dangers | container_dangers if {
+# (A file action reads no body: its one check is a rule of its own.)
+dangers := file_dangers if {
+	input.action in {"file.write", "file.delete"}
+} else := request_dangers | container_dangers if {
 	input.action in {"container.create", "container.update"}
 } else := request_dangers | service_dangers if {
 	input.action in {"service.create", "service.update"}
@@ -203,8 +206,9 @@ action_dangers contains {"kind": "plugin", "key": input.action, "msg": sprintf("
 	input.action in {"plugin.install", "plugin.set", "plugin.upgrade", "plugin.create", "plugin.enable"}
 }
 
-action_dangers contains {"kind": "bind_write", "key": input.file.mount.source, "msg": sprintf("writing %s, inside bind mount %s of the host, is not allowed", [input.file.path, input.file.mount.source]), "why": default_why} if {
-	input.action in {"file.write", "file.delete"}
+# --- file writes and deletes ----------------------------------------------------
+
+file_dangers contains {"kind": "bind_write", "key": input.file.mount.source, "msg": sprintf("writing %s, inside bind mount %s of the host, is not allowed", [input.file.path, input.file.mount.source]), "why": default_why} if {
 	input.file.mount.type == "bind"
 }
 

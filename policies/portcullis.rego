@@ -25,7 +25,7 @@ expired(m) if {
 # function calls: on the RVM each function call costs about as much as a
 # whole comprehension.
 live := input.matches if {
-	count([1 | some m in input.matches; is_string(m.expires_at)]) == 0
+	every m in input.matches { not is_string(m.expires_at) }
 } else := [m | some m in input.matches; not expired(m)]
 
 # Under the strict template a wildcard target cannot grant dangerous actions.

@@ -3,6 +3,13 @@
 //!
 //! Target: median ≤ 15 µs on the RVM. Run briefly with
 //! `cargo bench --bench decide -- --measurement-time 2 --warm-up-time 1`.
+//!
+//! On a noisy VM, wall time varies by 2× between runs; instructions do not.
+//! `DECIDE_COUNT=<action>:<n>` (action `container.restart`, `file.write` or
+//! `container.create`) makes n decisions and exits, for
+//! `valgrind --tool=callgrind --toggle-collect='<portcullis::decide::engine::PolicyEngine as portcullis::decide::Decide>::decide'`
+//! on the bench binary: total instructions / n is the cost of one decision,
+//! the Rust input building included.
 
 use std::collections::BTreeMap;
 
@@ -89,6 +96,13 @@ fn input(action: &str, body: serde_json::Value, file: Option<FileContext>) -> Po
     }
 }
 
+/// `DECIDE_COUNT=<action>:<n>`: make n RVM decisions of one action and exit.
+fn instruction_count_run() -> Option<(String, usize)> {
+    let spec = std::env::var("DECIDE_COUNT").ok()?;
+    let (action, count) = spec.split_once(':')?;
+    Some((action.to_string(), count.parse().ok()?))
+}
+
 fn bench(c: &mut Criterion) {
     let engines = [
         (
@@ -117,6 +131,22 @@ fn bench(c: &mut Criterion) {
         None,
     );
     let restart = input("container.restart", serde_json::Value::Null, None);
+    if let Some((action, count)) = instruction_count_run() {
+        // Only decisions, a known number of them: for callgrind (see the
+        // module docs), which counts instructions whatever the machine's noise.
+        let engine = &engines[0].1;
+        engine.set_trust(snapshot()).expect("trust compiles");
+        let input = match action.as_str() {
+            "file.write" => &write,
+            "container.create" => &create,
+            _ => &restart,
+        };
+        assert!(engine.decide(input).allowed);
+        for _ in 0..count {
+            std::hint::black_box(engine.decide(input));
+        }
+        std::process::exit(0);
+    }
     let mut group = c.benchmark_group("decide");
     // The Rust side alone (what `decide` does before the VM runs): serialize
     // the typed input straight into a regorus value, compute the facts, and

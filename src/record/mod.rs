@@ -273,6 +273,8 @@ pub enum FailPoint {
     /// The write lands but the flush (WAL: fdatasync) fails; sled keeps the records,
     /// the WAL truncates them away.
     Flush,
+    /// `Write`, for the next write only.
+    WriteOnce,
 }
 
 /// Rows removed per prune transaction (each step leaves a valid checkpoint).
@@ -574,6 +576,7 @@ impl AuditLog {
             FailPoint::None => writer::FAIL_NONE,
             FailPoint::Write => writer::FAIL_WRITE,
             FailPoint::Flush => writer::FAIL_FLUSH,
+            FailPoint::WriteOnce => writer::FAIL_WRITE_ONCE,
         };
         self.inner
             .committer

@@ -2,6 +2,7 @@
 //! failure rollback, and reads that see what was just acknowledged.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::codec::{self, chain_hash};
 use super::store::{ChainHead, Stores};
@@ -264,23 +265,46 @@ fn failed_writes_roll_back_and_the_chain_stays_consistent() {
     assert!(log.verify().unwrap().is_ok());
 }
 
+// Holding the sink lock across awaits is the point: the leader waits on it.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_refuses_the_groups_queued_behind_it() {
     let d = tempfile::tempdir().unwrap();
     let db = open_db(d.path());
     let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
     log.append(rec(1)).await.unwrap();
-    log.testing_inject_failure(FailPoint::Write);
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let log = log.clone();
-            tokio::spawn(async move { log.append(rec(i)).await })
-        })
-        .collect();
+    // One write fails. Its leader is held at the sink until 31 more appends
+    // have queued behind it: they chain from the failed record, so they are
+    // refused too, although their own write would succeed.
+    log.testing_inject_failure(FailPoint::WriteOnce);
+    let committer = &log.inner.committer;
+    let sink = committer.testing_hold_sink();
+    let spawn = |i: u64| {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(rec(i)).await })
+    };
+    let wait_for = |want: (bool, u64)| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while committer.testing_queue() != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue never reached {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let mut tasks = vec![spawn(0)];
+    wait_for((true, 0)).await;
+    tasks.extend((1..32).map(spawn));
+    wait_for((true, 31)).await;
+    drop(sink);
     for t in tasks {
         assert!(t.await.unwrap().is_err());
     }
-    log.testing_inject_failure(FailPoint::None);
+    let stats = log.stats();
+    assert_eq!(stats.records_committed, 1);
+    assert!(stats.batches_failed >= 2, "{}", stats.batches_failed);
+    // The failure fired once; the chain rolled back to record 1 and goes on.
     assert_eq!(log.append(rec(2)).await.unwrap(), 2);
     assert!(log.verify().unwrap().is_ok());
 }

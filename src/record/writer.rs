@@ -46,6 +46,8 @@ use super::{AuditFsync, AuditRecord, RecordError};
 pub(crate) const FAIL_NONE: u8 = 0;
 pub(crate) const FAIL_WRITE: u8 = 1;
 pub(crate) const FAIL_FLUSH: u8 = 2;
+/// `FAIL_WRITE` for the next write only.
+pub(crate) const FAIL_WRITE_ONCE: u8 = 3;
 
 /// Counters and the event stream, shared with the `AuditLog` handles.
 pub(crate) struct Shared {
@@ -300,6 +302,33 @@ impl Committer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The injected failure for this write (tests); a one-shot one is used up.
+    fn take_fail_point(&self) -> u8 {
+        let point = &self.shared.fail_point;
+        match point.compare_exchange(
+            FAIL_WRITE_ONCE,
+            FAIL_NONE,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => FAIL_WRITE,
+            Err(current) => current,
+        }
+    }
+
+    /// Hold the sink, so that a leader waits before writing (tests).
+    #[cfg(test)]
+    pub(crate) fn testing_hold_sink(&self) -> MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a leader is at work, and how many appends wait behind it (tests).
+    #[cfg(test)]
+    pub(crate) fn testing_queue(&self) -> (bool, u64) {
+        let st = self.lock();
+        (st.writing, st.pending.iter().map(|b| b.count).sum())
+    }
+
     /// The head after the last acknowledged record.
     pub fn durable(&self) -> ChainHead {
         self.lock().durable
@@ -409,7 +438,7 @@ impl Committer {
                 self.lock().writing = false;
                 break;
             };
-            let inject = self.shared.fail_point.load(Ordering::SeqCst);
+            let inject = self.take_fail_point();
             let written = {
                 let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
                 let r = sink.write(&mut batch, inject);

@@ -112,6 +112,17 @@ impl Progress {
         result
     }
 
+    /// Wait until the applier has flushed and stopped (tests).
+    #[cfg(test)]
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| s.running)
+            .unwrap_or_else(|p| p.into_inner());
+        !s.running
+    }
+
     /// The applier's pause between rounds, cut short when a reader waits.
     fn pause(&self, d: Duration) {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());

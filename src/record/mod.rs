@@ -459,6 +459,18 @@ impl AuditLog {
         self.inner.committer.close();
     }
 
+    /// `close`, then wait for the applier to flush sled and stop (tests).
+    #[cfg(test)]
+    pub(crate) fn testing_close_and_wait(&self) {
+        self.close();
+        if let Some(p) = &self.inner.progress {
+            assert!(
+                p.wait_stopped(std::time::Duration::from_secs(10)),
+                "the applier did not stop"
+            );
+        }
+    }
+
     /// Wait until sled holds every record acknowledged so far, up to `seq`.
     fn caught_up(&self, seq: u64) -> Result<(), RecordError> {
         match &self.inner.progress {

@@ -106,10 +106,8 @@ fn replay_skips_what_sled_already_holds() {
         for i in 1..=4 {
             log.append_blocking(rec(i)).unwrap();
         }
-        log.close();
+        log.testing_close_and_wait();
     }
-    // Let the applier flush and let go.
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let stores = Stores::open(&db).unwrap();
     let head = stores.load_head().unwrap();
     assert_eq!(head.next_seq, 5);
@@ -257,9 +255,8 @@ fn failed_writes_roll_back_and_the_chain_stays_consistent() {
     assert!(log.stats().last_error.is_none());
     assert!(log.verify().unwrap().is_ok());
     let head = log.head();
-    log.close();
+    log.testing_close_and_wait();
     drop(log);
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
     assert_eq!(log.head(), head);
     assert!(log.verify().unwrap().is_ok());

@@ -164,6 +164,7 @@ pub async fn inspect(
 ) -> Result<(Inspected, Option<Incoming>), (StatusCode, String)> {
     use crate::classify::BodyRule;
     let refuse = |e: BodyError| (body_status(&e), e.to_string());
+    forward::check_connection_header(&parts.headers).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     let method = parts.method.as_str();
     // docker cp uploads are read whole too: every entry is checked before any is forwarded.
     let tar = request.route.body == BodyRule::Tar;

@@ -369,3 +369,40 @@ fn bad_input_gets_clear_errors_and_service_continues() {
     );
     ping_works(&p);
 }
+
+/// Requests the daemon would read differently from how portcullis would
+/// decide them are refused before a decision: a key Go versions fold
+/// differently (hiding `Privileged` behind a later duplicate), and a
+/// `Connection` header that would have the forwarded request lose the
+/// `Content-Type` its form body was read with.
+#[test]
+fn requests_the_daemon_would_read_differently_are_refused() {
+    if !engine() {
+        return;
+    }
+    let p = Proxy::start(&[]);
+    let body = format!(
+        "{{\"Image\":\"{}\",\"HostConfig\":{{\"Privileged\":true,\"Pr\u{131}vileged\":false}}}}",
+        image()
+    );
+    let request = format!(
+        "POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(&p, request.as_bytes());
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("non-ASCII"),
+        "decoy key: {r}"
+    );
+    let form = "fromImage=portcullis-test/busybox";
+    let request = format!(
+        "POST /images/create?fromSrc=http://127.0.0.1:9/x.tar&repo=r HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close, Content-Type\r\n\r\n{form}",
+        form.len()
+    );
+    let r = raw(&p, request.as_bytes());
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("Connection header"),
+        "Connection: Content-Type: {r}"
+    );
+    ping_works(&p);
+}

@@ -4,9 +4,11 @@
 //! Why: every authorization bypass of the past came from the checker seeing
 //! other bytes than the daemon decoded (chunked bodies skipped, bodies over a
 //! size skipped, keys matched with exact case). So the body is read whole up to
-//! a bound, decoded with Go's `encoding/json` semantics (case-insensitive keys
-//! with Unicode simple folding, last scalar wins, duplicate objects merged), and
-//! the same `Bytes` are forwarded.
+//! a bound, decoded with Go's `encoding/json` semantics (case-insensitive keys,
+//! last scalar wins, duplicate objects merged; non-ASCII spellings of field
+//! names, which Go versions fold differently, refused), and the same `Bytes`
+//! are forwarded, with the headers they were read by (`Connection` may not
+//! name an end-to-end header, see [`crate::forward::check_connection_header`]).
 //!
 //! Where the rules come from (the daemon's `httputils`):
 //! * a non-empty JSON body needs `Content-Type: application/json` (media type

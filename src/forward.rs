@@ -91,7 +91,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Refuse a `Connection` header that names anything but hop-by-hop headers.
 ///
-/// Why: a proxy must drop the headers `Connection` names ([`strip_hop_by_hop`]),
+/// Why: a proxy must drop the headers `Connection` names (`strip_hop_by_hop`),
 /// so `Connection: Content-Type` would have the daemon read a body without the
 /// content type the decision was made with (a form body it then ignores, and a
 /// query that says something else). Clients name only these; anything else is

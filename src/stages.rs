@@ -401,26 +401,37 @@ impl Forwardable {
 }
 
 /// Rewrite `/containers/{name}/…` to `/containers/{id}/…` so the daemon acts
-/// on exactly the container that was decided on.
+/// on exactly the container that was decided on. Only the name segment is
+/// replaced: the rest of the path goes on as the client encoded it, since the
+/// daemon decodes it itself (a decoded `%253F` would reach it as `?`).
 fn pinned_target(request: &Classified, target: &Target, raw_target: &str) -> String {
-    let (Some(id), Some(name)) = (&target.id, &request.resource.name) else {
+    let (Some(id), Some(_)) = (&target.id, &request.resource.name) else {
         return raw_target.to_string();
     };
     if request.resource.kind != ResourceKind::Container || !target.exists {
         return raw_target.to_string();
     }
-    let prefix = format!("/containers/{name}");
-    let Some(rest) = request.path.strip_prefix(&prefix) else {
+    let (raw_path, query) = match raw_target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (raw_target, None),
+    };
+    // Classification accepted the path: `[/vX.Y]/containers/{name}[/rest]`.
+    let unversioned = match request.version {
+        Some(_) => raw_path
+            .get(1..)
+            .and_then(|p| p.find('/'))
+            .map_or("", |i| &raw_path[i + 1..]),
+        None => raw_path,
+    };
+    let Some(after) = unversioned.strip_prefix("/containers/") else {
         return raw_target.to_string();
     };
+    let rest = after.find('/').map_or("", |i| &after[i..]);
     let version = request
         .version
         .map(|v| format!("/v{v}"))
         .unwrap_or_default();
-    let query = raw_target
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     format!("{version}/containers/{id}{rest}{query}")
 }
 
@@ -563,7 +574,48 @@ async fn remember_exec(
 
 #[cfg(test)]
 mod tests {
-    use super::next_request_id;
+    use super::{next_request_id, pinned_target};
+    use crate::classify::{classify, ResourceKind, VersionRange};
+    use crate::resolve::Target;
+
+    #[test]
+    fn pinning_replaces_the_name_and_keeps_the_rest_as_encoded() {
+        let target = Target {
+            id: Some("c0ffee".into()),
+            name: Some("web".into()),
+            exists: true,
+            kind: Some(ResourceKind::Container),
+            ..Target::default()
+        };
+        for (raw, pinned) in [
+            (
+                "/v1.41/containers/web/json",
+                "/v1.41/containers/c0ffee/json",
+            ),
+            (
+                "/containers/web/json?size=1",
+                "/containers/c0ffee/json?size=1",
+            ),
+            ("/v1.41/containers/web", "/v1.41/containers/c0ffee"),
+            (
+                "/v1.41/containers/web/checkpoints/a%253Fb",
+                "/v1.41/containers/c0ffee/checkpoints/a%253Fb",
+            ),
+            (
+                "/containers/w%65b/archive?path=/a%20b",
+                "/containers/c0ffee/archive?path=/a%20b",
+            ),
+        ] {
+            let method = if raw.contains("checkpoints") || raw.ends_with("/web") {
+                "DELETE"
+            } else {
+                "GET"
+            };
+            let request = classify(method, raw, &VersionRange::default())
+                .unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(pinned_target(&request, &target, raw), pinned, "{raw}");
+        }
+    }
 
     #[test]
     fn request_ids_share_the_process_prefix_and_never_repeat() {

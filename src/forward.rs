@@ -279,16 +279,17 @@ impl AsyncWrite for UpstreamStream {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn connection_may_name_only_hop_by_hop_headers() {
-        use http::HeaderValue;
         let with = |v: &'static str| {
             let mut h = HeaderMap::new();
             h.insert(header::CONNECTION, HeaderValue::from_static(v));
             h
         };
         for ok in ["close", "Upgrade", "keep-alive, TE", "upgrade,close"] {
-            assert!(super::check_connection_header(&with(ok)).is_ok(), "{ok}");
+            assert!(check_connection_header(&with(ok)).is_ok(), "{ok}");
         }
         for bad in [
             "Content-Type",
@@ -296,13 +297,11 @@ mod tests {
             "Transfer-Encoding",
             "X-Registry-Auth",
         ] {
-            let err = super::check_connection_header(&with(bad)).unwrap_err();
+            let err = check_connection_header(&with(bad)).unwrap_err();
             assert!(err.contains("Connection header names"), "{bad}: {err}");
         }
-        assert!(super::check_connection_header(&HeaderMap::new()).is_ok());
+        assert!(check_connection_header(&HeaderMap::new()).is_ok());
     }
-
-    use super::*;
 
     #[test]
     fn hop_by_hop_headers_are_removed_but_upgrade_kept_for_hijacks() {

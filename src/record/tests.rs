@@ -35,6 +35,25 @@ fn open_db(dir: &Path) -> sled::Db {
     sled::Config::new().path(dir).open().unwrap()
 }
 
+/// Open a db the test (or an offline tool) just dropped: sled's background
+/// flusher lets go of the file lock a moment after the drop, so a lock error
+/// is retried for a while (any other error fails the test at once).
+fn once_released<T>(mut open: impl FnMut() -> Result<T, RecordError>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(RecordError::Open(e))
+                if e.contains("another process holds it")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+}
+
 /// Frames as the writer builds them: one per group of `sizes[i]` records, chained
 /// from `head`. Returns the frames and the head after them.
 fn frames(mut head: ChainHead, sizes: &[u64]) -> (Vec<Vec<u8>>, ChainHead) {
@@ -182,7 +201,7 @@ fn a_damaged_complete_frame_is_a_break_even_in_the_last_segment() {
             bytes,
             "the WAL was kept whole"
         );
-        let rep = verify_offline(d.path()).unwrap();
+        let rep = once_released(|| verify_offline(d.path()));
         assert_eq!(rep.broken.map(|b| b.seq), Some(first_lost));
         assert_eq!(std::fs::read(&seg).unwrap(), bytes, "verify kept it too");
     }
@@ -211,10 +230,10 @@ fn a_wal_frame_that_does_not_chain_is_a_break_not_dropped() {
         wal::segments(&d.path().join(wal::WAL_DIR)).unwrap().len(),
         1
     );
-    let rep = verify_offline(d.path()).unwrap();
+    let rep = once_released(|| verify_offline(d.path()));
     assert_eq!(rep.broken.map(|b| b.seq), Some(3));
     // Allowed, it serves on from sled's head and keeps the WAL aside as evidence.
-    let db = open_sled_offline(d.path()).unwrap();
+    let db = once_released(|| open_sled_offline(d.path()));
     let opts = AuditOptions {
         allow_broken_chain: true,
         ..wal_opts(d.path())

@@ -442,3 +442,44 @@ fn container_references_are_judged_by_the_container_the_daemon_picks() {
         ],
     ));
 }
+
+/// Under `strict`, a glob that matches nearly every name (`??*`, `[!.]*`,
+/// `*?`, `*-*`) grants no more than `*`: exec needs a pattern that spells out
+/// the names it grants.
+#[test]
+fn strict_treats_near_universal_globs_as_wildcards() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let (p, host, _dir) = pinned_proxy("ops", &["--template", "strict"]);
+    let name = unique("svc-web");
+    let _c = Cleanup(vec![name.clone()]);
+    ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "60"]));
+    let mut ids = Vec::new();
+    for broad in ["??*", "[!.]*", "*?", "*-*"] {
+        ids.push(trust_create(
+            &p,
+            &[
+                "caller_service=ops",
+                &format!("target_container={broad}"),
+                "can_exec=true",
+            ],
+        ));
+        refused(
+            &p.docker_at(&host, &["exec", &name, "true"]),
+            "wildcard targets cannot grant it",
+        );
+        ok(&p.cli(&["trust", "delete", ids.last().unwrap()]));
+    }
+    // A pattern that spells out the names it grants does grant exec.
+    trust_create(
+        &p,
+        &[
+            "caller_service=ops",
+            "target_container=svc-*",
+            "can_exec=true",
+        ],
+    );
+    ok(&p.docker_at(&host, &["exec", &name, "true"]));
+}

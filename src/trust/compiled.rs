@@ -22,7 +22,9 @@ pub enum TargetPattern {
     Exact(String),
     /// A glob over container names, e.g. `web-*` (a one-glob set: the set
     /// picks literal/prefix/suffix strategies before falling back to a regex).
-    Glob(GlobSet),
+    /// A `broad` glob ([`is_broad`]) matches as written but is reported as a
+    /// wildcard, so `strict` restricts it as it restricts `*`.
+    Glob { set: GlobSet, broad: bool },
     /// `label:key=value`: containers carrying that label.
     Label { key: String, value: String },
 }
@@ -54,13 +56,11 @@ impl TargetPattern {
         }
         let name = target.trim_start_matches('/');
         if name.contains(['*', '?', '[', '{']) {
-            let glob = name_globs("target_container", &[name.to_string()])?;
-            // `/*`, `**`, `?*`, `[a-zA-Z0-9]*`... grant what `*` grants, so
-            // they are reported (and restricted, under `strict`) as `*` is.
-            if MATCH_ALL_PROBES.iter().all(|n| glob.is_match(n)) {
-                return Ok(TargetPattern::Any);
-            }
-            return Ok(TargetPattern::Glob(glob));
+            let set = name_globs("target_container", &[name.to_string()])?;
+            return Ok(TargetPattern::Glob {
+                set,
+                broad: is_broad(name),
+            });
         }
         Ok(TargetPattern::Exact(name.to_string()))
     }
@@ -71,7 +71,8 @@ impl TargetPattern {
         match self {
             TargetPattern::Any => "wildcard",
             TargetPattern::Exact(_) => "exact",
-            TargetPattern::Glob(_) => "glob",
+            TargetPattern::Glob { broad: true, .. } => "wildcard",
+            TargetPattern::Glob { broad: false, .. } => "glob",
             TargetPattern::Label { .. } => "label",
         }
     }
@@ -87,17 +88,107 @@ impl TargetPattern {
         let matched = match self {
             TargetPattern::Any => true,
             TargetPattern::Exact(exact) => name == Some(exact.as_str()),
-            TargetPattern::Glob(glob) => name.is_some_and(|n| glob.is_match(n)),
+            TargetPattern::Glob { set, .. } => name.is_some_and(|n| set.is_match(n)),
             TargetPattern::Label { key, value } => labels.get(key) == Some(value),
         };
         matched.then(|| self.kind())
     }
 }
 
-/// Names of every shape a container name can take (it starts with a letter
-/// or digit, then letters, digits, `_`, `.`, `-`): a glob that matches them
-/// all matches any container.
-const MATCH_ALL_PROBES: [&str; 5] = ["a", "Z", "0", "z.Q_9-x", "0123456789abcdef"];
+/// Whether a name glob is a wildcard in all but spelling: some alternative of
+/// it has a `*` and spells out no letter or digit of the names it matches.
+///
+/// Why by the pattern's text and not by trying names: `??*`, `[!.]*`, `*?` or
+/// `*-*` match nearly every name (all compose containers, say), and no list of
+/// probe names covers every such spelling. A pattern names containers only
+/// through letters or digits it spells out (`web-*`, `*-db`, `*x*`, `[w]eb*`);
+/// without a `*` it matches names of a bounded length only (`?`, `db-??`).
+pub fn is_broad(pattern: &str) -> bool {
+    alternatives(pattern)
+        .iter()
+        .any(|alt| alt.star && !alt.spelled)
+}
+
+/// What one alternative of a glob contains.
+#[derive(Clone, Copy, Default)]
+struct Alternative {
+    /// A `*` (or `**`): it matches names of any length.
+    star: bool,
+    /// A letter or digit outside `*`, `?` and multi-character classes.
+    spelled: bool,
+}
+
+/// Every alternative of a glob, `{a,b}` groups expanded (globset does not nest
+/// them; a nested `{` is read as one more group, which only adds alternatives).
+fn alternatives(pattern: &str) -> Vec<Alternative> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut done = vec![Alternative::default()];
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => done.iter_mut().for_each(|a| a.star = true),
+            '?' => {}
+            '\\' => {
+                i += 1;
+                if chars.get(i).is_some_and(|c| c.is_ascii_alphanumeric()) {
+                    done.iter_mut().for_each(|a| a.spelled = true);
+                }
+            }
+            '[' => {
+                let (members, end) = class(&chars, i);
+                if let Some(only) = members {
+                    if only.is_ascii_alphanumeric() {
+                        done.iter_mut().for_each(|a| a.spelled = true);
+                    }
+                }
+                i = end;
+            }
+            '{' => {
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| c == '}')
+                    .map_or(chars.len(), |p| i + p);
+                let inner: String = chars[i + 1..end].iter().collect();
+                let branches: Vec<Alternative> = inner.split(',').flat_map(alternatives).collect();
+                done = done
+                    .iter()
+                    .flat_map(|a| {
+                        branches.iter().map(move |b| Alternative {
+                            star: a.star || b.star,
+                            spelled: a.spelled || b.spelled,
+                        })
+                    })
+                    .collect();
+                i = end;
+            }
+            c if c.is_ascii_alphanumeric() => done.iter_mut().for_each(|a| a.spelled = true),
+            _ => {}
+        }
+        i += 1;
+    }
+    done
+}
+
+/// A `[...]` class starting at `start`: its one member when it has exactly
+/// one (`[w]`), and the index of its closing `]`.
+fn class(chars: &[char], start: usize) -> (Option<char>, usize) {
+    let mut i = start + 1;
+    let negated = matches!(chars.get(i), Some('!') | Some('^'));
+    if negated {
+        i += 1;
+    }
+    let first = i;
+    // A `]` right after `[` or `[!` is a member, as in globset.
+    if chars.get(i) == Some(&']') {
+        i += 1;
+    }
+    while i < chars.len() && chars[i] != ']' {
+        i += 1;
+    }
+    let members = &chars[first..i.min(chars.len())];
+    let single = (!negated && members.len() == 1).then(|| members[0]);
+    (single, i)
+}
 
 fn build_set(
     field: &str,
@@ -348,14 +439,37 @@ mod tests {
             TargetPattern::parse("*").unwrap().matches(None, &none),
             Some("wildcard")
         );
-        for every in ["/*", "**", "?*", "[a-zA-Z0-9]*", "{*,x}", "/**"] {
+        for every in [
+            "/*",
+            "**",
+            "?*",
+            "[a-zA-Z0-9]*",
+            "{*,x}",
+            "/**",
+            "??*",
+            "[!.]*",
+            "*?",
+            "*-*",
+            "[0-9a-f]*",
+            "{web,*}-*",
+        ] {
             assert_eq!(
                 TargetPattern::parse(every).unwrap().kind(),
                 "wildcard",
                 "{every}"
             );
         }
-        for some in ["web-*", "*-web", "[0-9a-f]*", "?", "*x*"] {
+        for some in [
+            "web-*",
+            "*-web",
+            "?",
+            "*x*",
+            "[w]eb-*",
+            "{web,db}-*",
+            "db-??",
+            "\\x*",
+            "[!w]eb*",
+        ] {
             assert_eq!(TargetPattern::parse(some).unwrap().kind(), "glob", "{some}");
         }
         assert_eq!(

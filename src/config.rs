@@ -139,6 +139,17 @@ pub enum Mode {
     AuditOnly,
 }
 
+/// As the flag spells it (`enforce`, `audit-only`), for messages.
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => write!(f, "{self:?}"),
+        }
+    }
+}
+
 /// TLS material for `tls://` listeners.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {

@@ -107,7 +107,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     println!(
-        "forwarding to {} (API {versions}); data in {}; mode {:?}",
+        "forwarding to {} (API {versions}); data in {}; mode {}",
         config.upstream,
         config.data_dir.display(),
         config.mode

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use crate::config::UpstreamAddr;
-use crate::forward::Upstream;
+use crate::forward::{ForwardError, Upstream};
 use crate::reply;
 
 /// Where the server is and who we are to it.
@@ -216,11 +216,14 @@ impl AdminClient {
             None => reply::empty(),
         };
         let (parts, body) = req.body(body)?.into_parts();
-        let resp = self
-            .upstream
-            .send(parts, path, body)
-            .await
-            .with_context(|| format!("cannot reach portcullis at {}", self.upstream.addr()))?;
+        let resp = self.upstream.send(parts, path, body).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the portcullis server at {}: {}; is `portcullis serve` running, \
+                 and does --host (PORTCULLIS_HOST) name its socket?",
+                self.upstream.addr(),
+                root_cause(&e)
+            )
+        })?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         if !status.is_success() {
@@ -228,9 +231,27 @@ impl AdminClient {
                 .ok()
                 .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            bail!("{status}: {msg}");
+            // The server's messages start with "portcullis: " as the docker CLI
+            // shows them; this CLI prints that prefix once itself.
+            let msg = msg.strip_prefix("portcullis: ").unwrap_or(&msg);
+            bail!("{msg} ({status})");
         }
         Ok(bytes)
+    }
+}
+
+/// The innermost cause of a failed connection ("No such file or directory"),
+/// without the layers of the HTTP client wrapped around it.
+fn root_cause(e: &ForwardError) -> String {
+    match e {
+        ForwardError::Unreachable { source, .. } => {
+            let mut cause: &(dyn std::error::Error + 'static) = source.as_ref();
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        }
+        other => other.to_string(),
     }
 }
 

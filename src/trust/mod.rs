@@ -247,7 +247,7 @@ pub enum TrustError {
     },
     #[error("trust relationship {0:?} not found")]
     NotFound(String),
-    #[error("caller {0:?} not found")]
+    #[error("caller {0:?} not found (add it first: portcullis caller add {0})")]
     UnknownCaller(String),
     #[error("caller {0:?} already exists")]
     CallerExists(String),

@@ -1,0 +1,72 @@
+//! What an operator reads: the start line, the admin CLI's errors, and the log
+//! file, as a new user meets them.
+
+mod common;
+
+use common::*;
+
+/// The start line spells the mode as the flag does, and a log written to a
+/// file carries no colour codes.
+#[test]
+fn the_start_line_and_log_file_are_plain() {
+    if !engine() {
+        return;
+    }
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("bad.rego"),
+        "package portcullis\nallow if {",
+    )
+    .unwrap();
+    let policies = broken.path().to_string_lossy().to_string();
+    let p = Proxy::start(&["--mode", "audit-only", "--policies", &policies]);
+    let log = p.log();
+    assert!(log.contains("mode audit-only"), "start line: {log}");
+    assert!(
+        log.contains("ERROR"),
+        "the broken policy is reported: {log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
+}
+
+/// The admin CLI's errors: the server's message once, without a second
+/// `portcullis:` prefix, and a missing caller names the step that adds it.
+#[test]
+fn admin_errors_say_it_once_and_say_what_to_do() {
+    if !engine() {
+        return;
+    }
+    let p = Proxy::start(&[]);
+    let out = p.cli(&["caller", "token", "dashboard"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("portcullis:").count(), 1, "{err}");
+    assert!(
+        err.contains("portcullis caller add dashboard"),
+        "no hint: {err}"
+    );
+    ok(&p.cli(&["caller", "add", "dashboard"]));
+    ok(&p.cli(&["caller", "token", "dashboard"]));
+}
+
+/// With no server on the socket, the admin CLI names portcullis, once, and
+/// what to check, not "the Docker daemon".
+#[test]
+fn admin_commands_without_a_server_name_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = format!("unix://{}", dir.path().join("none.sock").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env("PORTCULLIS_HOST", &socket)
+        .args(["trust", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(!err.contains("Docker daemon"), "{err}");
+    assert!(err.contains("portcullis serve"), "{err}");
+    assert_eq!(err.matches("client error").count(), 0, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -35,6 +35,8 @@ pub mod identify;
 pub mod inspect;
 pub mod listen;
 pub mod pipeline;
+#[cfg(any(test, fuzzing))]
+pub mod properties;
 pub mod record;
 pub mod reply;
 pub mod resolve;

@@ -1142,7 +1142,7 @@ pub fn schema_for(action: &str) -> &'static Schema {
 }
 
 /// Every named schema, for tests that walk them.
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 pub(crate) fn all_named() -> [&'static Schema; 12] {
     [
         &CONTAINER_CREATE,

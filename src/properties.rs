@@ -84,6 +84,78 @@ pub fn classifier(method: &str, target: &str) {
     }
 }
 
+/// Credentials for [`request_head`]: uid 1000 is `ci`, one token verifies.
+struct OneToken;
+
+impl crate::identify::Credentials for OneToken {
+    fn caller_for_uid(&self, uid: u32) -> Option<String> {
+        (uid == 1000).then(|| "ci".to_string())
+    }
+    fn verify_token(&self, secret: &str) -> Option<(String, String)> {
+        (secret == "pcl_good").then(|| ("dashboard".to_string(), "t1".to_string()))
+    }
+}
+
+/// A whole request head through identify and classify, on a unix connection
+/// from uid `uid` (0 is the administrator):
+/// - no credential header is left to reach the daemon, whatever was sent;
+/// - a bearer token that does not verify is a refusal, never a fall-back to
+///   the peer's uid; one that does names its caller;
+/// - no other header names the caller (identify reads only the credential
+///   header and the connection);
+/// - classification is as [`classifier`] requires.
+pub fn request_head(method: &str, target: &str, headers: &http::HeaderMap, uid: u32) {
+    use crate::identify::{identify, Identification};
+    use crate::listen::{Connection, Peer};
+    let conn = Connection {
+        id: 1,
+        listener: "unix:///fuzz.sock".into(),
+        pinned_caller: None,
+        peer: Peer::Unix {
+            uid,
+            gid: uid,
+            pid: None,
+        },
+    };
+    let mut sent = headers.clone();
+    let outcome = identify(&conn, &mut sent, &[0], &OneToken);
+    assert!(
+        !sent.contains_key(http::header::AUTHORIZATION),
+        "a credential header would reach the daemon: {headers:?}"
+    );
+    let auth: Vec<_> = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .collect();
+    let mut without_auth = headers.clone();
+    without_auth.remove(http::header::AUTHORIZATION);
+    let by_peer = identify(&conn, &mut without_auth, &[0], &OneToken)
+        .expect("a unix peer without a credential is always identified or unidentified");
+    match auth.first() {
+        None => assert_eq!(outcome.as_ref(), Ok(&by_peer), "{headers:?}"),
+        Some(value) if *value == "Bearer pcl_good" || *value == "bearer pcl_good" => {
+            let caller = outcome.expect("a good token verifies");
+            assert_eq!(caller.name, "dashboard");
+            assert!(matches!(caller.via, Identification::Token { .. }));
+        }
+        // http's `get` returns the first; identify must read the same one.
+        Some(value) => {
+            let trimmed = value
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim);
+            if trimmed != Some("pcl_good") {
+                assert!(outcome.is_err(), "{value:?} identified as {outcome:?}");
+            }
+        }
+    }
+    classifier(method, target);
+}
+
 /// Every schema a body is decoded with, and the schema-less reading.
 fn schemas() -> Vec<&'static Schema> {
     let mut all: Vec<&'static Schema> = crate::inspect::schema::all_named().to_vec();
@@ -300,6 +372,31 @@ mod tests {
         }
 
         #[test]
+        fn request_head_holds(
+            m in method(),
+            t in target(),
+            auth in proptest::option::of(prop_oneof![
+                Just("Bearer pcl_good".to_string()),
+                Just("bearer  pcl_good ".to_string()),
+                Just("Basic pcl_good".to_string()),
+                "Bearer [a-z_]{0,10}",
+            ]),
+            extra in proptest::collection::vec(("x-[a-z]{1,5}", "[ -~]{0,10}"), 0..3),
+            uid in prop_oneof![Just(0u32), Just(1000u32), Just(1001u32)],
+        ) {
+            let mut headers = http::HeaderMap::new();
+            if let Some(a) = auth {
+                headers.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+            }
+            for (k, v) in extra {
+                if let (Ok(k), Ok(v)) = (k.parse::<http::HeaderName>(), v.parse()) {
+                    headers.append(k, v);
+                }
+            }
+            request_head(m, &t, &headers, uid);
+        }
+
+        #[test]
         fn form_holds(s in "[a-z=&%+;0-9A-F]{0,24}") {
             form(s.as_bytes());
         }
@@ -316,6 +413,7 @@ mod tests {
             ("go_json", &go_json),
             ("form", &form),
             ("upload", &|b: &[u8]| upload(b, "/app")),
+            ("request_head", &request_head_seed),
         ] {
             let Ok(dir) = std::fs::read_dir(root.join(target)) else {
                 continue;
@@ -327,6 +425,30 @@ mod tests {
             }
         }
         assert!(seen > 0, "no seeds under {}", root.display());
+    }
+
+    /// A request-head seed: a uid byte, then the head as sent (see
+    /// `fuzz/fuzz_targets/request_head.rs`); only the request line and the
+    /// headers matter here, read simply.
+    fn request_head_seed(bytes: &[u8]) {
+        let Some((&who, head)) = bytes.split_first() else {
+            return;
+        };
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split("\r\n");
+        let mut line = lines.next().unwrap_or("").split(' ');
+        let (Some(method), Some(target)) = (line.next(), line.next()) else {
+            return;
+        };
+        let mut headers = http::HeaderMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                if let (Ok(k), Ok(v)) = (k.parse::<http::HeaderName>(), v.trim().parse()) {
+                    headers.append(k, v);
+                }
+            }
+        }
+        request_head(method, target, &headers, [0, 1000, 1001][who as usize % 3]);
     }
 
     /// A classify seed is `METHOD TARGET`.

@@ -39,6 +39,9 @@ pub enum Command {
     /// Query and verify the decision log.
     #[command(subcommand)]
     Audit(crate::admin::cli::AuditCommand),
+    /// Ask a running server for `/_ping` through its whole pipeline (exit 0
+    /// when it answers OK): the container image's HEALTHCHECK.
+    Health(crate::admin::cli::ServerArgs),
 }
 
 #[derive(Debug, Args)]

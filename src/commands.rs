@@ -28,6 +28,23 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Trust(cmd) => trust(cmd).await,
         Command::Caller(cmd) => caller(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
+        Command::Health(server) => health(&server).await,
+    }
+}
+
+/// `/_ping` through the server: identified, decided and recorded like any
+/// request, so a healthy answer means every stage and the daemon work.
+async fn health(server: &crate::admin::cli::ServerArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(server);
+    let body = client.call_raw(Method::GET, "/_ping", None).await?;
+    if body.as_ref() == b"OK" {
+        println!("ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "/_ping answered {:?}, not OK",
+            String::from_utf8_lossy(&body)
+        )
     }
 }
 

@@ -1,0 +1,122 @@
+//! The top-level Dockerfile builds here, offline, and the image serves: a
+//! non-root process, `docker ps` through its socket, and a HEALTHCHECK that
+//! turns healthy by asking the binary itself.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn the_image_builds_offline_runs_as_non_root_and_serves() {
+    if !engine() {
+        return;
+    }
+    image();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = Path::new(env!("CARGO_BIN_EXE_portcullis"));
+    let Ok(prebuilt) = binary.strip_prefix(root) else {
+        panic!(
+            "the test binary {} is outside the build context {}",
+            binary.display(),
+            root.display()
+        );
+    };
+    let base = Command::new("bash")
+        .arg(root.join("fixtures/build-offline-bases.sh"))
+        .arg(binary)
+        .output()
+        .unwrap();
+    let base = ok(&base).trim().to_string();
+    let tag = "portcullis-test/portcullis:latest";
+    let built = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir(root)
+        .args(["build", "-q", "-t", tag])
+        .args(["--build-arg", &format!("BUILDER_IMAGE={IMAGE}")])
+        .args(["--build-arg", &format!("RUNTIME_IMAGE={base}")])
+        .args(["--build-arg", &format!("PREBUILT={}", prebuilt.display())])
+        .arg(".")
+        .output()
+        .unwrap();
+    ok(&built);
+
+    let run_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        run_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let name = unique("pc-image");
+    let _c = Cleanup(vec![name.clone()]);
+    let gid = std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+        .unwrap();
+    ok(&direct(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--group-add",
+        &gid.to_string(),
+        "--health-interval",
+        "1s",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        &format!("{}:/run/portcullis", run_dir.path().display()),
+        tag,
+    ]));
+    let socket = run_dir.path().join("portcullis.sock");
+    let host = format!("unix://{}", socket.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the image did not listen: {}",
+            stderr(&direct(&["logs", &name]))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The host's root is an administrator of the proxy (uid 0).
+    let ps = Command::new("docker")
+        .env("DOCKER_HOST", &host)
+        .args(["ps", "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    assert!(ok(&ps).lines().any(|n| n == name), "{}", stdout(&ps));
+
+    let top = ok(&direct(&["top", &name, "-o", "pid,uid,args"]));
+    assert!(
+        top.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("PID"))
+            .all(|l| l.split_whitespace().nth(1) == Some("65532")),
+        "not run as the non-root user: {top}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = ok(&direct(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &name,
+        ]));
+        if status.trim() == "healthy" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never healthy ({status}): {}",
+            ok(&direct(&[
+                "inspect",
+                "--format",
+                "{{json .State.Health}}",
+                &name
+            ]))
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

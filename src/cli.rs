@@ -42,6 +42,13 @@ pub enum Command {
     /// Ask a running server for `/_ping` through its whole pipeline (exit 0
     /// when it answers OK): the container image's HEALTHCHECK.
     Health(crate::admin::cli::ServerArgs),
+    /// Print a shell completion script: `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `portcullis man > /usr/local/share/man/man1/portcullis.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,19 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Caller(cmd) => caller(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
         Command::Health(server) => health(&server).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "portcullis", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(crate::cli::Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -70,3 +70,31 @@ fn admin_commands_without_a_server_name_the_server() {
     assert_eq!(err.matches("client error").count(), 0, "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+/// `completions bash` is a script bash loads and completes the verbs with;
+/// `man` renders as a man page.
+#[test]
+fn completions_and_man_page() {
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let script = format!(
+        "source <({bin} completions bash); COMP_WORDS=(portcullis au); COMP_CWORD=1; \
+         COMP_LINE='portcullis au'; COMP_POINT=13; _portcullis portcullis au portcullis; \
+         echo \"${{COMPREPLY[@]}}\""
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out).trim(), "audit");
+    for shell in ["zsh", "fish"] {
+        let out = std::process::Command::new(bin)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(ok(&out).contains("serve"), "{shell}");
+    }
+    let man = std::process::Command::new(bin).arg("man").output().unwrap();
+    let page = ok(&man);
+    assert!(page.contains(".TH portcullis 1"), "{page}");
+    assert!(page.contains("serve"), "{page}");
+}

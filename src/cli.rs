@@ -21,6 +21,22 @@ use crate::config::{
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: text, or one JSON object a line.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -98,3 +98,32 @@ fn completions_and_man_page() {
     assert!(page.contains(".TH portcullis 1"), "{page}");
     assert!(page.contains("serve"), "{page}");
 }
+
+/// `--log-format json`: every log line is one JSON object with a level and a
+/// message, for log collectors.
+#[test]
+fn json_log_lines_parse() {
+    if !engine() {
+        return;
+    }
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("bad.rego"),
+        "package portcullis\nallow if {",
+    )
+    .unwrap();
+    let policies = broken.path().to_string_lossy().to_string();
+    let p = Proxy::start(&["--log-format", "json", "--policies", &policies]);
+    let log = p.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "ERROR" && l["message"].is_string()),
+        "{log}"
+    );
+}

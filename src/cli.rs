@@ -134,6 +134,16 @@ pub struct ServeArgs {
     /// sleeping thread costs more than that on a small VM. 0 = sleep at once.
     #[arg(long, env = "PORTCULLIS_IDLE_SPIN_US", default_value_t = Workers::DEFAULT_IDLE_SPIN.as_micros() as u64)]
     pub idle_spin_us: u64,
+    /// POST recorded decisions to this webhook, in signed batches (repeatable):
+    /// URL[#decision=deny|allow|any&caller=a,b&action=container.*]; denials by default.
+    #[arg(long, env = "PORTCULLIS_NOTIFY_WEBHOOK")]
+    pub notify_webhook: Vec<crate::notify::WebhookSpec>,
+    /// The shared secret that signs webhook batches (HMAC-SHA256); required with --notify-webhook.
+    #[arg(long, env = "PORTCULLIS_NOTIFY_SECRET", hide_env_values = true)]
+    pub notify_secret: Option<String>,
+    /// Records queued per webhook at most; beyond it they are dropped and counted.
+    #[arg(long, env = "PORTCULLIS_NOTIFY_QUEUE", default_value_t = 10_000)]
+    pub notify_queue: usize,
 }
 
 impl ServeArgs {
@@ -174,6 +184,17 @@ impl ServeArgs {
             workers: Workers {
                 count: self.workers,
                 idle_spin: Duration::from_micros(self.idle_spin_us),
+            },
+            notify: match (self.notify_webhook.is_empty(), self.notify_secret) {
+                (true, _) => None,
+                (false, Some(secret)) if !secret.is_empty() => Some(config::Notify {
+                    webhooks: self.notify_webhook,
+                    secret: secret.into_bytes(),
+                    queue: self.notify_queue,
+                }),
+                (false, _) => anyhow::bail!(
+                    "--notify-webhook needs --notify-secret (PORTCULLIS_NOTIFY_SECRET): batches are always signed"
+                ),
             },
         })
     }

@@ -208,6 +208,16 @@ pub struct ServeConfig {
     pub admin_uids: Vec<u32>,
     /// The worker threads serving connections.
     pub workers: Workers,
+    /// Webhooks told of recorded decisions (see [`crate::notify`]).
+    pub notify: Option<Notify>,
+}
+
+/// `--notify-webhook` and its secret.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub webhooks: Vec<crate::notify::WebhookSpec>,
+    pub secret: Vec<u8>,
+    pub queue: usize,
 }
 
 /// The threads that serve connections (see `listen::serve`).

@@ -82,7 +82,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         admin_uids: config.admin_uids.clone(),
         credentials: parts.credentials,
         decider: parts.decider,
-        recorder: parts.recorder,
+        recorder: match &config.notify {
+            None => parts.recorder,
+            Some(n) => Arc::new(crate::notify::Notifying::start(
+                parts.recorder,
+                n.webhooks.clone(),
+                n.secret.clone(),
+                n.queue,
+            )),
+        },
         resolver,
         services: parts.services,
         selector_is_immutable: parts.selector_is_immutable,

@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Records queued per webhook at most; beyond it they are dropped and counted.
     #[arg(long, env = "PORTCULLIS_NOTIFY_QUEUE", default_value_t = 10_000)]
     pub notify_queue: usize,
+    /// Serve Prometheus metrics at /metrics on its own listener: tcp://HOST:PORT
+    /// (never on a Docker listener). Off by default.
+    #[arg(long, env = "PORTCULLIS_METRICS")]
+    pub metrics: Option<String>,
 }
 
 impl ServeArgs {
@@ -184,6 +188,14 @@ impl ServeArgs {
             workers: Workers {
                 count: self.workers,
                 idle_spin: Duration::from_micros(self.idle_spin_us),
+            },
+            metrics: match self.metrics {
+                None => None,
+                Some(m) => Some(
+                    m.strip_prefix("tcp://")
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow::anyhow!("--metrics {m:?}: expected tcp://HOST:PORT"))?,
+                ),
             },
             notify: match (self.notify_webhook.is_empty(), self.notify_secret) {
                 (true, _) => None,

@@ -210,6 +210,8 @@ pub struct ServeConfig {
     pub workers: Workers,
     /// Webhooks told of recorded decisions (see [`crate::notify`]).
     pub notify: Option<Notify>,
+    /// HOST:PORT of the `/metrics` listener (see [`crate::metrics`]).
+    pub metrics: Option<String>,
 }
 
 /// `--notify-webhook` and its secret.

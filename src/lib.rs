@@ -34,6 +34,7 @@ pub mod forward;
 pub mod identify;
 pub mod inspect;
 pub mod listen;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 #[cfg(any(test, fuzzing))]

@@ -76,21 +76,39 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let parts = crate::assemble::assemble(&config, resolver.clone())?;
     let _policy_watch = parts.watcher;
+    // Optional layers over the decide and record stages (see `notify`, `metrics`).
+    let mut decider: Arc<dyn crate::decide::Decide> = parts.decider.clone();
+    let mut recorder: Arc<dyn pipeline::Record> = parts.recorder;
+    let mut notify_counters = None;
+    if let Some(n) = &config.notify {
+        let notifying = crate::notify::Notifying::start(
+            recorder,
+            n.webhooks.clone(),
+            n.secret.clone(),
+            n.queue,
+        );
+        notify_counters = Some(notifying.counters.clone());
+        recorder = Arc::new(notifying);
+    }
+    if let Some(addr) = &config.metrics {
+        let metrics = crate::metrics::Metrics::new(parts.decider.clone(), notify_counters);
+        decider = Arc::new(crate::metrics::Timed {
+            inner: decider,
+            metrics: metrics.clone(),
+        });
+        recorder = Arc::new(crate::metrics::Counted {
+            inner: recorder,
+            metrics: metrics.clone(),
+        });
+        crate::metrics::serve(addr.clone(), metrics).await?;
+    }
     let gateway = Arc::new(Gateway {
         upstream,
         versions,
         admin_uids: config.admin_uids.clone(),
         credentials: parts.credentials,
-        decider: parts.decider,
-        recorder: match &config.notify {
-            None => parts.recorder,
-            Some(n) => Arc::new(crate::notify::Notifying::start(
-                parts.recorder,
-                n.webhooks.clone(),
-                n.secret.clone(),
-                n.queue,
-            )),
-        },
+        decider,
+        recorder,
         resolver,
         services: parts.services,
         selector_is_immutable: parts.selector_is_immutable,

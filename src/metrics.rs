@@ -1,0 +1,251 @@
+//! `/metrics` in the Prometheus text format, on a listener of its own
+//! (`--metrics tcp://127.0.0.1:9180`), never on the Docker socket.
+//!
+//! Why layers: requests are counted by a layer over the record stage (every
+//! request, allowed or refused, passes it exactly once, with its caller,
+//! action and decision), and decision latency by a layer over the decide
+//! stage. Neither stage knows it is measured, and with `--metrics` off
+//! neither layer exists, so the request path pays nothing.
+//!
+//! Counters that other parts keep (webhook deliveries, the policy's version
+//! and reloads) are read at scrape time by a collector.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::decide::engine::PolicyEngine;
+use crate::decide::{Decide, Decision, PolicyInput};
+use crate::notify::NotifyCounters;
+use crate::pipeline::Record;
+use crate::record::AuditRecord;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    caller: String,
+    action: String,
+    decision: &'static str,
+}
+
+/// Every metric portcullis exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    record_failures: Counter,
+    decision_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(engine: Arc<PolicyEngine>, notify: Option<Arc<NotifyCounters>>) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests decided and recorded, by caller, action and decision (allow, deny, or \
+             would_deny in audit-only mode)",
+            requests.clone(),
+        );
+        let record_failures = Counter::default();
+        registry.register(
+            "record_failures",
+            "Requests refused with 503 because their record could not be made durable",
+            record_failures.clone(),
+        );
+        // 1 µs .. ~16 ms.
+        let decision_seconds = Histogram::new(exponential_buckets(1e-6, 2.0, 15));
+        registry.register(
+            "decision_seconds",
+            "Time to decide one request (policy input built and evaluated)",
+            decision_seconds.clone(),
+        );
+        registry.register_collector(Box::new(Collected { engine, notify }));
+        Arc::new(Metrics {
+            registry,
+            requests,
+            record_failures,
+            decision_seconds,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Read at each scrape from the parts that keep them.
+struct Collected {
+    engine: Arc<PolicyEngine>,
+    notify: Option<Arc<NotifyCounters>>,
+}
+
+impl std::fmt::Debug for Collected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collected")
+    }
+}
+
+impl Collector for Collected {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let version = self.engine.version();
+        let info = ConstGauge::new(1i64);
+        let mut family = encoder.encode_descriptor(
+            "policy_info",
+            "The policy in force (its version label); 1",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(family.encode_family(&[("version", version.as_str())])?)?;
+        let loaded = ConstGauge::new(i64::from(self.engine.last_error().is_none()));
+        let family = encoder.encode_descriptor(
+            "policy_loaded",
+            "1 when the last policy load or reload compiled, 0 when it failed (the previous \
+             policy, or none, stays in force)",
+            None,
+            loaded.metric_type(),
+        )?;
+        loaded.encode(family)?;
+        if let Some(n) = &self.notify {
+            for (name, help, value) in [
+                (
+                    "notify_delivered",
+                    "Records delivered to webhooks",
+                    &n.delivered,
+                ),
+                (
+                    "notify_dropped_queue_full",
+                    "Records dropped because a webhook's queue was full",
+                    &n.dropped_queue_full,
+                ),
+                (
+                    "notify_dropped_undeliverable",
+                    "Records dropped after every delivery attempt failed",
+                    &n.dropped_undeliverable,
+                ),
+            ] {
+                let c = ConstCounter::new(value.load(Ordering::Relaxed));
+                let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+                c.encode(m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record stage, counted: each record is one request with its caller,
+/// action and decision.
+pub struct Counted {
+    pub inner: Arc<dyn Record>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Record for Counted {
+    fn append(&self, record: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
+        let labels = RequestLabels {
+            caller: record.caller.clone(),
+            action: if record.action.is_empty() {
+                "-".to_string()
+            } else {
+                record.action.clone()
+            },
+            decision: match (record.allowed, record.enforced) {
+                (true, _) => "allow",
+                (false, true) => "deny",
+                (false, false) => "would_deny",
+            },
+        };
+        async move {
+            let outcome = self.inner.append(record).await;
+            match &outcome {
+                Ok(_) => {
+                    self.metrics.requests.get_or_create(&labels).inc();
+                }
+                Err(_) => {
+                    self.metrics.record_failures.inc();
+                }
+            }
+            outcome
+        }
+        .boxed()
+    }
+}
+
+/// The decide stage, timed.
+pub struct Timed {
+    pub inner: Arc<dyn Decide>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Decide for Timed {
+    fn decide(&self, input: &PolicyInput) -> Decision {
+        let start = Instant::now();
+        let decision = self.inner.decide(input);
+        self.metrics
+            .decision_seconds
+            .observe(start.elapsed().as_secs_f64());
+        decision
+    }
+}
+
+/// Scrapes served, for the log line at shutdown and for tests.
+pub static SCRAPES: AtomicU64 = AtomicU64::new(0);
+
+/// Serve `GET /metrics` on `addr` (host:port) until the process ends.
+pub async fn serve(addr: String, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding the metrics listener tcp://{addr}"))?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let _: &hyper::body::Incoming = req.body();
+                        let resp = if req.uri().path() == "/metrics" && req.method() == "GET" {
+                            SCRAPES.fetch_add(1, Ordering::Relaxed);
+                            http::Response::builder()
+                                .header(
+                                    http::header::CONTENT_TYPE,
+                                    "text/plain; version=0.0.4; charset=utf-8",
+                                )
+                                .body(http_body_util::Full::new(bytes::Bytes::from(
+                                    metrics.encode(),
+                                )))
+                        } else {
+                            http::Response::builder()
+                                .status(http::StatusCode::NOT_FOUND)
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                    b"only GET /metrics is served here\n",
+                                )))
+                        };
+                        resp
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}

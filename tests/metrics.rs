@@ -1,0 +1,136 @@
+//! `/metrics` on its own listener: Prometheus text that a parser reads, whose
+//! request counters match the decision log after a scripted docker CLI run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use common::*;
+
+fn scrape(addr: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_parse_and_match_the_log() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let pinned = format!("unix://{}?caller=agent", sock.display());
+    let p = Proxy::start(&["--listen", &pinned, "--metrics", &format!("tcp://{addr}")]);
+    p.wait_for_socket(&sock);
+    let host = format!("unix://{}", sock.display());
+    ok(&p.cli(&[
+        "trust",
+        "create",
+        "--set",
+        "caller_service=agent",
+        "--set",
+        "target_container=agent-*",
+        "--set",
+        "can_create=true",
+        "--set",
+        &format!("allowed_images=[\"{img}\"]"),
+    ]));
+    let mine = unique("agent");
+    let _c = Cleanup(vec![mine.clone()]);
+    // A scripted run: allowed and refused requests by the agent.
+    ok(&p.docker_at(&host, &["create", "--name", &mine, img, "true"]));
+    ok(&p.docker_at(&host, &["ps", "-a"]));
+    for _ in 0..3 {
+        assert!(!p.docker_at(&host, &["rm", &mine]).status.success());
+    }
+    assert!(!p
+        .docker_at(&host, &["create", "--privileged", img, "true"])
+        .status
+        .success());
+
+    // What the log says the agent did.
+    let records: Vec<serde_json::Value> = serde_json::from_str(&ok(&p.cli(&[
+        "audit", "query", "--caller", "agent", "--format", "json", "--limit", "1000",
+    ])))
+    .unwrap();
+    let mut logged: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for r in &records {
+        let decision = if r["allowed"] == true {
+            "allow"
+        } else {
+            "deny"
+        };
+        *logged
+            .entry((r["action"].as_str().unwrap().to_string(), decision.into()))
+            .or_default() += 1.0;
+    }
+    assert!(
+        logged.contains_key(&("container.remove".into(), "deny".into())),
+        "{logged:?}"
+    );
+
+    let (head, body) = scrape(&addr);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let mut counted: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for s in &parsed.samples {
+        if s.metric == "portcullis_requests_total" && s.labels.get("caller") == Some("agent") {
+            let v = match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{other:?}"),
+            };
+            counted.insert(
+                (
+                    s.labels.get("action").unwrap().to_string(),
+                    s.labels.get("decision").unwrap().to_string(),
+                ),
+                v,
+            );
+        }
+    }
+    assert_eq!(counted, logged, "metrics {body}");
+    assert!(
+        parsed
+            .samples
+            .iter()
+            .any(|s| s.metric == "portcullis_decision_seconds_count"),
+        "{body}"
+    );
+    assert!(body.contains("portcullis_policy_info{version="), "{body}");
+
+    // Nothing else is served there, and the Docker socket has no /metrics.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(&sock)
+        .arg("http://d/metrics")
+        .output();
+    if let Ok(out) = out {
+        assert!(
+            !stdout(&out).contains("portcullis_requests"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}

@@ -59,6 +59,8 @@ pub struct Parts {
     pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Keeps the policy directory watch alive.
     pub watcher: Option<PolicyWatcher>,
+    /// What `--trust-file` changed, one line each, to be recorded.
+    pub trust_file_changes: Vec<String>,
 }
 
 pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result<Parts> {
@@ -80,6 +82,14 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
             tracing::error!(%e, "policy did not compile; every request is refused until it does");
         }
     }
+    // Trust declared in a file: applied before the engine loads trust.
+    let trust_file_changes = match &config.trust_file {
+        Some(path) => crate::config_file::TrustFile::load(path)?
+            .apply(&store)
+            .with_context(|| format!("applying the trust file {}", path.display()))?,
+        None => Vec::new(),
+    };
+
     engine
         .attach_trust(store.clone())
         .context("loading trust data")?;
@@ -140,5 +150,6 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         services,
         selector_is_immutable,
         watcher,
+        trust_file_changes,
     })
 }

@@ -69,6 +69,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file holding any of these flags by name (`listen = [...]`,
+    /// `data_dir = "..."`); flags and PORTCULLIS_* override it.
+    /// Default: /etc/portcullis/portcullis.toml when it exists.
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Callers and trust relationships (JSON, or YAML by extension) applied
+    /// at start, idempotently: each declared (caller, target) pair is created
+    /// or updated to exactly what is declared; others are left alone.
+    #[arg(long, env = "PORTCULLIS_TRUST_FILE")]
+    pub trust_file: Option<PathBuf>,
     /// Where to listen (repeatable): unix:///path[?mode=660&group=G&caller=NAME],
     /// tcp://HOST:PORT[?caller=NAME], tls://HOST:PORT[?caller=NAME].
     /// Default: unix:///run/portcullis.sock (root) or $XDG_RUNTIME_DIR/portcullis.sock.
@@ -189,6 +199,7 @@ impl ServeArgs {
                 count: self.workers,
                 idle_spin: Duration::from_micros(self.idle_spin_us),
             },
+            trust_file: self.trust_file,
             metrics: match self.metrics {
                 None => None,
                 Some(m) => Some(

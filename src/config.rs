@@ -212,6 +212,8 @@ pub struct ServeConfig {
     pub notify: Option<Notify>,
     /// HOST:PORT of the `/metrics` listener (see [`crate::metrics`]).
     pub metrics: Option<String>,
+    /// Callers and trust relationships declared in a file, applied at start.
+    pub trust_file: Option<PathBuf>,
 }
 
 /// `--notify-webhook` and its secret.

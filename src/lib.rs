@@ -25,6 +25,7 @@ pub mod assemble;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod decide;
 pub mod files;
 pub mod filter;
@@ -47,11 +48,12 @@ pub mod services;
 pub mod stages;
 pub mod trust;
 
-use clap::Parser;
-
 /// The whole command line: parse, dispatch, and map failures to an exit code.
 pub fn run() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match config_file::parse_cli(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

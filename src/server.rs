@@ -76,6 +76,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let parts = crate::assemble::assemble(&config, resolver.clone())?;
     let _policy_watch = parts.watcher;
+    // Trust changes from `--trust-file` are recorded like the admin calls they replace.
+    if let Some(path) = &config.trust_file {
+        for change in &parts.trust_file_changes {
+            let record = crate::record::AuditRecord {
+                caller: "config".into(),
+                identified_by: format!("trust file {}", path.display()),
+                action: "trust.write".into(),
+                method: "-".into(),
+                path: path.display().to_string(),
+                allowed: true,
+                enforced: true,
+                reasons: vec![change.clone()],
+                ..Default::default()
+            };
+            parts
+                .recorder
+                .append(record)
+                .await
+                .context("recording a change made by the trust file")?;
+        }
+    }
     // Optional layers over the decide and record stages (see `notify`, `metrics`).
     let mut decider: Arc<dyn crate::decide::Decide> = parts.decider.clone();
     let mut recorder: Arc<dyn pipeline::Record> = parts.recorder;

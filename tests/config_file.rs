@@ -1,0 +1,111 @@
+//! `serve --config FILE` with listeners pinned to callers and a declared
+//! trust file: the pinned caller works through the real docker CLI at once,
+//! with no imperative `trust create`, and a restart changes nothing.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_config_file_and_a_trust_file_make_a_working_deployment() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let dir = tempfile::tempdir().unwrap();
+    let agent_sock = dir.path().join("agent.sock");
+    let trust = dir.path().join("trust.yaml");
+    std::fs::write(
+        &trust,
+        "relationships:\n  - caller_service: agent\n    target_container: agent-*\n    can_stop: true\n",
+    )
+    .unwrap();
+    let admin_sock = dir.path().join("admin.sock");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"unix://{}\", \"unix://{}?caller=agent\"]\n\
+             trust_file = \"{}\"\ndata-dir = \"{}\"\nmode = \"enforce\"\n",
+            admin_sock.display(),
+            agent_sock.display(),
+            trust.display(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_string_lossy().to_string();
+    let mine = unique("agent");
+    let theirs = unique("other");
+    let _c = Cleanup(vec![mine.clone(), theirs.clone()]);
+    for n in [&mine, &theirs] {
+        ok(&direct(&["run", "-d", "--name", n, img, "sleep", "60"]));
+    }
+    // Started twice on the same data directory: the second start finds the
+    // declared trust in place and changes (and records) nothing.
+    for round in 0..2 {
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "--config", &cfg])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&agent_sock).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}",
+                std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let docker = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .env("DOCKER_HOST", format!("unix://{}", agent_sock.display()))
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let ps = ok(&docker(&["ps", "--format", "{{.Names}}"]));
+        assert!(ps.lines().any(|n| n == mine), "round {round}: {ps}");
+        assert!(!ps.lines().any(|n| n == theirs), "round {round}: {ps}");
+        assert!(
+            !docker(&["stop", &theirs]).status.success(),
+            "round {round}"
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .env(
+                "PORTCULLIS_HOST",
+                format!("unix://{}", admin_sock.display()),
+            )
+            .args(["audit", "query", "--caller", "config", "--format", "json"])
+            .output()
+            .unwrap();
+        let records: Vec<serde_json::Value> = serde_json::from_str(&ok(&out)).unwrap();
+        assert_eq!(records.len(), 1, "round {round}: {records:?}");
+        assert_eq!(records[0]["action"], "trust.write");
+        let _ = child.kill();
+        let _ = child.wait();
+        // sled releases its lock a moment after the process is gone.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn an_unknown_config_key_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, "listen_on = \"unix:///tmp/x.sock\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown key \"listen_on\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -27,17 +27,23 @@ RUN if [ -n "$PREBUILT" ]; then \
     else \
       cargo build --release --locked --bin portcullis && cp target/release/portcullis /portcullis; \
     fi \
- && mkdir -p /state/run/portcullis /state/var/lib/portcullis \
- && chown -R 65532:65532 /state
+ && mkdir -p /state/run/portcullis /state/run/portcullis-shared /state/var/lib/portcullis \
+      /state/etc/portcullis \
+ && printf '%s\n' \
+      '# The image default; mount your own over it (keys: the serve flags).' \
+      'listen = ["unix:///run/portcullis/portcullis.sock?mode=660"]' \
+      'data_dir = "/var/lib/portcullis"' > /state/etc/portcullis/portcullis.toml \
+ && chown -R 65532:65532 /state/run /state/var
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /portcullis /usr/local/bin/portcullis
 COPY --from=build /state/ /
-ENV PORTCULLIS_LISTEN=unix:///run/portcullis/portcullis.sock?mode=660 \
-    PORTCULLIS_HOST=unix:///run/portcullis/portcullis.sock \
-    PORTCULLIS_DATA_DIR=/var/lib/portcullis \
-    PORTCULLIS_UPSTREAM=unix:///var/run/docker.sock
+# Where the CLI (and so the HEALTHCHECK) finds the server; serve itself reads
+# /etc/portcullis/portcullis.toml, which a deployment mounts over.
+ENV PORTCULLIS_HOST=unix:///run/portcullis/portcullis.sock
 USER 65532:65532
+# /run/portcullis holds the default (administrator's) socket; mount a volume
+# at /run/portcullis-shared for sockets that other containers reach.
 VOLUME ["/var/lib/portcullis", "/run/portcullis"]
 # `/_ping` through the whole pipeline: identified, decided, recorded, forwarded.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,35 +14,7 @@ fn the_image_builds_offline_runs_as_non_root_and_serves() {
     if !engine() {
         return;
     }
-    image();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = Path::new(env!("CARGO_BIN_EXE_portcullis"));
-    let Ok(prebuilt) = binary.strip_prefix(root) else {
-        panic!(
-            "the test binary {} is outside the build context {}",
-            binary.display(),
-            root.display()
-        );
-    };
-    let base = Command::new("bash")
-        .arg(root.join("fixtures/build-offline-bases.sh"))
-        .arg(binary)
-        .output()
-        .unwrap();
-    let base = ok(&base).trim().to_string();
-    let tag = "portcullis-test/portcullis:latest";
-    let built = Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .current_dir(root)
-        .args(["build", "-q", "-t", tag])
-        .args(["--build-arg", &format!("BUILDER_IMAGE={IMAGE}")])
-        .args(["--build-arg", &format!("RUNTIME_IMAGE={base}")])
-        .args(["--build-arg", &format!("PREBUILT={}", prebuilt.display())])
-        .arg(".")
-        .output()
-        .unwrap();
-    ok(&built);
-
+    let tag = portcullis_image();
     let run_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         run_dir.path(),

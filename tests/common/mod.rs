@@ -62,6 +62,76 @@ pub fn image() -> &'static str {
     IMAGE
 }
 
+/// The top-level Dockerfile built offline (once per test binary): the
+/// builder is the busybox fixture with the test binary as `PREBUILT`, the
+/// runtime a scratch base holding its libraries.
+pub fn portcullis_image() -> &'static str {
+    const TAG: &str = "portcullis-test/portcullis:latest";
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        image();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let binary = Path::new(env!("CARGO_BIN_EXE_portcullis"));
+        let prebuilt = binary.strip_prefix(root).unwrap_or_else(|_| {
+            panic!(
+                "the test binary {} is outside the build context {}",
+                binary.display(),
+                root.display()
+            )
+        });
+        let base = Command::new("bash")
+            .arg(root.join("fixtures/build-offline-bases.sh"))
+            .arg(binary)
+            .output()
+            .expect("run build-offline-bases.sh");
+        let base = ok(&base).trim().to_string();
+        let built = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .current_dir(root)
+            .args(["build", "-q", "-t", TAG])
+            .args(["--build-arg", &format!("BUILDER_IMAGE={IMAGE}")])
+            .args(["--build-arg", &format!("RUNTIME_IMAGE={base}")])
+            .args(["--build-arg", &format!("PREBUILT={}", prebuilt.display())])
+            .arg(".")
+            .output()
+            .expect("run docker build");
+        ok(&built);
+    });
+    TAG
+}
+
+/// The busybox fixture plus this machine's (static) docker CLI: a stand-in
+/// for `docker:cli`, which cannot be pulled here.
+pub fn docker_cli_image() -> &'static str {
+    const TAG: &str = "portcullis-test/docker-cli:latest";
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let ctx = tempfile::tempdir().unwrap();
+        let docker = String::from_utf8(
+            Command::new("sh")
+                .args(["-c", "command -v docker"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        std::fs::copy(docker.trim(), ctx.path().join("docker")).unwrap();
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("FROM {}\nCOPY docker /usr/local/bin/docker\n", image()),
+        )
+        .unwrap();
+        let built = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-t", TAG])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        ok(&built);
+    });
+    TAG
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand_u32())
 }

@@ -65,6 +65,18 @@ pub enum Command {
     },
     /// Print the man page (roff): `portcullis man > /usr/local/share/man/man1/portcullis.1`.
     Man,
+    /// Write a starter deployment into DIR: portcullis.toml, trust.yaml, the
+    /// policies of a template, and systemd units. Never overwrites without --force.
+    Init {
+        /// Where to write (e.g. /etc/portcullis).
+        dir: PathBuf,
+        /// The policy template to start from: strict, standard or permissive.
+        #[arg(long, default_value = "standard")]
+        template: String,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,20 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut cmd, "portcullis", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Init {
+            dir,
+            template,
+            force,
+        } => {
+            for path in crate::init::write(&dir, &template, force)? {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "next: edit them, then `portcullis serve --config {}/portcullis.toml`",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Man => {
             use clap::CommandFactory;
             clap_mangen::Man::new(crate::cli::Cli::command())

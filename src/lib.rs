@@ -33,6 +33,7 @@ pub mod filter;
 pub mod fixture;
 pub mod forward;
 pub mod identify;
+pub mod init;
 pub mod inspect;
 pub mod listen;
 pub mod metrics;

@@ -159,6 +159,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.data_dir.display(),
         config.mode
     );
+    // Type=notify: systemd starts dependent units only once the sockets
+    // answer. Outside systemd (no NOTIFY_SOCKET) this does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     // Each worker forwards over its own connection pool (see `listen::serve`).
     let make_handler: HandlerFactory = Arc::new(move || -> Handler {
         let mut gw = (*gateway).clone();

@@ -109,3 +109,62 @@ fn an_unknown_config_key_stops_serve() {
         stderr(&out)
     );
 }
+
+/// `portcullis init` writes files that `serve --config` takes as they are
+/// (here with the socket and data directory moved by flags), and serve tells
+/// systemd it is ready on NOTIFY_SOCKET (Type=notify).
+#[test]
+fn init_writes_a_config_that_serves_and_readiness_is_notified() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("init")
+        .arg(&etc)
+        .output()
+        .unwrap();
+    ok(&out);
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("init")
+        .arg(&etc)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "init overwrote without --force");
+
+    let notify = dir.path().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let sock = dir.path().join("p.sock");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(etc.join("portcullis.toml"))
+        .arg("--listen")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let got = listener.recv(&mut buf);
+    let ps = std::process::Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .args(["ps", "-q"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let n = got.expect("a readiness message on NOTIFY_SOCKET");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("READY=1"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    ok(&ps);
+}

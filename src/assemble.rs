@@ -59,6 +59,8 @@ pub struct Parts {
     pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Keeps the policy directory watch alive.
     pub watcher: Option<PolicyWatcher>,
+    /// The database under the trust store and the log: flushed at shutdown.
+    pub db: sled::Db,
 }
 
 pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result<Parts> {
@@ -140,5 +142,6 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         services,
         selector_is_immutable,
         watcher,
+        db,
     })
 }

@@ -155,8 +155,14 @@ pub struct Limits {
     /// `docker cp` uploads are read whole so every entry is checked before any is forwarded.
     pub max_archive_inspect: usize,
     pub max_connections: usize,
+    /// Connections one caller may hold open at once, so that one caller's
+    /// slow connections cannot take every slot (see `listen::connection_owner`
+    /// for who counts as one caller at accept time).
+    pub max_connections_per_caller: usize,
     pub header_read_timeout: Duration,
-    /// Upper bound on the request head (request line + headers) in bytes.
+    /// Upper bound on the request head (request line + headers) in bytes:
+    /// 1 MiB by default, Docker's own limit (Go's `http.DefaultMaxHeaderBytes`),
+    /// since a registry login (`X-Registry-Auth`) can run to tens of KiB.
     pub max_header_bytes: usize,
     pub max_headers: usize,
 }
@@ -167,8 +173,9 @@ impl Default for Limits {
             max_body_inspect: 4 * 1024 * 1024,
             max_archive_inspect: 256 * 1024 * 1024,
             max_connections: 1024,
+            max_connections_per_caller: 256,
             header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 32 * 1024,
+            max_header_bytes: 1024 * 1024,
             max_headers: 100,
         }
     }
@@ -197,6 +204,9 @@ pub struct ServeConfig {
     pub admin_uids: Vec<u32>,
     /// The worker threads serving connections.
     pub workers: Workers,
+    /// After SIGTERM or SIGINT, how long the requests in flight have to finish
+    /// before their connections are closed.
+    pub shutdown_grace: Duration,
 }
 
 /// The threads that serve connections (see `listen::serve`).

@@ -35,6 +35,7 @@ pub mod identify;
 pub mod inspect;
 pub mod listen;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod record;
 pub mod reply;
 pub mod resolve;
@@ -53,6 +54,9 @@ pub fn run() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .event_format(ratelimit::RateLimitedFormat::new(
+            ratelimit::RateLimitedFormat::INTERVAL,
+        ))
         .init();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -65,12 +69,15 @@ pub fn run() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli.command)) {
+    let code = match runtime.block_on(commands::dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("portcullis: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // A worker stuck past a clean stop must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 pub mod commands;

@@ -577,6 +577,7 @@ async fn accept_loop(
             };
             let owner = connection_owner(pinned.as_deref(), &accepted);
             let Some(_caller_slot) = control.callers.take(owner.clone()) else {
+                drop(permit);
                 control.refusals.caller_busy.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%owner, "refused a connection over the per-caller limit");
                 accepted

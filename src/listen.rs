@@ -209,9 +209,9 @@ fn common_name(der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
-/// Refusals made before a request exists, so before anything could be
-/// classified, decided or recorded: counted here (they become metrics).
-/// README.md ("What is counted, not recorded") lists them.
+/// Refusals made before a request exists: counted here (they become
+/// metrics). Those of a connection that sent something are also recorded
+/// ([`Refused`]); the rest are only counted. README.md lists which.
 #[derive(Debug, Default)]
 pub struct Refusals {
     /// An HTTP/2 prior-knowledge preface (`PRI * HTTP/2.0`).
@@ -244,6 +244,38 @@ impl Refusals {
     }
 }
 
+/// A connection refused before hyper could hand over a request, but after it
+/// sent something: the connection identifies a caller, so a record can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    H2Preface,
+    HeadTooLarge,
+    MalformedHead,
+}
+
+impl Refused {
+    /// The record's action: no route was ever read, so a marker.
+    pub fn action(self) -> &'static str {
+        match self {
+            Refused::H2Preface => "http.h2_preface",
+            Refused::HeadTooLarge => "http.head_too_large",
+            Refused::MalformedHead => "http.malformed",
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::H2Preface => "HTTP/2 prior knowledge (h2c) is refused",
+            Refused::HeadTooLarge => "the request head is larger than --max-header-bytes",
+            Refused::MalformedHead => "the request head is not valid HTTP/1.1",
+        }
+    }
+}
+
+/// Records a [`Refused`] connection (the pipeline's record stage).
+pub type RefusalRecorder =
+    Arc<dyn Fn(Arc<Connection>, Refused) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// What the listeners share across workers: the connection slots, the
 /// per-caller slots, the stop signal and the refusal counters.
 pub struct Control {
@@ -252,11 +284,19 @@ pub struct Control {
     callers: CallerSlots,
     stop: watch::Sender<bool>,
     pub refusals: Arc<Refusals>,
+    recorder: Option<RefusalRecorder>,
 }
 
 impl Control {
-    pub fn new(limits: &Limits) -> Arc<Control> {
+    async fn record_refused(&self, conn: Arc<Connection>, refused: Refused) {
+        if let Some(record) = &self.recorder {
+            record(conn, refused).await;
+        }
+    }
+
+    pub fn new(limits: &Limits, recorder: Option<RefusalRecorder>) -> Arc<Control> {
         Arc::new(Control {
+            recorder,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             max_connections: limits.max_connections,
             callers: CallerSlots {
@@ -604,7 +644,6 @@ async fn serve_accepted(
 ) {
     let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
     let stopping = control.stopping();
-    let refusals = &control.refusals;
     match accepted {
         Accepted::Unix(s) => {
             let peer = match s.peer_cred() {
@@ -624,7 +663,7 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer,
             };
-            serve_connection(s, conn, limits, handler, stopping, refusals).await
+            serve_connection(s, conn, limits, handler, stopping, control).await
         }
         Accepted::Tcp(s, addr) => {
             let conn = Connection {
@@ -633,7 +672,7 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer: Peer::Tcp { addr },
             };
-            serve_connection(s, conn, limits, handler, stopping, refusals).await
+            serve_connection(s, conn, limits, handler, stopping, control).await
         }
         Accepted::Tls(s, addr, acceptor) => {
             let handshake =
@@ -658,7 +697,7 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer: Peer::Tls { addr, common_name },
             };
-            serve_connection(tls, conn, limits, handler, stopping, refusals).await
+            serve_connection(tls, conn, limits, handler, stopping, control).await
         }
     }
 }
@@ -704,7 +743,7 @@ async fn serve_connection<IO>(
     limits: &Limits,
     handler: Handler,
     mut stopping: watch::Receiver<bool>,
-    refusals: &Refusals,
+    control: &Control,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -729,6 +768,7 @@ async fn serve_connection<IO>(
         p = peek => p,
         _ = until_stopped(&mut stopping) => return,
     };
+    let refusals = &control.refusals;
     match peeked {
         Ok(Ok(())) if !head.is_empty() => {}
         Err(_) => {
@@ -745,12 +785,16 @@ async fn serve_connection<IO>(
             "Bad Request",
             "portcullis: HTTP/2 prior knowledge (h2c) is refused: it is an opaque tunnel to BuildKit",
         );
+        control
+            .record_refused(Arc::new(conn), Refused::H2Preface)
+            .await;
         let _ = io.write_all(msg.as_bytes()).await;
         let _ = io.shutdown().await;
         return;
     }
 
     let conn = Arc::new(conn);
+    let for_refusal = conn.clone();
     let io = TokioIo::new(Prefixed {
         head,
         pos: 0,
@@ -780,7 +824,10 @@ async fn serve_connection<IO>(
         }
     };
     if let Err(e) = ended {
-        count_refused_head(&e, refusals);
+        if let Some(refused) = count_refused_head(&e, refusals) {
+            // hyper has answered (431 or 400); the record follows.
+            control.record_refused(for_refusal, refused).await;
+        }
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
@@ -792,13 +839,18 @@ async fn until_stopped(stopping: &mut watch::Receiver<bool>) {
 
 /// Count what hyper refused before a request existed (it has answered
 /// 431 or 400 itself).
-fn count_refused_head(e: &hyper::Error, refusals: &Refusals) {
+fn count_refused_head(e: &hyper::Error, refusals: &Refusals) -> Option<Refused> {
     if e.is_parse_too_large() {
         refusals.head_too_large.fetch_add(1, Ordering::Relaxed);
+        Some(Refused::HeadTooLarge)
     } else if e.is_parse() {
         refusals.malformed_head.fetch_add(1, Ordering::Relaxed);
-    } else if e.is_timeout() {
-        refusals.header_timeout.fetch_add(1, Ordering::Relaxed);
+        Some(Refused::MalformedHead)
+    } else {
+        if e.is_timeout() {
+            refusals.header_timeout.fetch_add(1, Ordering::Relaxed);
+        }
+        None
     }
 }
 

@@ -148,6 +148,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.data_dir.display(),
         config.mode
     );
+    let gateway_for_refusals = gateway.clone();
     // Each worker forwards over its own connection pool (see `listen::serve`).
     let make_handler: HandlerFactory = Arc::new(move || -> Handler {
         let mut gw = (*gateway).clone();
@@ -157,7 +158,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
     let workers = config.workers;
     let limits = config.limits.clone();
-    let control = listen::Control::new(&limits);
+    let record_refused: listen::RefusalRecorder = {
+        let gateway = gateway_for_refusals;
+        Arc::new(move |conn, refused| {
+            let gw = gateway.clone();
+            async move { pipeline::record_refused_connection(&gw, &conn, refused).await }.boxed()
+        })
+    };
+    let control = listen::Control::new(&limits, Some(record_refused));
     let grace = config.shutdown_grace;
     // Installed before serving, so that no signal finds the default action (death).
     let mut signals = Signals::install()?;

@@ -345,10 +345,11 @@ fn one_caller_cannot_take_every_connection() {
     drop(held);
 }
 
-/// Requests refused before a request exists are counted, and the counts are
-/// reported at a clean stop.
+/// Connections refused before a request exists are recorded as denials of the
+/// caller the connection identifies, counted, and the counts reported at a
+/// clean stop.
 #[test]
-fn refusals_without_a_request_are_counted() {
+fn refusals_without_a_request_are_recorded_and_counted() {
     if !engine() {
         return;
     }
@@ -367,6 +368,46 @@ fn refusals_without_a_request_are_counted() {
     );
     let big = raw(&serve.socket, big.as_bytes());
     assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+
+    let export = || {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .env("PORTCULLIS_HOST", serve.host())
+            .args(["audit", "export"])
+            .output()
+            .expect("run portcullis audit export")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        let records: Vec<serde_json::Value> = ok(&export())
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|r: &serde_json::Value| {
+                r["action"].as_str().is_some_and(|a| a.starts_with("http."))
+            })
+            .collect();
+        if records.len() >= 3 || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        ["http.h2_preface", "http.head_too_large", "http.malformed"],
+        "{records:?}"
+    );
+    for r in &records {
+        assert_eq!(r["allowed"], false, "{r}");
+        assert!(
+            r["caller"].as_str().is_some_and(|c| !c.is_empty()),
+            "no caller: {r}"
+        );
+    }
+
     serve.signal("TERM");
     assert_eq!(
         serve

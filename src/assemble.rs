@@ -61,6 +61,8 @@ pub struct Parts {
     pub watcher: Option<PolicyWatcher>,
     /// What `--trust-file` changed, one line each, to be recorded.
     pub trust_file_changes: Vec<String>,
+    /// The database under the trust store and the log: flushed at shutdown.
+    pub db: sled::Db,
 }
 
 pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result<Parts> {
@@ -151,5 +153,6 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         selector_is_immutable,
         watcher,
         trust_file_changes,
+        db,
     })
 }

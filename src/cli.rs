@@ -134,6 +134,14 @@ pub struct ServeArgs {
     /// Most connections served at once.
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
+    /// Most connections one caller may hold open at once (a pinned listener's
+    /// caller, else a unix uid, else a client IP address).
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS_PER_CALLER", default_value_t = Limits::default().max_connections_per_caller)]
+    pub max_connections_per_caller: usize,
+    /// Largest request head (request line and headers) accepted, in bytes;
+    /// larger ones get 431. The default, 1 MiB, is Docker's own.
+    #[arg(long, env = "PORTCULLIS_MAX_HEADER_BYTES", default_value_t = Limits::default().max_header_bytes)]
+    pub max_header_bytes: usize,
     /// Seconds a client has to send a request's headers.
     #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value_t = 10)]
     pub header_read_timeout: u64,
@@ -152,6 +160,11 @@ pub struct ServeArgs {
     /// (0 = one per CPU).
     #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Seconds the requests in flight have to finish after SIGTERM or SIGINT;
+    /// then streams and hijacked connections are closed. A second signal
+    /// exits at once.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
     /// Microseconds an idle worker busy-waits before it sleeps: waking a
     /// sleeping thread costs more than that on a small VM. 0 = sleep at once.
     #[arg(long, env = "PORTCULLIS_IDLE_SPIN_US", default_value_t = Workers::DEFAULT_IDLE_SPIN.as_micros() as u64)]
@@ -200,7 +213,9 @@ impl ServeArgs {
                 max_body_inspect: self.max_body,
                 max_archive_inspect: self.max_archive,
                 max_connections: self.max_connections,
+                max_connections_per_caller: self.max_connections_per_caller,
                 header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+                max_header_bytes: self.max_header_bytes,
                 ..Limits::default()
             },
             allow_broken_chain: self.allow_broken_chain,
@@ -231,6 +246,7 @@ impl ServeArgs {
                     "--notify-webhook needs --notify-secret (PORTCULLIS_NOTIFY_SECRET): batches are always signed"
                 ),
             },
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
         })
     }
 }

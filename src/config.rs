@@ -166,8 +166,14 @@ pub struct Limits {
     /// `docker cp` uploads are read whole so every entry is checked before any is forwarded.
     pub max_archive_inspect: usize,
     pub max_connections: usize,
+    /// Connections one caller may hold open at once, so that one caller's
+    /// slow connections cannot take every slot (see `listen::connection_owner`
+    /// for who counts as one caller at accept time).
+    pub max_connections_per_caller: usize,
     pub header_read_timeout: Duration,
-    /// Upper bound on the request head (request line + headers) in bytes.
+    /// Upper bound on the request head (request line + headers) in bytes:
+    /// 1 MiB by default, Docker's own limit (Go's `http.DefaultMaxHeaderBytes`),
+    /// since a registry login (`X-Registry-Auth`) can run to tens of KiB.
     pub max_header_bytes: usize,
     pub max_headers: usize,
 }
@@ -178,8 +184,9 @@ impl Default for Limits {
             max_body_inspect: 4 * 1024 * 1024,
             max_archive_inspect: 256 * 1024 * 1024,
             max_connections: 1024,
+            max_connections_per_caller: 256,
             header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 32 * 1024,
+            max_header_bytes: 1024 * 1024,
             max_headers: 100,
         }
     }
@@ -214,6 +221,9 @@ pub struct ServeConfig {
     pub metrics: Option<String>,
     /// Callers and trust relationships declared in a file, applied at start.
     pub trust_file: Option<PathBuf>,
+    /// After SIGTERM or SIGINT, how long the requests in flight have to finish
+    /// before their connections are closed.
+    pub shutdown_grace: Duration,
 }
 
 /// `--notify-webhook` and its secret.

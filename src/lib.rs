@@ -41,6 +41,7 @@ pub mod notify;
 pub mod pipeline;
 #[cfg(any(test, fuzzing))]
 pub mod properties;
+pub mod ratelimit;
 pub mod record;
 pub mod reply;
 pub mod resolve;
@@ -66,13 +67,16 @@ pub fn run() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli.command)) {
+    let code = match runtime.block_on(commands::dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("portcullis: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // A worker stuck past a clean stop must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 pub mod commands;
 
@@ -85,15 +89,27 @@ fn init_logging(format: cli::LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Repeated warnings and errors: one line per interval (see `ratelimit`).
     match format {
         cli::LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .event_format(ratelimit::RateLimitedFormat::new(ratelimit::INTERVAL))
             .init(),
-        cli::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
+        cli::LogFormat::Json => {
+            let json = tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false);
+            builder
+                .with_ansi(false)
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(ratelimit::RateLimitedFormat::wrapping(
+                    json,
+                    true,
+                    ratelimit::INTERVAL,
+                ))
+                .init()
+        }
     }
 }

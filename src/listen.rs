@@ -7,12 +7,13 @@
 //! read time, HTTP/2 prior knowledge) are cheapest to enforce before hyper
 //! parses anything.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Limits, ListenAddr, ListenerSpec, TlsFiles, Workers};
 use crate::reply::ProxyBody;
@@ -90,8 +91,9 @@ impl Listener {
     }
 }
 
-/// Bind one listener. A stale unix socket file is replaced; any other file at
-/// that path is an error, never overwritten.
+/// Bind one listener. A stale unix socket file (nobody answers on it) is
+/// replaced; a live server's socket, or any other file at that path, is an
+/// error, never overwritten.
 pub async fn bind(spec: &ListenerSpec, tls: Option<&TlsFiles>) -> anyhow::Result<Listener> {
     let socket = match &spec.addr {
         ListenAddr::Unix(path) => Socket::Unix(bind_unix(path, spec)?),
@@ -124,6 +126,20 @@ fn bind_unix(path: &Path, spec: &ListenerSpec) -> anyhow::Result<UnixListener> {
                 "{} exists and is not a socket; refusing to replace it",
                 path.display()
             );
+        }
+        // Unlinking a live server's socket would leave that server running
+        // and unreachable: only a socket nobody answers on is stale.
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => bail!(
+                "another server is listening on {}; stop it first, or choose another --listen path",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "{} exists and cannot be connected to (permission denied), so it may belong to \
+                 a live server; refusing to replace it",
+                path.display()
+            ),
+            Err(_) => {}
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
@@ -193,13 +209,197 @@ fn common_name(der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
+/// Refusals made before a request exists: counted here (they become
+/// metrics). Those of a connection that sent something are also recorded
+/// ([`Refused`]); the rest are only counted. README.md lists which.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// An HTTP/2 prior-knowledge preface (`PRI * HTTP/2.0`).
+    pub h2_preface: AtomicU64,
+    /// A request head over `--max-header-bytes` (431).
+    pub head_too_large: AtomicU64,
+    /// A head hyper could not parse: a malformed request line, header or
+    /// `Transfer-Encoding`, too many headers (400).
+    pub malformed_head: AtomicU64,
+    /// A head not complete within `--header-read-timeout`.
+    pub header_timeout: AtomicU64,
+    /// A connection over `--max-connections` (503).
+    pub busy: AtomicU64,
+    /// A connection over `--max-connections-per-caller` (503).
+    pub caller_busy: AtomicU64,
+}
+
+impl Refusals {
+    /// Each counter by name, for logs now and metrics later.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("h2_preface", get(&self.h2_preface)),
+            ("head_too_large", get(&self.head_too_large)),
+            ("malformed_head", get(&self.malformed_head)),
+            ("header_timeout", get(&self.header_timeout)),
+            ("busy", get(&self.busy)),
+            ("caller_busy", get(&self.caller_busy)),
+        ]
+    }
+}
+
+/// A connection refused before hyper could hand over a request, but after it
+/// sent something: the connection identifies a caller, so a record can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    H2Preface,
+    HeadTooLarge,
+    MalformedHead,
+}
+
+impl Refused {
+    /// The record's action: no route was ever read, so a marker.
+    pub fn action(self) -> &'static str {
+        match self {
+            Refused::H2Preface => "http.h2_preface",
+            Refused::HeadTooLarge => "http.head_too_large",
+            Refused::MalformedHead => "http.malformed",
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::H2Preface => "HTTP/2 prior knowledge (h2c) is refused",
+            Refused::HeadTooLarge => "the request head is larger than --max-header-bytes",
+            Refused::MalformedHead => "the request head is not valid HTTP/1.1",
+        }
+    }
+}
+
+/// Records a [`Refused`] connection (the pipeline's record stage).
+pub type RefusalRecorder =
+    Arc<dyn Fn(Arc<Connection>, Refused) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// What the listeners share across workers: the connection slots, the
+/// per-caller slots, the stop signal and the refusal counters.
+pub struct Control {
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    callers: CallerSlots,
+    stop: watch::Sender<bool>,
+    pub refusals: Arc<Refusals>,
+    recorder: Option<RefusalRecorder>,
+}
+
+impl Control {
+    async fn record_refused(&self, conn: Arc<Connection>, refused: Refused) {
+        if let Some(record) = &self.recorder {
+            record(conn, refused).await;
+        }
+    }
+
+    pub fn new(limits: &Limits, recorder: Option<RefusalRecorder>) -> Arc<Control> {
+        Arc::new(Control {
+            recorder,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            max_connections: limits.max_connections,
+            callers: CallerSlots {
+                max: limits.max_connections_per_caller.max(1),
+                open: Mutex::new(HashMap::new()),
+            },
+            stop: watch::channel(false).0,
+            refusals: Arc::new(Refusals::default()),
+        })
+    }
+
+    /// Stop accepting, and ask every connection to close once its request in
+    /// flight is answered (idle keep-alive connections close at once).
+    pub fn stop_accepting(&self) {
+        self.stop.send_replace(true);
+    }
+
+    fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// The connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.slots.available_permits()
+    }
+
+    /// Wait until every connection has closed, at most `grace`; true if they
+    /// all did. An upgraded (hijacked) stream no longer counts: it is closed
+    /// with its worker.
+    pub async fn drained(&self, grace: Duration) -> bool {
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        match tokio::time::timeout(grace, self.slots.acquire_many(all)).await {
+            Ok(Ok(permits)) => {
+                drop(permits);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Who a connection belongs to for `--max-connections-per-caller`, as the
+/// transport tells it at accept, before a byte is read: the listener's pinned
+/// caller, else the unix peer's uid, else the client's IP address (for TLS too:
+/// the certificate is known only after a handshake the client itself can stall).
+/// A token names its caller only per request, too late for a connection limit.
+fn connection_owner(pinned: Option<&str>, accepted: &Accepted) -> String {
+    if let Some(name) = pinned {
+        return format!("caller:{name}");
+    }
+    match accepted {
+        Accepted::Unix(s) => match s.peer_cred() {
+            Ok(c) => format!("uid:{}", c.uid()),
+            Err(_) => "uid:?".to_string(),
+        },
+        Accepted::Tcp(_, addr) | Accepted::Tls(_, addr, _) => format!("ip:{}", addr.ip()),
+    }
+}
+
+/// Connections open per owner, shared by every worker.
+struct CallerSlots {
+    max: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One owner's open connection; gives its slot back when dropped.
+struct CallerSlot<'a> {
+    slots: &'a CallerSlots,
+    owner: String,
+}
+
+impl CallerSlots {
+    fn take(&self, owner: String) -> Option<CallerSlot<'_>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(owner.clone()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(CallerSlot { slots: self, owner })
+    }
+}
+
+impl Drop for CallerSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.owner) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.owner);
+            }
+        }
+    }
+}
+
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Builds one [`Handler`] per worker: each worker gets its own (so its own
 /// pooled upstream connections, which live on that worker's runtime).
 pub type HandlerFactory = Arc<dyn Fn() -> Handler + Send + Sync>;
 
-/// Serve every listener on `workers` threads until the process ends.
+/// Serve every listener on `workers` threads until `control` stops them and
+/// their connections have drained (at most `grace` after the stop).
 ///
 /// Why one single-threaded runtime per worker, each accepting on every
 /// listener (thread per core, as pingora and envoy do): a connection then
@@ -209,13 +409,17 @@ pub type HandlerFactory = Arc<dyn Fn() -> Handler + Send + Sync>;
 /// threads several times, and each wake-up of a parked thread costs more than
 /// the proxy's whole latency budget on a small VM. The kernel spreads new
 /// connections over the workers blocked in `accept`.
+///
+/// A worker's runtime ends when it returns: the streams and hijacked
+/// connections still open on it are closed then.
 pub fn serve(
     listeners: Vec<Listener>,
     limits: Limits,
     workers: Workers,
     make_handler: HandlerFactory,
+    control: Arc<Control>,
+    grace: Duration,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let limits = Arc::new(limits);
     let mut shared = Vec::new();
     for l in listeners {
@@ -227,7 +431,8 @@ pub fn serve(
         for l in &shared {
             mine.push(l.try_clone()?);
         }
-        let (slots, limits, make_handler) = (slots.clone(), limits.clone(), make_handler.clone());
+        let (control, limits, make_handler) =
+            (control.clone(), limits.clone(), make_handler.clone());
         let thread = std::thread::Builder::new()
             .name(format!("portcullis-worker-{worker}"))
             .spawn(move || -> anyhow::Result<()> {
@@ -248,19 +453,24 @@ pub fn serve(
                     let mut tasks = Vec::new();
                     for l in mine {
                         let listener = l.into_tokio()?;
-                        let (slots, limits, handler) =
-                            (slots.clone(), limits.clone(), handler.clone());
-                        tasks.push(tokio::spawn(accept_loop(listener, slots, limits, handler)));
+                        let (control, limits, handler) =
+                            (control.clone(), limits.clone(), handler.clone());
+                        tasks.push(tokio::spawn(accept_loop(
+                            listener, control, limits, handler,
+                        )));
                     }
                     for t in tasks {
                         let _ = t.await;
                     }
+                    // Stopped: let the requests in flight finish.
+                    control.drained(grace).await;
                     anyhow::Ok(())
                 })
             })
             .context("starting a worker thread")?;
         threads.push(thread);
     }
+    drop(shared);
     for t in threads {
         match t.join() {
             Ok(result) => result?,
@@ -358,20 +568,27 @@ impl Shareable {
 
 async fn accept_loop(
     listener: Listener,
-    slots: Arc<Semaphore>,
+    control: Arc<Control>,
     limits: Arc<Limits>,
     handler: Handler,
 ) {
     let label = listener.label();
     let pinned = listener.spec.caller.clone();
+    let mut stopping = control.stopping();
     loop {
-        let accepted = match &listener.socket {
-            Socket::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
-            Socket::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
-            Socket::Tls(l, acc) => l
-                .accept()
-                .await
-                .map(|(s, a)| Accepted::Tls(s, a, acc.clone())),
+        let accept = async {
+            match &listener.socket {
+                Socket::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+                Socket::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+                Socket::Tls(l, acc) => l
+                    .accept()
+                    .await
+                    .map(|(s, a)| Accepted::Tls(s, a, acc.clone())),
+            }
+        };
+        let accepted = tokio::select! {
+            a = accept => a,
+            _ = until_stopped(&mut stopping) => return,
         };
         let accepted = match accepted {
             Ok(a) => a,
@@ -382,76 +599,106 @@ async fn accept_loop(
                 continue;
             }
         };
-        let permit = slots.clone().try_acquire_owned();
-        let (label, pinned, limits, handler) = (
+        let permit = control.slots.clone().try_acquire_owned();
+        let (label, pinned, limits, handler, control) = (
             label.clone(),
             pinned.clone(),
             limits.clone(),
             handler.clone(),
+            control.clone(),
         );
         tokio::spawn(async move {
-            let Ok(_permit) = permit else {
-                accepted.refuse_busy().await;
+            let Ok(permit) = permit else {
+                control.refusals.busy.fetch_add(1, Ordering::Relaxed);
+                accepted
+                    .refuse_busy("portcullis: too many connections; try again later")
+                    .await;
                 return;
             };
-            let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
-            match accepted {
-                Accepted::Unix(s) => {
-                    let peer = match s.peer_cred() {
-                        Ok(c) => Peer::Unix {
-                            uid: c.uid(),
-                            gid: c.gid(),
-                            pid: c.pid(),
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "SO_PEERCRED failed; closing");
-                            return;
-                        }
-                    };
-                    let conn = Connection {
-                        id,
-                        listener: label,
-                        pinned_caller: pinned,
-                        peer,
-                    };
-                    serve_connection(s, conn, &limits, handler).await
-                }
-                Accepted::Tcp(s, addr) => {
-                    let conn = Connection {
-                        id,
-                        listener: label,
-                        pinned_caller: pinned,
-                        peer: Peer::Tcp { addr },
-                    };
-                    serve_connection(s, conn, &limits, handler).await
-                }
-                Accepted::Tls(s, addr, acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s)).await;
-                    let tls = match handshake {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::info!(%addr, error = %e, "TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let common_name = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|c| common_name(c.as_ref()));
-                    let conn = Connection {
-                        id,
-                        listener: label,
-                        pinned_caller: pinned,
-                        peer: Peer::Tls { addr, common_name },
-                    };
-                    serve_connection(tls, conn, &limits, handler).await
-                }
-            }
+            let owner = connection_owner(pinned.as_deref(), &accepted);
+            let Some(_caller_slot) = control.callers.take(owner.clone()) else {
+                drop(permit);
+                control.refusals.caller_busy.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%owner, "refused a connection over the per-caller limit");
+                accepted
+                    .refuse_busy(&format!(
+                        "portcullis: too many connections from {owner} (at most {} at once); try again later",
+                        control.callers.max
+                    ))
+                    .await;
+                return;
+            };
+            serve_accepted(accepted, label, pinned, &limits, handler, &control, permit).await
         });
+    }
+}
+
+async fn serve_accepted(
+    accepted: Accepted,
+    label: String,
+    pinned: Option<String>,
+    limits: &Limits,
+    handler: Handler,
+    control: &Control,
+    _permit: OwnedSemaphorePermit,
+) {
+    let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
+    let stopping = control.stopping();
+    match accepted {
+        Accepted::Unix(s) => {
+            let peer = match s.peer_cred() {
+                Ok(c) => Peer::Unix {
+                    uid: c.uid(),
+                    gid: c.gid(),
+                    pid: c.pid(),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "SO_PEERCRED failed; closing");
+                    return;
+                }
+            };
+            let conn = Connection {
+                id,
+                listener: label,
+                pinned_caller: pinned,
+                peer,
+            };
+            serve_connection(s, conn, limits, handler, stopping, control).await
+        }
+        Accepted::Tcp(s, addr) => {
+            let conn = Connection {
+                id,
+                listener: label,
+                pinned_caller: pinned,
+                peer: Peer::Tcp { addr },
+            };
+            serve_connection(s, conn, limits, handler, stopping, control).await
+        }
+        Accepted::Tls(s, addr, acceptor) => {
+            let handshake =
+                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s)).await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%addr, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let common_name = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| common_name(c.as_ref()));
+            let conn = Connection {
+                id,
+                listener: label,
+                pinned_caller: pinned,
+                peer: Peer::Tls { addr, common_name },
+            };
+            serve_connection(tls, conn, limits, handler, stopping, control).await
+        }
     }
 }
 
@@ -462,13 +709,9 @@ enum Accepted {
 }
 
 impl Accepted {
-    /// Over the connection limit: say so in Docker's format, then close.
-    async fn refuse_busy(self) {
-        let msg = raw_error(
-            503,
-            "Service Unavailable",
-            "portcullis: too many connections; try again later",
-        );
+    /// Over a connection limit: say so in Docker's format, then close.
+    async fn refuse_busy(self, message: &str) {
+        let msg = raw_error(503, "Service Unavailable", message);
         match self {
             Accepted::Unix(mut s) => {
                 let _ = s.write_all(msg.as_bytes()).await;
@@ -494,15 +737,21 @@ fn raw_error(status: u16, reason: &str, message: &str) -> String {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-async fn serve_connection<IO>(mut io: IO, conn: Connection, limits: &Limits, handler: Handler)
-where
+async fn serve_connection<IO>(
+    mut io: IO,
+    conn: Connection,
+    limits: &Limits,
+    handler: Handler,
+    mut stopping: watch::Receiver<bool>,
+    control: &Control,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // HTTP/2 prior knowledge would reach BuildKit's gRPC server past every
     // check; hyper would only drop it silently. Look at the first bytes and
     // refuse it in words.
     let mut head = Vec::with_capacity(H2_PREFACE.len());
-    let peeked = tokio::time::timeout(limits.header_read_timeout, async {
+    let peek = tokio::time::timeout(limits.header_read_timeout, async {
         let mut byte = [0u8; 64];
         while head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&head) {
             let want = H2_PREFACE.len() - head.len();
@@ -513,24 +762,39 @@ where
             head.extend_from_slice(&byte[..n]);
         }
         Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(peeked, Ok(Ok(()))) || head.is_empty() {
-        return;
+    });
+    // A connection that has sent nothing yet has nothing in flight: a stop closes it.
+    let peeked = tokio::select! {
+        p = peek => p,
+        _ = until_stopped(&mut stopping) => return,
+    };
+    let refusals = &control.refusals;
+    match peeked {
+        Ok(Ok(())) if !head.is_empty() => {}
+        Err(_) => {
+            refusals.header_timeout.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        _ => return,
     }
     if head == H2_PREFACE {
+        refusals.h2_preface.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(listener = %conn.listener, peer = ?conn.peer, "refused HTTP/2 prior-knowledge connection");
         let msg = raw_error(
             400,
             "Bad Request",
             "portcullis: HTTP/2 prior knowledge (h2c) is refused: it is an opaque tunnel to BuildKit",
         );
+        control
+            .record_refused(Arc::new(conn), Refused::H2Preface)
+            .await;
         let _ = io.write_all(msg.as_bytes()).await;
         let _ = io.shutdown().await;
         return;
     }
 
     let conn = Arc::new(conn);
+    let for_refusal = conn.clone();
     let io = TokioIo::new(Prefixed {
         head,
         pos: 0,
@@ -544,10 +808,49 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        // The head limit is exact; the read buffer only has to hold a head
+        // that fits it (and never be below hyper's minimum).
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size((limits.max_header_bytes + 4096).max(8192))
         .max_headers(limits.max_headers);
-    if let Err(e) = builder.serve_connection(io, service).with_upgrades().await {
+    let serving = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(serving);
+    let ended = tokio::select! {
+        ended = serving.as_mut() => ended,
+        _ = until_stopped(&mut stopping) => {
+            // Answer the request in flight, then close.
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
+    if let Err(e) = ended {
+        if let Some(refused) = count_refused_head(&e, refusals) {
+            // hyper has answered (431 or 400); the record follows.
+            control.record_refused(for_refusal, refused).await;
+        }
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Resolves once a stop is asked for (or the control is gone).
+async fn until_stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Count what hyper refused before a request existed (it has answered
+/// 431 or 400 itself).
+fn count_refused_head(e: &hyper::Error, refusals: &Refusals) -> Option<Refused> {
+    if e.is_parse_too_large() {
+        refusals.head_too_large.fetch_add(1, Ordering::Relaxed);
+        Some(Refused::HeadTooLarge)
+    } else if e.is_parse() {
+        refusals.malformed_head.fetch_add(1, Ordering::Relaxed);
+        Some(Refused::MalformedHead)
+    } else {
+        if e.is_timeout() {
+            refusals.header_timeout.fetch_add(1, Ordering::Relaxed);
+        }
+        None
     }
 }
 

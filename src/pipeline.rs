@@ -20,7 +20,7 @@ use crate::config::{Limits, Mode};
 use crate::decide::{Decide, Decision};
 use crate::forward::Upstream;
 use crate::identify::{self, Caller, Credentials};
-use crate::listen::Connection;
+use crate::listen::{Connection, Refused};
 use crate::record::AuditRecord;
 use crate::reply::{self, ProxyBody};
 use crate::resolve::{Freshness, Resolver, Target};
@@ -181,5 +181,27 @@ impl Gateway {
     /// The `Target` the decide stage would see for a cached container id.
     pub fn cached_target(&self, id: &str) -> Option<Target> {
         self.resolver.cached(id)
+    }
+}
+
+/// Record a connection refused before a request could be parsed (an HTTP/2
+/// preface, a malformed or oversized head) as a denial: the caller is who the
+/// connection itself identifies (listener, peer), the action a marker.
+pub async fn record_refused_connection(gw: &Gateway, conn: &Connection, refused: Refused) {
+    let caller = identify::identify(
+        conn,
+        &mut http::HeaderMap::new(),
+        &gw.admin_uids,
+        &*gw.credentials,
+    )
+    .unwrap_or_else(|_| Caller::unidentified(&conn.listener));
+    let (parts, ()) = Request::new(()).into_parts();
+    let mut life = Life::begin(&parts, conn);
+    life.method = String::new();
+    life.raw_target = String::new();
+    life.action = refused.action().to_string();
+    let record = life.early_record(&caller, &Decision::deny(refused.reason(), "-"), true);
+    if let Err(e) = gw.recorder.append(record).await {
+        tracing::error!(error = %e, action = refused.action(), "a refused connection could not be recorded");
     }
 }

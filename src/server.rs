@@ -4,6 +4,7 @@
 //! process, and a reviewer finds every wiring decision in one place.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
@@ -49,20 +50,54 @@ pub fn docker_client(addr: &UpstreamAddr) -> anyhow::Result<bollard::Docker> {
             120,
             bollard::API_DEFAULT_VERSION,
         )
-        .with_context(|| format!("connecting bollard to {}", p.display())),
+        .with_context(|| {
+            format!(
+                "setting up a client for the Docker daemon at {}",
+                p.display()
+            )
+        }),
         UpstreamAddr::Tcp(a) => bollard::Docker::connect_with_http(
             &format!("tcp://{a}"),
             120,
             bollard::API_DEFAULT_VERSION,
         )
-        .with_context(|| format!("connecting bollard to {a}")),
+        .with_context(|| format!("setting up a client for the Docker daemon at tcp://{a}")),
     }
+}
+
+/// Say in the operator's terms why the daemon's socket cannot be used: a
+/// missing socket refuses the start (nothing could ever be forwarded); a socket
+/// that refuses us is only warned about, since dockerd may still be starting.
+fn check_upstream_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::ErrorKind;
+    let shown = path.display();
+    let Err(e) = std::os::unix::net::UnixStream::connect(path) else {
+        return Ok(());
+    };
+    match e.kind() {
+        ErrorKind::NotFound => anyhow::bail!(
+            "the Docker daemon's socket {shown} does not exist: is dockerd running, and is \
+             --upstream (PORTCULLIS_UPSTREAM) the socket it listens on?"
+        ),
+        ErrorKind::PermissionDenied => tracing::warn!(
+            "cannot connect to the Docker daemon's socket {shown}: permission denied; run \
+             portcullis as root or as a member of the socket's group (ls -l {shown})"
+        ),
+        ErrorKind::ConnectionRefused => tracing::warn!(
+            "nobody answers on the Docker daemon's socket {shown}: is dockerd running?"
+        ),
+        _ => tracing::warn!("cannot connect to the Docker daemon's socket {shown}: {e}"),
+    }
+    Ok(())
 }
 
 /// Build the gateway and serve until the process ends.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    if let UpstreamAddr::Unix(path) = &config.upstream {
+        check_upstream_socket(path)?;
+    }
     let upstream = Upstream::new(config.upstream.clone());
     let versions = match daemon_versions(&upstream).await {
         Some(v) => v,
@@ -76,6 +111,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let parts = crate::assemble::assemble(&config, resolver.clone())?;
     let _policy_watch = parts.watcher;
+    let (log, db) = (parts.recorder.clone(), parts.db.clone());
     // Trust changes from `--trust-file` are recorded like the admin calls they replace.
     if let Some(path) = &config.trust_file {
         for change in &parts.trust_file_changes {
@@ -162,6 +198,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Type=notify: systemd starts dependent units only once the sockets
     // answer. Outside systemd (no NOTIFY_SOCKET) this does nothing.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let gateway_for_refusals = gateway.clone();
     // Each worker forwards over its own connection pool (see `listen::serve`).
     let make_handler: HandlerFactory = Arc::new(move || -> Handler {
         let mut gw = (*gateway).clone();
@@ -171,7 +208,110 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
     let workers = config.workers;
     let limits = config.limits.clone();
-    tokio::task::spawn_blocking(move || listen::serve(listeners, limits, workers, make_handler))
-        .await
-        .context("the listeners stopped")?
+    let record_refused: listen::RefusalRecorder = {
+        let gateway = gateway_for_refusals;
+        Arc::new(move |conn, refused| {
+            let gw = gateway.clone();
+            async move { pipeline::record_refused_connection(&gw, &conn, refused).await }.boxed()
+        })
+    };
+    let control = listen::Control::new(&limits, Some(record_refused));
+    let grace = config.shutdown_grace;
+    // Installed before serving, so that no signal finds the default action (death).
+    let mut signals = Signals::install()?;
+    let serving = {
+        let control = control.clone();
+        tokio::task::spawn_blocking(move || {
+            listen::serve(listeners, limits, workers, make_handler, control, grace)
+        })
+    };
+    tokio::pin!(serving);
+    let signal = tokio::select! {
+        served = &mut serving => return served.context("the listeners stopped")?,
+        signal = signals.next() => signal,
+    };
+
+    // Stop accepting; the requests in flight have `grace` to finish.
+    tracing::info!(
+        signal,
+        connections = control.open_connections(),
+        grace_s = grace.as_secs_f64(),
+        "stopping: no new connections; answering the requests in flight (a second signal exits at once)"
+    );
+    control.stop_accepting();
+    tokio::spawn(async move {
+        let again = signals.next().await;
+        eprintln!("portcullis: {again} again: exiting at once");
+        std::process::exit(1);
+    });
+    if !control.drained(grace).await {
+        tracing::warn!(
+            connections = control.open_connections(),
+            "the grace period is over: closing the connections still open"
+        );
+    }
+    // The workers close their streams and hijacked connections as they return.
+    match tokio::time::timeout(Duration::from_secs(5), &mut serving).await {
+        Ok(served) => served.context("the listeners stopped")??,
+        Err(_) => tracing::warn!("the workers did not stop in time"),
+    }
+    shut_down(&config, &log, &db, &control);
+    Ok(())
+}
+
+/// The last steps of a clean stop: the log durable, the socket files gone.
+fn shut_down(
+    config: &ServeConfig,
+    log: &crate::record::AuditLog,
+    db: &sled::Db,
+    control: &listen::Control,
+) {
+    if !log.close_and_wait(Duration::from_secs(10)) {
+        tracing::error!("the decision log did not finish writing; the next start replays its WAL");
+    }
+    if let Err(e) = db.flush() {
+        tracing::error!(error = %e, "flushing the database failed");
+    }
+    for spec in &config.listeners {
+        if let crate::config::ListenAddr::Unix(path) = &spec.addr {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+            }
+        }
+    }
+    let refused: Vec<String> = control
+        .refusals
+        .snapshot()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect();
+    tracing::info!(
+        refused_without_record = %refused.join(" "),
+        "stopped cleanly"
+    );
+}
+
+/// SIGTERM and SIGINT, as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -112,8 +112,7 @@ impl Progress {
         result
     }
 
-    /// Wait until the applier has flushed and stopped (tests).
-    #[cfg(test)]
+    /// Wait until the applier has flushed and stopped (a clean shutdown, tests).
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (s, _) = self

@@ -459,6 +459,17 @@ impl AuditLog {
         self.inner.committer.close();
     }
 
+    /// `close`, then wait up to `timeout` for the applier to apply and flush
+    /// what was accepted (a clean shutdown: the next start has no WAL to
+    /// replay). False when it did not finish in time; the WAL still holds it.
+    pub fn close_and_wait(&self, timeout: std::time::Duration) -> bool {
+        self.close();
+        self.inner
+            .progress
+            .as_ref()
+            .is_none_or(|p| p.wait_stopped(timeout))
+    }
+
     /// `close`, then wait for the applier to flush sled and stop (tests).
     #[cfg(test)]
     pub(crate) fn testing_close_and_wait(&self) {

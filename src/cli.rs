@@ -196,7 +196,8 @@ impl ServeArgs {
             (None, None, None) => None,
             _ => anyhow::bail!("--tls-cert, --tls-key and --tls-client-ca go together"),
         };
-        let listeners = if self.listen.is_empty() {
+        // Under socket activation the sockets systemd passes are the default.
+        let listeners = if self.listen.is_empty() && !crate::listen::socket_activated() {
             vec![ListenerSpec::unix(config::default_socket())]
         } else {
             self.listen

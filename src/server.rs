@@ -173,9 +173,31 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         limits: config.limits.clone(),
     });
 
+    // Socket activation: a socket systemd passed serves the `--listen` spec
+    // with its address (pinning and all), or stands alone; the others are bound.
+    let mut inherited = listen::inherited_sockets()?;
+    let mut specs = config.listeners.clone();
+    for socket in &inherited {
+        if !specs.iter().any(|spec| listen::serves(socket, spec)) {
+            specs.push(crate::config::ListenerSpec {
+                addr: socket.addr.clone(),
+                mode: None,
+                group: None,
+                caller: None,
+            });
+        }
+    }
+    // Sockets systemd owns are left for it at shutdown.
+    let mut owned_by_systemd = Vec::new();
     let mut listeners = Vec::new();
-    for spec in &config.listeners {
-        let l = listen::bind(spec, config.tls.as_ref()).await?;
+    for spec in &specs {
+        let l = match inherited.iter().position(|i| listen::serves(i, spec)) {
+            Some(i) => {
+                owned_by_systemd.push(spec.addr.clone());
+                listen::adopt(spec, inherited.swap_remove(i), config.tls.as_ref())?
+            }
+            None => listen::bind(spec, config.tls.as_ref()).await?,
+        };
         let pinned = spec
             .caller
             .as_deref()
@@ -184,7 +206,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("portcullis listening on {}{pinned}", l.label());
         listeners.push(l);
     }
-    if let Some(first) = config.listeners.first() {
+    if let Some(first) = specs.first() {
         if let crate::config::ListenAddr::Unix(p) = &first.addr {
             println!("  export DOCKER_HOST=unix://{}", p.display());
         }
@@ -255,13 +277,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Ok(served) => served.context("the listeners stopped")??,
         Err(_) => tracing::warn!("the workers did not stop in time"),
     }
-    shut_down(&config, &log, &db, &control);
+    shut_down(&specs, &owned_by_systemd, &log, &db, &control);
     Ok(())
 }
 
 /// The last steps of a clean stop: the log durable, the socket files gone.
 fn shut_down(
-    config: &ServeConfig,
+    listeners: &[crate::config::ListenerSpec],
+    owned_by_systemd: &[crate::config::ListenAddr],
     log: &crate::record::AuditLog,
     db: &sled::Db,
     control: &listen::Control,
@@ -272,7 +295,10 @@ fn shut_down(
     if let Err(e) = db.flush() {
         tracing::error!(error = %e, "flushing the database failed");
     }
-    for spec in &config.listeners {
+    for spec in listeners {
+        if owned_by_systemd.contains(&spec.addr) {
+            continue;
+        }
         if let crate::config::ListenAddr::Unix(path) = &spec.addr {
             if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");

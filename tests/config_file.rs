@@ -168,3 +168,80 @@ fn init_writes_a_config_that_serves_and_readiness_is_notified() {
     );
     ok(&ps);
 }
+
+/// Socket activation: a socket bound by "systemd" (here, the test) and passed
+/// as fd 3 by the LISTEN_FDS protocol is served with the `--listen` options of
+/// its path (pinned to a caller), and left in place at a clean stop.
+#[test]
+fn sockets_passed_by_listen_fds_are_served_and_left_in_place() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let fd = listener.as_raw_fd();
+    let name = unique("activated");
+    let _c = Cleanup(vec![name.clone()]);
+    ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "60"]));
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "{}LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" serve --listen \"$1\" --data-dir \"$2\"",
+            if fd == 3 {
+                String::new()
+            } else {
+                format!("exec 3<&{fd} {fd}<&-; ")
+            }
+        ),
+        env!("CARGO_BIN_EXE_portcullis"),
+        &format!("unix://{}?caller=agent", path.display()),
+        &dir.path().join("data").to_string_lossy(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap());
+    // SAFETY: fcntl is async-signal-safe. The listening socket survives the
+    // exec of sh, which moves it to fd 3, as systemd passes it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    let docker = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", path.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refused = loop {
+        let out = docker(&["stop", &name]);
+        let err = stderr(&out);
+        if err.contains("portcullis: agent may not") {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{err}\n{}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!refused.status.success());
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(path.exists(), "the socket systemd owns was removed");
+}

@@ -909,6 +909,29 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_caller_holds_at_most_its_share_and_gets_slots_back() {
+        let slots = CallerSlots {
+            max: 2,
+            open: Mutex::new(HashMap::new()),
+        };
+        let a1 = slots.take("uid:1".into()).expect("first");
+        let a2 = slots.take("uid:1".into()).expect("second");
+        assert!(slots.take("uid:1".into()).is_none(), "over the share");
+        let b = slots
+            .take("uid:2".into())
+            .expect("another caller is not held back");
+        drop(a1);
+        let a3 = slots
+            .take("uid:1".into())
+            .expect("a closed connection frees its slot");
+        drop((a2, a3, b));
+        assert!(
+            slots.open.lock().unwrap().is_empty(),
+            "no owner left behind"
+        );
+    }
+
     /// A spinning worker still sleeps (timers fire on time, not early or
     /// never) and still wakes for I/O from another thread.
     #[test]

@@ -5,7 +5,9 @@
 //! unix peer's credentials, the TLS client certificate, which listener), and
 //! the limits against hostile clients (connection count, header size and
 //! read time, HTTP/2 prior knowledge) are cheapest to enforce before hyper
-//! parses anything.
+//! parses anything. The same holds for the per-caller connection limit, and
+//! for a clean stop ([`Control`]): no new connection, the requests in flight
+//! answered, then the rest closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -519,3 +519,51 @@ fn a_missing_upstream_socket_says_what_to_check() {
     assert!(log.contains("--upstream"), "{log}");
     assert!(!log.to_lowercase().contains("bollard"), "{log}");
 }
+
+/// A hijacked connection (`docker exec -i`) does not hold the stop for the
+/// grace period: once the requests in flight are answered it is closed, and
+/// the client sees its session end.
+#[test]
+fn a_stop_closes_hijacked_connections() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start_env(
+        dir.path(),
+        "hijack",
+        &[],
+        &[("PORTCULLIS_SHUTDOWN_GRACE", "60")],
+    );
+    let name = unique("pl-hijack");
+    let _c = Cleanup(vec![name.clone()]);
+    ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "60"]));
+    // `cat` with a stdin that stays open: the session lasts until it is cut.
+    let mut session = Command::new("docker")
+        .env("DOCKER_HOST", serve.host())
+        .args(["exec", "-i", &name, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    stdin.write_all(b"echoed\n").unwrap();
+    let mut echoed = [0u8; 7];
+    stdout.read_exact(&mut echoed).expect("the session is up");
+    assert_eq!(&echoed, b"echoed\n");
+
+    serve.signal("TERM");
+    let status = serve
+        .exit_within(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the hijacked session held the stop; log:\n{}", serve.log()));
+    assert_eq!(status.code(), Some(0), "log:\n{}", serve.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the exec session is still open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+}

@@ -120,7 +120,7 @@ where
                 let line = line.trim_end_matches('\n');
                 writeln!(
                     writer,
-                    "{line} ({suppressed} more like this in the last {}s were not logged)",
+                    "{line} ({suppressed} more like this since the last one were not logged; at most one every {}s is)",
                     self.limiter.interval.as_secs()
                 )
             }

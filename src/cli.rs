@@ -294,6 +294,25 @@ mod tests {
     }
 
     #[test]
+    fn process_limits_default_to_docker_and_can_be_set() {
+        let defaults = serve_config(&[]);
+        assert_eq!(defaults.limits.max_header_bytes, 1 << 20);
+        assert_eq!(defaults.limits.max_connections_per_caller, 256);
+        assert_eq!(defaults.shutdown_grace, Duration::from_secs(10));
+        let tuned = serve_config(&[
+            "--max-header-bytes",
+            "65536",
+            "--max-connections-per-caller",
+            "4",
+            "--shutdown-grace",
+            "3",
+        ]);
+        assert_eq!(tuned.limits.max_header_bytes, 65536);
+        assert_eq!(tuned.limits.max_connections_per_caller, 4);
+        assert_eq!(tuned.shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
     fn workers_spin_by_default_and_can_sleep_at_once() {
         let defaults = serve_config(&[]);
         assert_eq!(defaults.workers, Workers::default());

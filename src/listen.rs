@@ -5,7 +5,9 @@
 //! unix peer's credentials, the TLS client certificate, which listener), and
 //! the limits against hostile clients (connection count, header size and
 //! read time, HTTP/2 prior knowledge) are cheapest to enforce before hyper
-//! parses anything.
+//! parses anything. The same holds for the per-caller connection limit, and
+//! for a clean stop ([`Control`]): no new connection, the requests in flight
+//! answered, then the rest closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -1009,6 +1011,29 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caller_holds_at_most_its_share_and_gets_slots_back() {
+        let slots = CallerSlots {
+            max: 2,
+            open: Mutex::new(HashMap::new()),
+        };
+        let a1 = slots.take("uid:1".into()).expect("first");
+        let a2 = slots.take("uid:1".into()).expect("second");
+        assert!(slots.take("uid:1".into()).is_none(), "over the share");
+        let b = slots
+            .take("uid:2".into())
+            .expect("another caller is not held back");
+        drop(a1);
+        let a3 = slots
+            .take("uid:1".into())
+            .expect("a closed connection frees its slot");
+        drop((a2, a3, b));
+        assert!(
+            slots.open.lock().unwrap().is_empty(),
+            "no owner left behind"
+        );
+    }
 
     /// A spinning worker still sleeps (timers fire on time, not early or
     /// never) and still wakes for I/O from another thread.

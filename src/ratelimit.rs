@@ -141,13 +141,13 @@ where
                 if self.json {
                     writeln!(
                         writer,
-                        "{line}\n{{\"level\":\"{}\",\"message\":\"{suppressed} more like the previous line in the last {secs}s were not logged\",\"suppressed\":{suppressed}}}",
+                        "{line}\n{{\"level\":\"{}\",\"message\":\"{suppressed} more like the previous line since it were not logged; at most one every {secs}s is\",\"suppressed\":{suppressed}}}",
                         meta.level()
                     )
                 } else {
                     writeln!(
                         writer,
-                        "{line} ({suppressed} more like this in the last {secs}s were not logged)"
+                        "{line} ({suppressed} more like this since the last one were not logged; at most one every {secs}s is)"
                     )
                 }
             }

@@ -273,8 +273,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     // The workers close their streams and hijacked connections as they return.
+    // Whatever went wrong there, the log and the socket files are still dealt with.
     match tokio::time::timeout(Duration::from_secs(5), &mut serving).await {
-        Ok(served) => served.context("the listeners stopped")??,
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "a worker failed while stopping"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the listeners did not stop cleanly"),
         Err(_) => tracing::warn!("the workers did not stop in time"),
     }
     shut_down(&specs, &owned_by_systemd, &log, &db, &control);

@@ -22,8 +22,14 @@ struct Serve {
 
 impl Serve {
     fn start(dir: &Path, name: &str, extra: &[&str]) -> Serve {
+        Serve::start_env(dir, name, extra, &[])
+    }
+
+    /// With `PORTCULLIS_*` settings in the environment (as an operator's unit
+    /// file would set them).
+    fn start_env(dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let socket = dir.join("portcullis.sock");
-        let serve = Serve::spawn(dir, name, &socket, extra);
+        let serve = Serve::spawn_env(dir, name, &socket, extra, env);
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(&socket).is_err() {
             assert!(
@@ -38,6 +44,16 @@ impl Serve {
 
     /// Spawn without waiting for the socket.
     fn spawn(dir: &Path, name: &str, socket: &Path, extra: &[&str]) -> Serve {
+        Serve::spawn_env(dir, name, socket, extra, &[])
+    }
+
+    fn spawn_env(
+        dir: &Path,
+        name: &str,
+        socket: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let listen = format!("unix://{}", socket.display());
@@ -47,6 +63,7 @@ impl Serve {
             .arg(&data)
             .args(extra)
             .env("PORTCULLIS_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -140,9 +157,16 @@ fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
     std::thread::sleep(Duration::from_millis(700));
     serve.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
+    // Stopping, not stopped: the wait is still in flight, and no new
+    // request is taken.
     assert!(
-        UnixStream::connect(&serve.socket).is_err() || serve.child.try_wait().unwrap().is_none(),
-        "still accepting after SIGTERM"
+        serve.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight; log:\n{}",
+        serve.log()
+    );
+    assert!(
+        !serve.docker(&["version"]).status.success(),
+        "a new request was served after SIGTERM"
     );
     let waited = waiter.wait_with_output().unwrap();
     assert_eq!(
@@ -181,7 +205,12 @@ fn a_second_signal_exits_at_once_and_the_grace_period_closes_streams() {
     let dir = tempfile::tempdir().unwrap();
 
     // Grace over: the stream is closed and the exit is clean.
-    let mut serve = Serve::start(dir.path(), "grace", &["--shutdown-grace", "2"]);
+    let mut serve = Serve::start_env(
+        dir.path(),
+        "grace",
+        &[],
+        &[("PORTCULLIS_SHUTDOWN_GRACE", "2")],
+    );
     let mut events = Command::new("docker")
         .env("DOCKER_HOST", serve.host())
         .args(["events"])
@@ -214,7 +243,12 @@ fn a_second_signal_exits_at_once_and_the_grace_period_closes_streams() {
 
     // A second signal does not wait for the grace period.
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(dir.path(), "twice", &["--shutdown-grace", "60"]);
+    let mut serve = Serve::start_env(
+        dir.path(),
+        "twice",
+        &[],
+        &[("PORTCULLIS_SHUTDOWN_GRACE", "60")],
+    );
     let mut events = Command::new("docker")
         .env("DOCKER_HOST", serve.host())
         .args(["events"])
@@ -310,15 +344,20 @@ fn one_caller_cannot_take_every_connection() {
     let dir = tempfile::tempdir().unwrap();
     let slow_sock = dir.path().join("slow.sock");
     let slow = format!("unix://{}?caller=slow", slow_sock.display());
-    let p = Proxy::start(&[
-        "--listen",
-        &slow,
-        "--max-connections",
-        "6",
-        "--max-connections-per-caller",
-        "3",
-    ]);
-    p.wait_for_socket(&slow_sock);
+    let p = Serve::start_env(
+        dir.path(),
+        "slots",
+        &["--listen", &slow],
+        &[
+            ("PORTCULLIS_MAX_CONNECTIONS", "6"),
+            ("PORTCULLIS_MAX_CONNECTIONS_PER_CALLER", "3"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&slow_sock).is_err() {
+        assert!(Instant::now() < deadline, "slow.sock never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Let the probes of the start close their slots.
     std::thread::sleep(Duration::from_millis(500));
     // Six connections that never send a request: the slow caller's.
@@ -354,7 +393,12 @@ fn refusals_without_a_request_are_recorded_and_counted() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(dir.path(), "count", &["--max-header-bytes", "16384"]);
+    let mut serve = Serve::start_env(
+        dir.path(),
+        "count",
+        &[],
+        &[("PORTCULLIS_MAX_HEADER_BYTES", "16384")],
+    );
     let h2 = raw(&serve.socket, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     assert!(h2.starts_with("HTTP/1.1 400"), "{h2}");
     let te = raw(
@@ -474,4 +518,52 @@ fn a_missing_upstream_socket_says_what_to_check() {
     assert!(log.contains("is dockerd running"), "{log}");
     assert!(log.contains("--upstream"), "{log}");
     assert!(!log.to_lowercase().contains("bollard"), "{log}");
+}
+
+/// A hijacked connection (`docker exec -i`) does not hold the stop for the
+/// grace period: once the requests in flight are answered it is closed, and
+/// the client sees its session end.
+#[test]
+fn a_stop_closes_hijacked_connections() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start_env(
+        dir.path(),
+        "hijack",
+        &[],
+        &[("PORTCULLIS_SHUTDOWN_GRACE", "60")],
+    );
+    let name = unique("pl-hijack");
+    let _c = Cleanup(vec![name.clone()]);
+    ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "60"]));
+    // `cat` with a stdin that stays open: the session lasts until it is cut.
+    let mut session = Command::new("docker")
+        .env("DOCKER_HOST", serve.host())
+        .args(["exec", "-i", &name, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    stdin.write_all(b"echoed\n").unwrap();
+    let mut echoed = [0u8; 7];
+    stdout.read_exact(&mut echoed).expect("the session is up");
+    assert_eq!(&echoed, b"echoed\n");
+
+    serve.signal("TERM");
+    let status = serve
+        .exit_within(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the hijacked session held the stop; log:\n{}", serve.log()));
+    assert_eq!(status.code(), Some(0), "log:\n{}", serve.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the exec session is still open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
 }

@@ -42,6 +42,7 @@ pub mod server;
 pub mod services;
 pub mod stages;
 pub mod trust;
+pub mod volumes;
 
 use clap::Parser;
 

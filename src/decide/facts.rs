@@ -996,6 +996,19 @@ mod tests {
                 ..Target::default()
             },
         ];
+        create.target.volumes = vec![crate::volumes::MountedVolume {
+            name: "hostroot".into(),
+            exists: true,
+            driver: "local".into(),
+            options: BTreeMap::from([
+                ("type".to_string(), "none".to_string()),
+                ("o".to_string(), "bind".to_string()),
+                ("device".to_string(), "/".to_string()),
+            ]),
+            creator: Some("ci".into()),
+            used_by: vec!["web-3".into()],
+            ..Default::default()
+        }];
         let mut list = base.clone();
         list.action = "image.list".into();
         for input in [base, create, list] {
@@ -1007,6 +1020,54 @@ mod tests {
             enrich(&mut enriched, &t, 7);
             assert_eq!(typed, json_to_value(&enriched), "{}", input.action);
         }
+    }
+
+    /// A volume mounted by name brings its host paths, its driver and its
+    /// owner into the facts; a new name or a borrowed volume only its paths.
+    #[test]
+    fn volume_facts() {
+        let t = trust(&[
+            json!({"caller_service": "ci", "target_container": "web-*", "can_create": true,
+            "volumes": ["shared-*"]}),
+        ]);
+        let mut input = json!({"caller": {"name": "ci"}, "action": "container.create",
+            "resource": {"kind": "container", "name": "web-9"},
+            "target": {"labels": {}, "volumes": [
+                {"name": "hostroot", "via": "name", "exists": true, "driver": "local",
+                 "options": {"type": "none", "o": "bind", "device": "/"}},
+                {"name": "mine", "via": "name", "exists": true, "driver": "local", "creator": "ci"},
+                {"name": "shared-1", "via": "name", "exists": true, "driver": "local"},
+                {"name": "nfs", "via": "name", "exists": true, "driver": "local",
+                 "options": {"type": "nfs", "o": "addr=1.2.3.4", "device": ":/x"}},
+                {"name": "plug", "via": "name", "exists": true, "driver": "rexray"},
+                {"name": "new", "via": "name", "exists": false},
+                {"name": "borrowed", "via": "volumes_from", "exists": true, "driver": "local",
+                 "options": {"type": "overlay", "o": "lowerdir=/etc:/usr,upperdir=/srv/u,workdir=/srv/w"}},
+                {"name": "/srv/../data", "via": "volumes_from_bind"}]},
+            "body": {"Image": "busybox", "HostConfig": {"VolumeDriver": "flocker",
+                "Mounts": [{"Type": "volume", "Source": "x", "VolumeOptions": {"DriverConfig":
+                    {"Name": "local", "Options": {"type": "ext4", "device": "/dev/sda1"}}}}]}}});
+        enrich(&mut input, &t, 0);
+        assert_eq!(
+            input["host_paths"],
+            json!([
+                "/",
+                "/data",
+                "/dev/sda1",
+                "/etc",
+                "/srv/u",
+                "/srv/w",
+                "/usr"
+            ])
+        );
+        assert_eq!(
+            input["volume_drivers"],
+            json!(["flocker", "local:nfs", "rexray"])
+        );
+        assert_eq!(
+            input["volumes"],
+            json!({"hostroot": false, "mine": true, "shared-1": true, "nfs": false, "plug": false})
+        );
     }
 
     #[test]

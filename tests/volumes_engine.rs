@@ -300,6 +300,17 @@ fn existing_volumes_are_mountable_by_their_creator_or_by_grant() {
         &format!("mounting existing volume {theirs} is not allowed for caller voluser"),
     );
 
+    // "Creating" an existing volume returns it unchanged: no ownership is gained.
+    ok(&p.docker_at(&host, &["volume", "create", &theirs]));
+    assert_eq!(volume_label(&theirs, "portcullis.creator"), "");
+    refused(
+        &p.docker_at(
+            &host,
+            &["create", "--name", &c, "-v", &theirs_bind, img, "true"],
+        ),
+        "mounting existing volume",
+    );
+
     // Its own volume, made through portcullis; a forged creator label is overwritten.
     let mine = unique("pc-mine");
     made.volumes.push(mine.clone());

@@ -95,6 +95,20 @@ request_dangers contains d if {
 	d := {"kind": "bind", "key": path, "msg": sprintf("bind-mounting host path %s is not allowed", [path]), "why": "no trust relationship lists it in allow_bind_mounts"}
 }
 
+# Volumes (facts from the Rust side, see README.md): a plugin driver or a
+# network file system, and an existing volume the caller neither created nor
+# was granted (it may hold another container's data).
+request_dangers contains d if {
+	some driver in input.volume_drivers
+	d := {"kind": "volume_driver", "key": driver, "msg": sprintf("volume driver %s is not allowed", [driver]), "why": "no trust relationship lists it in allow_volume_drivers"}
+}
+
+request_dangers contains d if {
+	some name, mountable in input.volumes
+	mountable != true
+	d := {"kind": "volume", "key": name, "msg": sprintf("mounting existing volume %s is not allowed", [name]), "why": "the caller did not create it and no trust relationship lists it in volumes"}
+}
+
 # --- create and update, continued ----------------------------------------------
 
 host_config_caps contains normalize_cap(c) if {
@@ -240,6 +254,17 @@ opted_in(m, d) if {
 opted_in(_, d) if {
 	d.kind == "container_ref"
 	input.refs[d.key] == true
+}
+
+opted_in(m, d) if {
+	d.kind == "volume_driver"
+	some allowed in m.allow_volume_drivers
+	allowed in {d.key, "*"}
+}
+
+opted_in(_, d) if {
+	d.kind == "volume"
+	input.volumes[d.key] == true
 }
 
 opted_in(m, d) if {

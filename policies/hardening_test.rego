@@ -173,6 +173,23 @@ test_volume_create_device if {
 	t.says(inp, "host path /etc")
 }
 
+test_volume_drivers_need_allow_volume_drivers if {
+	m := t.rel({"target_match": "caller", "resources": {"volumes": {"write": true}}})
+	inp := object.union(t.with_body("volume.create", {"Name": "v", "Driver": "rexray"}, [m]), {"volume_drivers": ["rexray"]})
+	t.allowed(inp) == false
+	t.says(inp, "volume driver rexray is not allowed")
+	t.allowed(object.union(inp, {"matches": [object.union(m, {"allow_volume_drivers": ["rexray"]})]})) == true
+	t.allowed(object.union(inp, {"matches": [object.union(m, {"allow_volume_drivers": ["*"]})]})) == true
+	t.allowed(object.union(inp, {"matches": [object.union(m, {"allow_volume_drivers": ["local:nfs"]})]})) == false
+}
+
+test_existing_volumes_need_a_grant if {
+	inp := object.union(create({"Binds": ["data:/d"]}, {}), {"volumes": {"data": false}})
+	t.allowed(inp) == false
+	t.says(inp, "mounting existing volume data is not allowed")
+	t.allowed(object.union(inp, {"volumes": {"data": true}})) == true
+}
+
 test_every_violation_is_reported if {
 	inp := create({"Privileged": true, "PidMode": "host", "CapAdd": ["SYS_ADMIN"]}, {})
 	count(t.reasons(inp)) == 3

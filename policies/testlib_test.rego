@@ -21,6 +21,7 @@ base_rel := {
 	"allow_cap_add": [], "allow_unconfined": false, "allow_devices": false,
 	"allow_bind_mounts": [], "allow_sysctls": false, "allow_privileged_exec": false,
 	"allow_plugins": false, "allow_tunnels": [], "allow_bind_writes": false,
+	"allow_volume_drivers": [], "volumes": [],
 	"description": null, "expires_at": null,
 	"created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z",
 	"path_readable": false, "path_writable": false, "reads_everything": false,
@@ -53,6 +54,8 @@ req(action, matches) := {
 	"image": null,
 	"host_paths": [],
 	"refs": {},
+	"volume_drivers": [],
+	"volumes": {},
 }
 
 with_body(action, body, matches) := object.union(req(action, matches), {"body": body})

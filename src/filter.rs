@@ -38,6 +38,7 @@ pub fn target_of_summary(entry: &Value) -> Target {
         mounts: Vec::new(),
         from_cache: false,
         referenced: Vec::new(),
+        volumes: Vec::new(),
     }
 }
 
@@ -110,6 +111,7 @@ pub fn target_of_event(event: &Value) -> Option<Target> {
         mounts: Vec::new(),
         from_cache: false,
         referenced: Vec::new(),
+        volumes: Vec::new(),
     })
 }
 

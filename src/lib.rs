@@ -49,6 +49,7 @@ pub mod server;
 pub mod services;
 pub mod stages;
 pub mod trust;
+pub mod volumes;
 
 /// The whole command line: parse, dispatch, and map failures to an exit code.
 pub fn run() -> std::process::ExitCode {

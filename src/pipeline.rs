@@ -85,10 +85,20 @@ pub async fn handle(
     life.classified(&request, None);
 
     // Inspect: read the bodies that grant power; these exact bytes are forwarded.
-    let (inspected, body) = match stages::inspect(&gw, &mut request, &parts, body).await {
+    let (mut inspected, body) = match stages::inspect(&gw, &mut request, &parts, body).await {
         Ok(pair) => pair,
         Err((status, e)) => return gw.refuse_early(&life, &caller, status, &e).await,
     };
+    // A volume made through portcullis carries its creator (see `volumes`).
+    if let Err(e) =
+        crate::volumes::stamp_creator(&caller, &request, &mut parts.headers, &mut inspected)
+    {
+        // Our own re-encoding failed to inspect: a bug, refused.
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        return gw
+            .refuse_early(&life, &caller, status, &e.to_string())
+            .await;
+    }
     life.classified(&request, Some(&inspected));
 
     // Resolve the target, then decide; a cached answer that a name could have

@@ -53,6 +53,10 @@ pub struct Target {
     /// use (a name, or whatever an id prefix happens to pick).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub referenced: Vec<Target>,
+    /// For a create: the volumes it mounts by name or borrows, as the daemon
+    /// holds them at decision time (see [`crate::volumes`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volumes::MountedVolume>,
 }
 
 impl Target {
@@ -242,6 +246,7 @@ impl Resolver {
             mounts: c.mounts.clone(),
             from_cache: true,
             referenced: Vec::new(),
+            volumes: Vec::new(),
         })
     }
 
@@ -280,6 +285,7 @@ impl Resolver {
                     mounts,
                     from_cache: false,
                     referenced: Vec::new(),
+                    volumes: Vec::new(),
                 })
             }
             Err(bollard::errors::Error::DockerResponseServerError {

@@ -268,6 +268,20 @@ pub async fn resolve(
             target.referenced.push(resolved);
         }
     }
+    if matches!(
+        request.action.0,
+        "container.create" | "service.create" | "service.update"
+    ) {
+        // Always fresh: a volume is judged by what the daemon holds now.
+        target.volumes = crate::volumes::resolve_mounted(
+            gw.resolver.docker(),
+            request.action.0,
+            &inspected.canonical,
+            &target.referenced,
+        )
+        .await
+        .map_err(unreachable)?;
+    }
     let file = gw.services.file_facts(request, &target, inspected).await?;
     Ok((target, file))
 }

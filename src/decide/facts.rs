@@ -39,6 +39,7 @@ use serde_json::{Map, Value};
 use super::{FileContext, PolicyInput};
 use crate::trust::compiled::clean_path;
 use crate::trust::{CompiledRelationship, CompiledTrust};
+use crate::volumes::{self, MountedVolume};
 
 /// Actions whose target is the container the request names; anything else
 /// (images, networks, system, ...) is granted per caller, whatever the target.
@@ -85,6 +86,8 @@ pub struct Subject<'a> {
     body: &'a Value,
     file: Option<FileView<'a>>,
     referenced: Vec<ReferencedView<'a>>,
+    /// The volumes a create mounts (`target.volumes`).
+    volumes: Cow<'a, [MountedVolume]>,
 }
 
 static NULL: Value = Value::Null;
@@ -117,6 +120,7 @@ impl<'a> Subject<'a> {
                     })
                 })
                 .collect(),
+            volumes: Cow::Borrowed(&input.target.volumes),
         }
     }
 
@@ -161,6 +165,15 @@ impl<'a> Subject<'a> {
                     })
                 })
                 .collect(),
+            volumes: Cow::Owned(
+                target
+                    .get("volumes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                    .collect(),
+            ),
         }
     }
 }
@@ -187,14 +200,12 @@ fn push_mounts(mounts: Option<&Value>, out: &mut Vec<String>) {
             let source = mount.get("Source").and_then(Value::as_str).unwrap_or("");
             out.push(clean_path(source));
         }
-        if let Some(device) = str_at(
-            mount,
-            &["VolumeOptions", "DriverConfig", "Options", "device"],
-        ) {
-            if device.starts_with('/') {
-                out.push(clean_path(device));
-            }
-        }
+        out.extend(volumes::json_option_host_paths(
+            mount
+                .get("VolumeOptions")
+                .and_then(|o| o.get("DriverConfig"))
+                .and_then(|c| c.get("Options")),
+        ));
     }
 }
 
@@ -228,11 +239,7 @@ pub fn host_paths(action: &str, body: &Value) -> Vec<String> {
             );
         }
         "volume.create" => {
-            if let Some(device) = str_at(body, &["DriverOpts", "device"]) {
-                if device.starts_with('/') {
-                    out.push(clean_path(device));
-                }
-            }
+            out.extend(volumes::json_option_host_paths(body.get("DriverOpts")));
         }
         _ => {}
     }
@@ -349,6 +356,10 @@ pub struct Facts<'a> {
     pub image: Option<String>,
     pub host_paths: Vec<String>,
     pub refs: Vec<(String, bool)>,
+    /// Volume plugins (and `local:<type>` network file systems) the request uses.
+    pub volume_drivers: Vec<String>,
+    /// Existing volumes mounted by name, and whether the caller may mount them.
+    pub volumes: Vec<(String, bool)>,
     pub now_ns: i128,
 }
 
@@ -382,7 +393,14 @@ pub fn compute<'a>(subject: &Subject, trust: &'a CompiledTrust, now_ns: i128) ->
     let caller = subject.caller;
     let body = subject.body;
     let image = requested_image(subject);
-    let host_paths = host_paths(action, body);
+    let mut host_paths = host_paths(action, body);
+    // A volume mounted by name is a bind of the host paths its options name.
+    if !subject.volumes.is_empty() {
+        host_paths.extend(subject.volumes.iter().flat_map(MountedVolume::host_paths));
+        host_paths.sort();
+        host_paths.dedup();
+    }
+    let volume_drivers = volumes::needed_drivers(action, body, &subject.volumes);
     let refs = referenced_containers(action, body);
     let file = subject.file.as_ref();
     let targeted = is_container_targeted(action);
@@ -438,11 +456,21 @@ pub fn compute<'a>(subject: &Subject, trust: &'a CompiledTrust, now_ns: i128) ->
             (reference, inspectable)
         })
         .collect();
+    let volumes = subject
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let granted = |name: &str| relationships.iter().any(|r| r.volumes.is_match(name));
+            Some((v.name.clone(), volumes::mountable(v, caller, granted)?))
+        })
+        .collect();
     Facts {
         matches,
         image,
         host_paths,
         refs,
+        volume_drivers,
+        volumes,
         now_ns,
     }
 }
@@ -495,6 +523,16 @@ impl Facts<'_> {
             .map(|(n, i)| (n.clone(), Value::from(*i)))
             .collect();
         object.insert("refs".into(), Value::Object(refs));
+        object.insert(
+            "volume_drivers".into(),
+            serde_json::json!(self.volume_drivers),
+        );
+        let volumes: Map<String, Value> = self
+            .volumes
+            .iter()
+            .map(|(n, m)| (n.clone(), Value::from(*m)))
+            .collect();
+        object.insert("volumes".into(), Value::Object(volumes));
         object.insert("now_ns".into(), Value::from(self.now_ns_i64()));
     }
 
@@ -531,8 +569,27 @@ impl Facts<'_> {
             .collect();
         object.insert(keys.host_paths.clone(), V::from(host_paths));
         object.insert(keys.refs.clone(), bool_object(&self.refs));
+        for (key, value) in self.volume_facts() {
+            object.insert(key, value);
+        }
         object.insert(keys.now_ns.clone(), V::from(self.now_ns_i64()));
         Ok(())
+    }
+}
+
+impl Facts<'_> {
+    /// `volume_drivers` and `volumes` (see [`crate::volumes`]).
+    fn volume_facts(&self) -> [(regorus::Value, regorus::Value); 2] {
+        use regorus::Value as V;
+        let drivers: Vec<V> = self
+            .volume_drivers
+            .iter()
+            .map(|d| V::from(d.as_str()))
+            .collect();
+        [
+            (V::from("volume_drivers"), V::from(drivers)),
+            (V::from("volumes"), bool_object(&self.volumes)),
+        ]
     }
 }
 
@@ -939,6 +996,19 @@ mod tests {
                 ..Target::default()
             },
         ];
+        create.target.volumes = vec![crate::volumes::MountedVolume {
+            name: "hostroot".into(),
+            exists: true,
+            driver: "local".into(),
+            options: BTreeMap::from([
+                ("type".to_string(), "none".to_string()),
+                ("o".to_string(), "bind".to_string()),
+                ("device".to_string(), "/".to_string()),
+            ]),
+            creator: Some("ci".into()),
+            used_by: vec!["web-3".into()],
+            ..Default::default()
+        }];
         let mut list = base.clone();
         list.action = "image.list".into();
         for input in [base, create, list] {
@@ -950,6 +1020,54 @@ mod tests {
             enrich(&mut enriched, &t, 7);
             assert_eq!(typed, json_to_value(&enriched), "{}", input.action);
         }
+    }
+
+    /// A volume mounted by name brings its host paths, its driver and its
+    /// owner into the facts; a new name or a borrowed volume only its paths.
+    #[test]
+    fn volume_facts() {
+        let t = trust(&[
+            json!({"caller_service": "ci", "target_container": "web-*", "can_create": true,
+            "volumes": ["shared-*"]}),
+        ]);
+        let mut input = json!({"caller": {"name": "ci"}, "action": "container.create",
+            "resource": {"kind": "container", "name": "web-9"},
+            "target": {"labels": {}, "volumes": [
+                {"name": "hostroot", "via": "name", "exists": true, "driver": "local",
+                 "options": {"type": "none", "o": "bind", "device": "/"}},
+                {"name": "mine", "via": "name", "exists": true, "driver": "local", "creator": "ci"},
+                {"name": "shared-1", "via": "name", "exists": true, "driver": "local"},
+                {"name": "nfs", "via": "name", "exists": true, "driver": "local",
+                 "options": {"type": "nfs", "o": "addr=1.2.3.4", "device": ":/x"}},
+                {"name": "plug", "via": "name", "exists": true, "driver": "rexray"},
+                {"name": "new", "via": "name", "exists": false},
+                {"name": "borrowed", "via": "volumes_from", "exists": true, "driver": "local",
+                 "options": {"type": "overlay", "o": "lowerdir=/etc:/usr,upperdir=/srv/u,workdir=/srv/w"}},
+                {"name": "/srv/../data", "via": "volumes_from_bind"}]},
+            "body": {"Image": "busybox", "HostConfig": {"VolumeDriver": "flocker",
+                "Mounts": [{"Type": "volume", "Source": "x", "VolumeOptions": {"DriverConfig":
+                    {"Name": "local", "Options": {"type": "ext4", "device": "/dev/sda1"}}}}]}}});
+        enrich(&mut input, &t, 0);
+        assert_eq!(
+            input["host_paths"],
+            json!([
+                "/",
+                "/data",
+                "/dev/sda1",
+                "/etc",
+                "/srv/u",
+                "/srv/w",
+                "/usr"
+            ])
+        );
+        assert_eq!(
+            input["volume_drivers"],
+            json!(["flocker", "local:nfs", "rexray"])
+        );
+        assert_eq!(
+            input["volumes"],
+            json!({"hostroot": false, "mine": true, "shared-1": true, "nfs": false, "plug": false})
+        );
     }
 
     #[test]

@@ -233,6 +233,8 @@ pub struct CompiledRelationship {
     pub write_paths: GlobSet,
     pub images: GlobSet,
     pub bind_mounts: GlobSet,
+    /// `volumes`: existing volumes a create may mount.
+    pub volumes: GlobSet,
     /// `expires_at` as unix nanoseconds.
     pub expires_at_ns: Option<i128>,
     /// The relationship as the policy sees it (a JSON object), built once.
@@ -262,6 +264,7 @@ impl CompiledRelationship {
             write_paths: path_globs("file_write_paths", &spec.file_write_paths)?,
             images: name_globs("allowed_images", &spec.allowed_images)?,
             bind_mounts: path_globs("allow_bind_mounts", &spec.allow_bind_mounts)?,
+            volumes: name_globs("volumes", &spec.volumes)?,
             expires_at_ns,
             match_template,
             json,

@@ -160,6 +160,14 @@ pub struct TrustSpec {
     /// File writes whose path falls in a bind mount (they reach the host).
     #[serde(default)]
     pub allow_bind_writes: bool,
+    /// Volume drivers other than `local` (plugins), and network file systems
+    /// of the local driver as `local:<type>` (`local:nfs`); `*` allows any.
+    #[serde(default)]
+    pub allow_volume_drivers: Vec<String>,
+    /// Name globs of existing volumes a create may mount, besides those the
+    /// caller created through portcullis.
+    #[serde(default)]
+    pub volumes: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
     /// RFC 3339; `null` never expires. An expired relationship grants nothing.
@@ -211,6 +219,8 @@ pub const SPEC_FIELDS: &[&str] = &[
     "allow_plugins",
     "allow_tunnels",
     "allow_bind_writes",
+    "allow_volume_drivers",
+    "volumes",
     "description",
     "expires_at",
 ];
@@ -365,6 +375,7 @@ impl TrustSpec {
         compiled::path_globs("file_write_paths", &self.file_write_paths)?;
         compiled::path_globs("allow_bind_mounts", &self.allow_bind_mounts)?;
         compiled::name_globs("allowed_images", &self.allowed_images)?;
+        compiled::name_globs("volumes", &self.volumes)?;
         for (field, list) in [
             ("file_read_paths", &self.file_read_paths),
             ("file_write_paths", &self.file_write_paths),

@@ -70,7 +70,13 @@ impl Local {
                 "the path parameter is required".to_string(),
             ))?
         };
-        let path = files::normalize_path(&raw).map_err(file_error)?;
+        // The daemon's archive routes clean `..` lexically; the file API refuses it.
+        let path = if request.route.service == Service::Docker {
+            files::archive_path(&raw)
+        } else {
+            files::normalize_path(&raw)
+        }
+        .map_err(file_error)?;
         let mut context = self
             .fs
             .file_context(container, &path)

@@ -6,7 +6,9 @@
 //! (identify, classify, resolve, decide, record, forward). This module supplies the
 //! file-specific pieces that pipeline calls:
 //!
-//! - [`normalize_path`]: the path a policy sees. Rejects instead of resolving `..`.
+//! - [`normalize_path`]: the path a policy sees for the file API. Rejects instead
+//!   of resolving `..`. [`archive_path`]: the path of a `docker cp` request, cleaned
+//!   as the daemon cleans it (`..` is lexical there).
 //! - [`ContainerFs::resolve`]: the path the daemon will really touch, with symlinks
 //!   inside the container followed (a rule on the requested path alone can be
 //!   escaped through a symlinked parent), and [`mount_for`] for the mount it falls
@@ -31,7 +33,7 @@ pub use container_fs::{
     WriteResult, MAX_LIST_SCAN_ENTRIES, MAX_SYMLINK_HOPS,
 };
 pub use events::{FileAction, FileChanged, FileEvents};
-pub use path::normalize_path;
+pub use path::{archive_path, normalize_path};
 pub use stat::{decode_stat_header, format_mode, parse_mode, FileKind, PathStat};
 pub use upload::{inspect_upload, UploadEntry, UploadEntryKind, UploadInspection};
 

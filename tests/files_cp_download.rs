@@ -14,7 +14,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -27,6 +27,7 @@ const DEEP: &str = "deep prompt: not for the agent\n";
 struct Setup {
     proxy: Proxy,
     agent_host: String,
+    agent_socket: PathBuf,
     container: String,
     _cleanup: Cleanup,
 }
@@ -65,6 +66,7 @@ impl Setup {
         Setup {
             agent_host: format!("unix://{}", agent_socket.display()),
             proxy,
+            agent_socket,
             container,
             _cleanup: cleanup,
         }
@@ -73,6 +75,10 @@ impl Setup {
     /// The docker CLI as the agent.
     fn agent(&self, args: &[&str]) -> std::process::Output {
         self.proxy.docker_at(&self.agent_host, args)
+    }
+
+    fn exec(&self, script: &str) {
+        ok(&direct(&["exec", &self.container, "sh", "-c", script]));
     }
 
     /// Every record of `caller`, oldest first, through the admin API.
@@ -110,6 +116,153 @@ fn http(socket: &Path, method: &str, target: &str) -> (u16, String, Vec<u8>) {
         .and_then(|s| s.parse().ok())
         .expect("status");
     (status, head, raw[split + 4..].to_vec())
+}
+
+/// The names in a tar stream (as `tar` lists them).
+fn tar_names(tar_bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(tar_bytes);
+    archive
+        .entries()
+        .expect("a tar")
+        .map(|e| {
+            let e = e.expect("a tar entry");
+            String::from_utf8_lossy(&e.path_bytes()).into_owned()
+        })
+        .collect()
+}
+
+fn records<'a>(log: &'a [Value], action: &str) -> Vec<&'a Value> {
+    log.iter().filter(|r| r["action"] == action).collect()
+}
+
+/// Item 2: a directory download leaves out what the agent may not read.
+#[test]
+fn docker_cp_of_a_directory_leaves_out_what_the_rules_refuse() {
+    if !engine() {
+        return;
+    }
+    let s = Setup::start("cp-dir");
+    let c = &s.container;
+    // A link to a refused place, and a link inside the tree.
+    s.exec(&format!(
+        "ln -s /etc {DIR}/etclink && ln -s prompts {DIR}/plink"
+    ));
+
+    // The file API's rule, applied to docker cp of one file: deep.txt is refused.
+    let out = s.agent(&["cp", &format!("{c}:{DIR}/prompts/deep.txt"), "-"]);
+    assert!(!out.status.success(), "deep.txt alone was handed out");
+    assert!(
+        stderr(&out).contains("agent may not file.read"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The directory: CLAUDE.md and the links come, deep.txt does not.
+    let dest = tempfile::tempdir().unwrap();
+    let out = s.agent(&["cp", &format!("{c}:{DIR}"), dest.path().to_str().unwrap()]);
+    assert!(out.status.success(), "docker cp of {DIR}: {}", stderr(&out));
+    let got = dest.path().join("instructions");
+    assert_eq!(
+        std::fs::read_to_string(got.join("CLAUDE.md")).unwrap(),
+        CLAUDE
+    );
+    assert!(
+        !got.join("prompts/deep.txt").exists(),
+        "prompts/deep.txt left the container through a directory download"
+    );
+    // A symlink entry is passed on as a link, not followed.
+    let link = std::fs::symlink_metadata(got.join("etclink")).expect("etclink copied");
+    assert!(link.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(got.join("etclink")).unwrap(),
+        Path::new("/etc")
+    );
+
+    // The same as a tar on stdout.
+    let out = s.agent(&["cp", &format!("{c}:{DIR}"), "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = tar_names(&out.stdout);
+    assert!(
+        names.iter().any(|n| n == "instructions/CLAUDE.md"),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| !n.contains("deep.txt")), "{names:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(DEEP.trim()));
+
+    // Through the link, with `/.` (the daemon follows it): deep.txt is reached
+    // at plink/deep.txt, which the agent may not read either.
+    let out = s.agent(&["cp", &format!("{c}:{DIR}/plink/."), "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = tar_names(&out.stdout);
+    assert!(names.iter().all(|n| !n.contains("deep.txt")), "{names:?}");
+
+    // What was withheld is in the decision log.
+    let log = s.audit("agent");
+    let withheld = records(&log, "file.withheld");
+    assert!(
+        withheld.iter().any(|r| r["resource_path"] == DIR
+            && r["allowed"] == false
+            && r["reasons"]
+                .to_string()
+                .contains("/app/config/instructions/prompts/deep.txt")),
+        "no file.withheld record naming deep.txt: {withheld:?}"
+    );
+}
+
+/// Item 2: a stat (`HEAD …/archive`) of a path the agent may not read says nothing.
+#[test]
+fn a_stat_of_a_refused_path_reveals_nothing() {
+    if !engine() {
+        return;
+    }
+    let s = Setup::start("cp-stat");
+    let c = &s.container;
+    let stat_of = |path: &str| {
+        let target = format!(
+            "/containers/{c}/archive?path={}",
+            form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+        );
+        http(&s.agent_socket, "HEAD", &target)
+    };
+    let (status, head, _) = stat_of(&format!("{DIR}/CLAUDE.md"));
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-docker-container-path-stat"),
+        "{head}"
+    );
+    for refused in [
+        "/etc/shadow",
+        &format!("{DIR}/prompts/deep.txt"),
+        &format!("{DIR}/prompts/missing"),
+    ] {
+        let (status, head, _) = stat_of(refused);
+        assert_eq!(status, 403, "stat of {refused}: {head}");
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("x-docker-container-path-stat"),
+            "stat of {refused} answered with its stat: {head}"
+        );
+    }
+    // docker cp -L stats first: it fails with portcullis's refusal.
+    let dest = tempfile::tempdir().unwrap();
+    let out = s.agent(&[
+        "cp",
+        "-L",
+        &format!("{c}:/etc/shadow"),
+        dest.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success(),
+        "docker cp -L of /etc/shadow succeeded"
+    );
+    assert!(
+        stderr(&out).contains("portcullis: agent may not file.read"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dest.path().join("shadow").exists());
 }
 
 /// Item 4: `..` in an archive path is cleaned as the daemon cleans it, then decided.

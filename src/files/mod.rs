@@ -18,11 +18,14 @@
 //! - [`inspect_upload`]: every destination path and link target of a `docker cp`
 //!   tar, so the policy can check each entry; compressed tars are refused
 //!   (CVE-2026-41567: the daemon would run the container's decompressor as root).
+//! - [`download`]: `docker cp` downloads filtered entry by entry (a tar stream
+//!   filter), so a directory download hands out only what the rules allow.
 //! - [`FileEvents`]: a broadcast of successful writes and deletes.
 //!
 //! Errors are [`FileError`], each with the HTTP status the API answers with.
 
 mod container_fs;
+pub mod download;
 mod events;
 mod path;
 mod stat;

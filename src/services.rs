@@ -243,24 +243,23 @@ pub async fn filter_download(
     use files::download::{DownloadScope, TarFilter, Withholder};
 
     let enforced = gw.mode == crate::config::Mode::Enforce;
-    let (Some(container), Some(raw)) = (target.id.as_deref(), request.resource_path()) else {
+    let Some(raw) = request.resource_path() else {
         return reply::error(
             StatusCode::BAD_GATEWAY,
-            "portcullis: a download without a container or path cannot be filtered",
+            "portcullis: a download without a path cannot be filtered",
         );
     };
     // Entries below the requested path may lie in other mounts than it does.
-    let mounts = match gw.services.fs.mounts(container).await {
-        Ok(m) => m,
-        Err(e) => return reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}")),
-    };
+    // They are taken from the target: the daemon is not asked now, since it
+    // holds the container's lock until this archive has been read.
+    let mounts = target.mounts.clone();
     let mut input = crate::stages::policy_input(caller, request, target, inspected, None);
     let decider = gw.decider.clone();
     let allowed = move |requested: &str, resolved: &str| {
         input.file = Some(FileContext {
             path: requested.to_string(),
             resolved_path: resolved.to_string(),
-            mount: files::mount_for(&mounts, resolved),
+            mount: files::mount_info_for(&mounts, resolved),
             entries: Vec::new(),
         });
         decider.decide(&input).allowed

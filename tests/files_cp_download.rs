@@ -143,9 +143,11 @@ fn docker_cp_of_a_directory_leaves_out_what_the_rules_refuse() {
     }
     let s = Setup::start("cp-dir");
     let c = &s.container;
-    // A link to a refused place, and a link inside the tree.
+    // A link to a refused place, a link inside the tree, and a file larger than
+    // the socket buffers (the daemon holds the container's lock while it
+    // streams; the filter must not ask it anything meanwhile).
     s.exec(&format!(
-        "ln -s /etc {DIR}/etclink && ln -s prompts {DIR}/plink"
+        "ln -s /etc {DIR}/etclink && ln -s prompts {DIR}/plink && dd if=/dev/zero of={DIR}/big.bin bs=1024 count=8192"
     ));
 
     // The file API's rule, applied to docker cp of one file: deep.txt is refused.

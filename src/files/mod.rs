@@ -32,8 +32,8 @@ mod stat;
 mod upload;
 
 pub use container_fs::{
-    mount_for, ContainerFs, FileContent, Listing, ListingEntry, Resolved, WriteRequest,
-    WriteResult, MAX_LIST_SCAN_ENTRIES, MAX_SYMLINK_HOPS,
+    mount_for, mount_info_for, ContainerFs, FileContent, Listing, ListingEntry, Resolved,
+    WriteRequest, WriteResult, MAX_LIST_SCAN_ENTRIES, MAX_SYMLINK_HOPS,
 };
 pub use events::{FileAction, FileChanged, FileEvents};
 pub use path::{archive_path, normalize_path};

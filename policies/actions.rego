@@ -151,7 +151,7 @@ needs := {
 	"image.pull": "can_pull and the image in allowed_images",
 	"file.read": "file_read_paths matching the path",
 	"file.list": "file_read_paths matching the path",
-	"file.stat": "file_read_paths matching the path, or can_inspect",
+	"file.stat": "file_read_paths or file_write_paths matching the path",
 	"file.write": "file_write_paths matching the path",
 	"file.delete": "file_write_paths matching the path",
 	"session.open": "allow_tunnels containing session",
@@ -253,9 +253,11 @@ grants(m) if {
 	m.path_readable == true
 }
 
+# A stat describes the path (size, mode, times, link target): only to a caller
+# that may read it, or write it (docker cp stats an upload's destination first).
 grants(m) if {
 	input.action == "file.stat"
-	m.can_inspect == true
+	m.path_writable == true
 }
 
 grants(m) if {

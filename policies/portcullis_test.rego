@@ -160,8 +160,10 @@ test_file_read_paths if {
 	}
 }
 
-test_file_stat_with_inspect if {
-	t.allowed(file_req("file.stat", "/etc/hostname", t.rel({}))) == true
+# can_inspect alone no longer describes files: a stat reveals a refused path.
+test_file_stat_needs_read_or_write_paths if {
+	t.allowed(file_req("file.stat", "/etc/hostname", t.rel({}))) == false
+	t.allowed(file_req("file.stat", "/etc/hostname", t.rel(object.union(t.no_rights, {"path_writable": true})))) == true
 	t.allowed(file_req("file.stat", "/etc/hostname", t.rel(t.no_rights))) == false
 }
 

@@ -149,7 +149,9 @@ pub async fn handle(
         decision_id,
     };
     match request.route.service {
-        Service::Docker => stages::forward(&gw, &caller, &request, &target, work).await,
+        Service::Docker => {
+            stages::forward(&gw, &caller, &request, &target, file.as_ref(), &life, work).await
+        }
         Service::Admin | Service::Files => {
             gw.services
                 .serve(&gw, &caller, &request, &target, file, work, &life)

@@ -455,6 +455,8 @@ pub async fn forward(
     caller: &Caller,
     request: &Classified,
     target: &Target,
+    file: Option<&FileContext>,
+    life: &Life,
     mut work: Forwardable,
 ) -> Response<ProxyBody> {
     let raw = work
@@ -478,6 +480,35 @@ pub async fn forward(
     }
     match request.action.0 {
         "container.exec" => remember_exec(gw, target, resp).await,
+        // docker cp download: each entry is held to the rules (files::download).
+        "file.read" if !caller.admin => match file {
+            Some(file) => {
+                let record = life.record(
+                    caller,
+                    request,
+                    target,
+                    Some(file),
+                    &work.inspected,
+                    &Decision::deny("", "-"),
+                    true,
+                );
+                crate::services::filter_download(
+                    gw,
+                    caller,
+                    request,
+                    target,
+                    file,
+                    &work.inspected,
+                    record,
+                    resp,
+                )
+                .await
+            }
+            None => reply::error(
+                StatusCode::BAD_GATEWAY,
+                "portcullis: a download whose path was not resolved cannot be filtered",
+            ),
+        },
         "container.list" if !caller.admin => filter_list(gw, caller, request, resp).await,
         "system.events" if !caller.admin => {
             let (parts, body) = resp.into_parts();

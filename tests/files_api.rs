@@ -549,7 +549,9 @@ fn docker_cp_is_held_to_the_same_rules() {
     let local = local.to_str().unwrap();
     let c = &s.container;
 
-    // Into /etc: refused, nothing lands.
+    // Into /etc/: refused, nothing lands. The CLI stats the destination first;
+    // that stat is refused too (it would describe /etc), and the CLI takes any
+    // failed stat for absence, so it stops with its own message.
     let out = s
         .proxy
         .docker_at(&agent_host, &["cp", local, &format!("{c}:/etc/")]);
@@ -558,6 +560,16 @@ fn docker_cp_is_held_to_the_same_rules() {
         "docker cp into /etc/ was allowed: {}",
         stdout(&out)
     );
+    assert!(
+        stderr(&out).contains("no such directory"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    // Without the trailing slash the CLI uploads into / as `etc`: portcullis refuses.
+    let out = s
+        .proxy
+        .docker_at(&agent_host, &["cp", local, &format!("{c}:/etc")]);
+    assert!(!out.status.success(), "docker cp onto /etc was allowed");
     assert!(
         stderr(&out).contains("agent may not file.write"),
         "stderr: {}",
@@ -681,8 +693,10 @@ fn docker_cp_is_held_to_the_same_rules() {
     );
 
     let log = s.audit("agent");
-    assert_logged(&log, "file.write", "/etc", false);
-    assert_logged(&log, "file.write", "/app/config/instructions/link", false);
+    assert_logged(&log, "file.stat", "/etc", false);
+    assert_logged(&log, "file.write", "/", false);
+    // The stat of the link is refused (it resolves to /etc), so no upload follows.
+    assert_logged(&log, "file.stat", "/app/config/instructions/link", false);
     assert_logged(&log, "file.read", "/etc/shadow", false);
     let gz_records: Vec<&Value> = log
         .iter()

@@ -157,28 +157,50 @@ pub fn decode_path(raw: &str) -> Result<String, TargetError> {
     Ok(decoded)
 }
 
+/// Go's `path.Clean`, exactly: the one place portcullis cleans a path lexically
+/// (routes, archive paths, file API paths and host paths all come here).
+///
+/// Empty and `.` segments go, `..` removes the segment before it (at the root
+/// it is dropped; in a relative path with nothing left to remove it stays), no
+/// trailing slash; an empty result is `/` for a rooted path, else `.`.
+pub fn go_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in p.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Join("/", p)`: `p` taken as a path under the root, cleaned. This
+/// is what the daemon does with an archive `path` before anything else (so
+/// `..` is lexical there: `/a/link/..` is `/a`, whatever `link` points to).
+pub fn rooted_clean(p: &str) -> String {
+    go_clean(&format!("/{p}"))
+}
+
 /// Go's `path.Clean` for a rooted path, plus gorilla/mux's rule that keeps a
 /// trailing slash. gorilla/mux answers 301 (and runs no handler) whenever this
 /// differs from the request path.
 pub fn clean(p: &str) -> String {
-    let rooted = format!("/{}", p.trim_start_matches('/'));
-    let mut parts: Vec<&str> = Vec::new();
-    for segment in rooted.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    let mut out = String::with_capacity(p.len() + 1);
-    for s in &parts {
-        out.push('/');
-        out.push_str(s);
-    }
+    let mut out = rooted_clean(p);
     // Root stays `/`; otherwise gorilla/mux puts a trailing slash back.
-    if out.is_empty() || p.ends_with('/') {
+    if out != "/" && p.ends_with('/') {
         out.push('/');
     }
     out
@@ -324,6 +346,83 @@ mod tests {
             "//", "//x", "/a/../b", "/./x", "/x/.", "/x/..", "/a//b", "/x//",
         ] {
             assert!(!is_canonical(bad), "{bad}");
+        }
+    }
+
+    /// Go's own table for `path.Clean` (path_test.go `cleantests`, which the
+    /// `path.Clean` example in the documentation is drawn from).
+    #[test]
+    fn go_clean_matches_go_path_clean() {
+        for (input, want) in [
+            // Already clean
+            ("", "."),
+            ("abc", "abc"),
+            ("abc/def", "abc/def"),
+            ("a/b/c", "a/b/c"),
+            (".", "."),
+            ("..", ".."),
+            ("../..", "../.."),
+            ("../../abc", "../../abc"),
+            ("/abc", "/abc"),
+            ("/", "/"),
+            // Remove trailing slash
+            ("abc/", "abc"),
+            ("abc/def/", "abc/def"),
+            ("a/b/c/", "a/b/c"),
+            ("./", "."),
+            ("../", ".."),
+            ("../../", "../.."),
+            ("/abc/", "/abc"),
+            // Remove doubled slash
+            ("abc//def//ghi", "abc/def/ghi"),
+            ("//abc", "/abc"),
+            ("///abc", "/abc"),
+            ("//abc//", "/abc"),
+            ("abc//", "abc"),
+            // Remove . elements
+            ("abc/./def", "abc/def"),
+            ("/./abc/def", "/abc/def"),
+            ("abc/.", "abc"),
+            // Remove .. elements
+            ("abc/def/ghi/../jkl", "abc/def/jkl"),
+            ("abc/def/../ghi/../jkl", "abc/jkl"),
+            ("abc/def/..", "abc"),
+            ("abc/def/../..", "."),
+            ("/abc/def/../..", "/"),
+            ("abc/def/../../..", ".."),
+            ("/abc/def/../../..", "/"),
+            ("abc/def/../../../ghi/jkl/../../../mno", "../../mno"),
+            // Combinations
+            ("abc/./../def", "def"),
+            ("abc//./../def", "def"),
+            ("abc/../../././../def", "../../def"),
+            // The documentation's example
+            ("a/c", "a/c"),
+            ("a//c", "a/c"),
+            ("a/c/.", "a/c"),
+            ("a/c/b/..", "a/c"),
+            ("/../a/c", "/a/c"),
+            ("/../a/b/../././/c", "/a/c"),
+        ] {
+            assert_eq!(go_clean(input), want, "Clean({input:?})");
+        }
+    }
+
+    #[test]
+    fn rooted_clean_is_join_under_root() {
+        for (input, want) in [
+            ("", "/"),
+            ("app/config", "/app/config"),
+            (
+                "/app/config/instructions/../instructions/CLAUDE.md",
+                "/app/config/instructions/CLAUDE.md",
+            ),
+            ("/a/../../../etc/shadow", "/etc/shadow"),
+            ("../x", "/x"),
+            ("/a/b/.", "/a/b"),
+            ("/a/b/", "/a/b"),
+        ] {
+            assert_eq!(rooted_clean(input), want, "{input:?}");
         }
     }
 

@@ -373,7 +373,8 @@ fn match_fact<'a>(
 ) -> MatchFact<'a> {
     // Only the side the action needs is matched: globs are the costly part.
     let reading = matches!(action, "file.read" | "file.list" | "file.stat");
-    let writing = matches!(action, "file.write" | "file.delete");
+    // A stat is granted by either side (actions.rego).
+    let writing = matches!(action, "file.write" | "file.delete" | "file.stat");
     MatchFact {
         relationship: rel,
         target_match,

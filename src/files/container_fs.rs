@@ -755,6 +755,24 @@ pub fn mount_for(mounts: &[MountPoint], resolved_path: &str) -> Option<MountInfo
         })
 }
 
+/// [`mount_for`] over the mounts a resolved target already carries
+/// (`Target::mounts`), for when the daemon cannot be asked: while it streams a
+/// container's archive it holds the container's lock, so an inspect would wait
+/// for the end of that very stream.
+pub fn mount_info_for(mounts: &[MountInfo], resolved_path: &str) -> Option<MountInfo> {
+    mounts
+        .iter()
+        .filter_map(|mount| {
+            let destination = normalize_path(&mount.destination).ok()?;
+            super::path::is_within(resolved_path, &destination).then_some((destination, mount))
+        })
+        .max_by_key(|(destination, _)| destination.len())
+        .map(|(destination, mount)| MountInfo {
+            destination,
+            ..mount.clone()
+        })
+}
+
 /// Container names and ids go into the request path unescaped by bollard, so only
 /// Docker's own name alphabet is accepted (no leading `/`: it would double the
 /// slash in the daemon path).

@@ -6,7 +6,9 @@
 //! (identify, classify, resolve, decide, record, forward). This module supplies the
 //! file-specific pieces that pipeline calls:
 //!
-//! - [`normalize_path`]: the path a policy sees. Rejects instead of resolving `..`.
+//! - [`normalize_path`]: the path a policy sees for the file API. Rejects instead
+//!   of resolving `..`. [`archive_path`]: the path of a `docker cp` request, cleaned
+//!   as the daemon cleans it (`..` is lexical there).
 //! - [`ContainerFs::resolve`]: the path the daemon will really touch, with symlinks
 //!   inside the container followed (a rule on the requested path alone can be
 //!   escaped through a symlinked parent), and [`mount_for`] for the mount it falls
@@ -16,22 +18,25 @@
 //! - [`inspect_upload`]: every destination path and link target of a `docker cp`
 //!   tar, so the policy can check each entry; compressed tars are refused
 //!   (CVE-2026-41567: the daemon would run the container's decompressor as root).
+//! - [`download`]: `docker cp` downloads filtered entry by entry (a tar stream
+//!   filter), so a directory download hands out only what the rules allow.
 //! - [`FileEvents`]: a broadcast of successful writes and deletes.
 //!
 //! Errors are [`FileError`], each with the HTTP status the API answers with.
 
 mod container_fs;
+pub mod download;
 mod events;
 mod path;
 mod stat;
 mod upload;
 
 pub use container_fs::{
-    mount_for, ContainerFs, FileContent, Listing, ListingEntry, Resolved, WriteRequest,
-    WriteResult, MAX_LIST_SCAN_ENTRIES, MAX_SYMLINK_HOPS,
+    mount_for, mount_info_for, ContainerFs, FileContent, Listing, ListingEntry, Resolved,
+    WriteRequest, WriteResult, MAX_LIST_SCAN_ENTRIES, MAX_SYMLINK_HOPS,
 };
 pub use events::{FileAction, FileChanged, FileEvents};
-pub use path::normalize_path;
+pub use path::{archive_path, normalize_path};
 pub use stat::{decode_stat_header, format_mode, parse_mode, FileKind, PathStat};
 pub use upload::{inspect_upload, UploadEntry, UploadEntryKind, UploadInspection};
 

@@ -1,43 +1,57 @@
 //! Path handling for container paths.
 //!
-//! [`normalize_path`] checks a path a *caller* sent. It rejects `..` instead of
-//! resolving it, because a policy glob like `/app/config/**` must see exactly the
-//! path that will be touched; resolving `..` lexically would let
-//! `/app/config/../../etc/passwd` look like something it is not. (`..` inside a
-//! symlink target the *container* holds is real and is handled physically by
-//! `ContainerFs::resolve`.)
+//! [`normalize_path`] checks a path a caller sent to the *file API*. It rejects
+//! `..` instead of resolving it, because a policy glob like `/app/config/**`
+//! must see exactly the path that will be touched, and the file API promises
+//! plain absolute paths. (`..` inside a symlink target the *container* holds is
+//! real and is handled physically by `ContainerFs::resolve`.)
+//!
+//! [`archive_path`] reads the `path` of the daemon's archive routes (`docker cp`)
+//! the way the daemon reads it: Go's `path.Join("/", path)`, so `..` is lexical
+//! and a relative path is taken under the root. The decision is made on that
+//! cleaned path, which is the one the daemon touches.
+//!
+//! Both clean with [`crate::classify::path::go_clean`], the one implementation
+//! of Go's `path.Clean` in portcullis.
 
 use super::FileError;
+use crate::classify::path::{go_clean, rooted_clean};
 
 /// Normalize a caller-supplied absolute container path.
 ///
 /// Requires a leading `/`; rejects NUL bytes and any `..` segment; collapses
 /// duplicate slashes and `.` segments; strips a trailing slash (except for `/`).
 pub fn normalize_path(raw: &str) -> Result<String, FileError> {
+    check_non_empty_without_nul(raw)?;
+    if !raw.starts_with('/') {
+        return Err(FileError::BadPath(format!(
+            "path must be absolute (start with '/'): {raw:?}"
+        )));
+    }
+    if raw.split('/').any(|segment| segment == "..") {
+        return Err(FileError::BadPath(format!(
+            "path may not contain '..' segments: {raw:?}"
+        )));
+    }
+    Ok(go_clean(raw))
+}
+
+/// The path an archive request (`HEAD`/`GET`/`PUT /containers/{id}/archive`)
+/// names, as the daemon cleans it before it resolves anything: `path` joined
+/// under the root. Empty and NUL are refused (the daemon refuses them too).
+pub fn archive_path(raw: &str) -> Result<String, FileError> {
+    check_non_empty_without_nul(raw)?;
+    Ok(rooted_clean(raw))
+}
+
+fn check_non_empty_without_nul(raw: &str) -> Result<(), FileError> {
     if raw.is_empty() {
         return Err(FileError::BadPath("path is empty".into()));
     }
     if raw.contains('\0') {
         return Err(FileError::BadPath("path contains a NUL byte".into()));
     }
-    if !raw.starts_with('/') {
-        return Err(FileError::BadPath(format!(
-            "path must be absolute (start with '/'): {raw:?}"
-        )));
-    }
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in raw.split('/') {
-        match segment {
-            "" | "." => continue,
-            ".." => {
-                return Err(FileError::BadPath(format!(
-                    "path may not contain '..' segments: {raw:?}"
-                )))
-            }
-            other => segments.push(other),
-        }
-    }
-    Ok(join_segments(&segments))
+    Ok(())
 }
 
 /// Split a normalized path into its segments (none for `/`).
@@ -124,6 +138,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("NUL"));
+    }
+
+    #[test]
+    fn archive_paths_are_cleaned_as_the_daemon_cleans_them() {
+        assert_eq!(
+            archive_path("/app/config/instructions/../instructions/CLAUDE.md").unwrap(),
+            "/app/config/instructions/CLAUDE.md"
+        );
+        assert_eq!(
+            archive_path("/app/x/../../../etc/shadow").unwrap(),
+            "/etc/shadow"
+        );
+        assert_eq!(archive_path("app/config/").unwrap(), "/app/config");
+        assert_eq!(archive_path("/app/config/.").unwrap(), "/app/config");
+        assert_eq!(archive_path("/..").unwrap(), "/");
+        assert!(archive_path("").is_err());
+        assert!(archive_path("/a\0b").is_err());
     }
 
     #[test]

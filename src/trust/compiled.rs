@@ -338,20 +338,10 @@ pub fn exposes_docker_socket(host_path: &str) -> bool {
     })
 }
 
-/// Lexical cleanup of an absolute path (Go's `path.Clean` semantics): no
-/// `.`/`..`/empty components, no trailing slash.
+/// Lexical cleanup of an absolute path: Go's `path.Clean` of the path taken
+/// under the root (no `.`/`..`/empty components, no trailing slash).
 pub fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::classify::path::rooted_clean(path)
 }
 
 /// The whole trust table compiled, indexed by caller so a decision never scans

@@ -300,12 +300,9 @@ pub fn needed_drivers(action: &str, body: &Value, volumes: &[MountedVolume]) -> 
             }
             push_mount_needs(host_config.get("Mounts"), &mut out);
         }
-        "service.create" | "service.update" => push_mount_needs(
-            body.get("TaskTemplate")
-                .and_then(|t| t.get("ContainerSpec"))
-                .and_then(|c| c.get("Mounts")),
-            &mut out,
-        ),
+        "service.create" | "service.update" => {
+            push_mount_needs(crate::decide::facts::service_mounts(body), &mut out)
+        }
         _ => {}
     }
     out.sort();
@@ -423,26 +420,16 @@ pub fn mounted_names(action: &str, body: &Value) -> Vec<String> {
     match action {
         "container.create" => {
             let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
-            for bind in host_config
-                .get("Binds")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                let source = bind.split(':').next().unwrap_or("");
-                if !source.is_empty() && !source.starts_with('/') {
-                    out.push(source.to_string());
-                }
-            }
+            out.extend(
+                crate::decide::facts::bind_sources(host_config)
+                    .filter(|s| !s.is_empty() && !s.starts_with('/'))
+                    .map(str::to_string),
+            );
             push_volume_mounts(host_config.get("Mounts"), &mut out);
         }
-        "service.create" | "service.update" => push_volume_mounts(
-            body.get("TaskTemplate")
-                .and_then(|t| t.get("ContainerSpec"))
-                .and_then(|c| c.get("Mounts")),
-            &mut out,
-        ),
+        "service.create" | "service.update" => {
+            push_volume_mounts(crate::decide::facts::service_mounts(body), &mut out)
+        }
         _ => {}
     }
     out.sort();

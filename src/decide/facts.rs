@@ -209,35 +209,40 @@ fn push_mounts(mounts: Option<&Value>, out: &mut Vec<String>) {
     }
 }
 
+/// The sources of a create's `HostConfig.Binds` (`SOURCE:DEST[:MODE]`): a
+/// host path when it starts with `/`, else a volume name (empty: anonymous).
+pub fn bind_sources(host_config: &Value) -> impl Iterator<Item = &str> {
+    host_config
+        .get("Binds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|bind| bind.split(':').next().unwrap_or(""))
+}
+
+/// A service spec's container mounts (`TaskTemplate.ContainerSpec.Mounts`).
+pub fn service_mounts(body: &Value) -> Option<&Value> {
+    body.get("TaskTemplate")
+        .and_then(|t| t.get("ContainerSpec"))
+        .and_then(|c| c.get("Mounts"))
+}
+
 /// Host paths the request body would mount into a container.
 pub fn host_paths(action: &str, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
     match action {
         "container.create" => {
             let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
-            for bind in host_config
-                .get("Binds")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                let source = bind.split(':').next().unwrap_or("");
-                // Sources without a leading `/` are named volumes.
-                if source.starts_with('/') {
-                    out.push(clean_path(source));
-                }
-            }
+            // Sources without a leading `/` are named volumes.
+            out.extend(
+                bind_sources(host_config)
+                    .filter(|s| s.starts_with('/'))
+                    .map(clean_path),
+            );
             push_mounts(host_config.get("Mounts"), &mut out);
         }
-        "service.create" | "service.update" => {
-            push_mounts(
-                body.get("TaskTemplate")
-                    .and_then(|t| t.get("ContainerSpec"))
-                    .and_then(|c| c.get("Mounts")),
-                &mut out,
-            );
-        }
+        "service.create" | "service.update" => push_mounts(service_mounts(body), &mut out),
         "volume.create" => {
             out.extend(volumes::json_option_host_paths(body.get("DriverOpts")));
         }

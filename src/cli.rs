@@ -65,6 +65,17 @@ pub enum Command {
     },
     /// Print the man page (roff): `portcullis man > /usr/local/share/man/man1/portcullis.1`.
     Man,
+    /// Check a deployment (the daemon, docker.sock's permissions, the data
+    /// directory, the whole log chain, the policies, the listeners, the
+    /// clock): one line per check, exit non-zero on any failure. Takes the
+    /// same flags and config file as serve.
+    Doctor {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// text (default) or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
     /// Write a starter deployment into DIR: portcullis.toml, trust.yaml, the
     /// policies of a template, and systemd units. Never overwrites without --force.
     Init {

@@ -35,6 +35,30 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut cmd, "portcullis", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { serve, format } => {
+            let checks =
+                crate::doctor::run(serve.into_config().map_err(|e| format!("{e:#}"))).await;
+            let healthy = checks.iter().all(|c| c.ok);
+            if format == "json" {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"healthy": healthy, "checks": checks}))?
+                );
+            } else {
+                for c in &checks {
+                    let status = if c.ok { "ok  " } else { "FAIL" };
+                    match &c.fix {
+                        Some(fix) => println!("{status} {}: {} (fix: {fix})", c.name, c.detail),
+                        None => println!("{status} {}: {}", c.name, c.detail),
+                    }
+                }
+            }
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Init {
             dir,
             template,

@@ -33,15 +33,18 @@ pub const DEFAULT_PATH: &str = "/etc/portcullis/portcullis.toml";
 /// defaults beneath the flags and their environment variables.
 pub fn parse_cli(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     let first = Cli::try_parse_from(args.clone())?;
-    let Command::Serve(serve) = &first.command else {
-        return Ok(first);
+    // `doctor` checks the deployment `serve` would run, so it reads the same file.
+    let (serve, subcommand) = match &first.command {
+        Command::Serve(serve) => (serve, "serve"),
+        Command::Doctor { serve, .. } => (serve, "doctor"),
+        _ => return Ok(first),
     };
     let path = match &serve.config {
         Some(p) => p.clone(),
         None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
         None => return Ok(first),
     };
-    let with_file = file_defaults(Cli::command(), &path).map_err(|e| {
+    let with_file = file_defaults(Cli::command(), subcommand, &path).map_err(|e| {
         Cli::command().error(clap::error::ErrorKind::InvalidValue, format!("{e:#}"))
     })?;
     let matches = with_file.try_get_matches_from(args)?;
@@ -49,14 +52,18 @@ pub fn parse_cli(args: Vec<OsString>) -> Result<Cli, clap::Error> {
 }
 
 /// `command` with `serve`'s defaults taken from the TOML file at `path`.
-fn file_defaults(command: clap::Command, path: &Path) -> anyhow::Result<clap::Command> {
+fn file_defaults(
+    command: clap::Command,
+    subcommand: &str,
+    path: &Path,
+) -> anyhow::Result<clap::Command> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the config file {}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
     let serve = command
-        .find_subcommand("serve")
-        .expect("the serve subcommand")
+        .find_subcommand(subcommand)
+        .expect("serve and doctor are subcommands")
         .clone();
     let mut defaults: Vec<(String, Vec<String>)> = Vec::new();
     for (key, value) in &table {
@@ -92,7 +99,7 @@ fn file_defaults(command: clap::Command, path: &Path) -> anyhow::Result<clap::Co
         };
         defaults.push((id, values));
     }
-    Ok(command.mut_subcommand("serve", |mut serve| {
+    Ok(command.mut_subcommand(subcommand, |mut serve| {
         for (id, values) in defaults {
             serve = serve.mut_arg(id, |arg| {
                 arg.default_values(values.into_iter().map(clap::builder::Str::from))

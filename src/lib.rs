@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod decide;
+pub mod doctor;
 pub mod files;
 pub mod filter;
 #[doc(hidden)]

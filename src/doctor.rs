@@ -111,7 +111,7 @@ async fn daemon(config: &ServeConfig, checks: &mut Vec<Check>) -> Option<SystemT
                 .headers()
                 .get(http::header::DATE)
                 .and_then(|d| d.to_str().ok())
-                .and_then(|d| httpdate(d));
+                .and_then(httpdate);
             if let Ok(body) = resp.into_body().collect().await {
                 let v: serde_json::Value =
                     serde_json::from_slice(&body.to_bytes()).unwrap_or_default();

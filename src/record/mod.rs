@@ -92,6 +92,7 @@ mod apply;
 pub mod codec;
 pub mod format;
 pub(crate) mod index;
+mod offline;
 pub mod query;
 pub mod store;
 #[doc(hidden)]
@@ -111,6 +112,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use format::{format_json, format_jsonl, format_table, record_json};
+pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
 
@@ -611,18 +613,6 @@ pub fn open_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
     Ok(db)
 }
 
-/// Full verification of a stopped portcullis's log, WAL included: the first break
-/// in sled, else the first WAL frame that does not continue it.
-pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, RecordError> {
-    let db = open_sled_offline(data_dir)?;
-    let wal_break = replay_offline(&db, data_dir)?;
-    let mut report = verify_db(&db)?;
-    if report.broken.is_none() {
-        report.broken = wal_break;
-    }
-    Ok(report)
-}
-
 fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, RecordError> {
     let stores = Stores::open(db)?;
     // The offline tools do not know the server's fsync policy: assume it is on.
@@ -630,13 +620,19 @@ fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, 
     Ok(replayed.broken)
 }
 
-fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
+/// Refuse a directory without a db rather than create an empty one that would verify.
+fn require_db(data_dir: &Path) -> Result<(), RecordError> {
     if !data_dir.join("db").exists() && !data_dir.join("conf").exists() {
         return Err(RecordError::Open(format!(
             "{} holds no sled database",
             data_dir.display()
         )));
     }
+    Ok(())
+}
+
+fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
+    require_db(data_dir)?;
     sled::Config::new().path(data_dir).open().map_err(|e| {
         let text = e.to_string();
         let hint = if text.contains("lock")

@@ -1293,3 +1293,52 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     let _server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s3.log"));
     assert_eq!(http(&admin, "GET", "/_ping").0, 200);
 }
+
+/// A byte flipped in sled's files is met with an error that names the files and
+/// says what to do, at `serve` and at `audit verify --data-dir`: no panic, no
+/// backtrace, no guess that another portcullis is running.
+#[test]
+fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("fixture.sock");
+    let _fx = fixture(&rt, &upstream);
+    let admin = dir.path().join("admin.sock");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    for _ in 0..10 {
+        assert_eq!(http(&admin, "GET", "/_ping").0, 200);
+    }
+    server.kill9();
+    drop(server);
+    let conf = data.join("conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes[8] ^= 0x01;
+    std::fs::write(&conf, &bytes).unwrap();
+
+    let data_s = data.display().to_string();
+    let clear = |text: &str, who: &str| {
+        assert!(!text.contains("panicked"), "{who} panicked: {text}");
+        assert!(!text.contains("RUST_BACKTRACE"), "{who}: {text}");
+        assert!(
+            text.contains("is damaged"),
+            "{who} says what is wrong: {text}"
+        );
+        assert!(
+            text.contains(&format!("{data_s}/db")),
+            "{who} names the file: {text}"
+        );
+        assert!(text.contains("backup"), "{who} says what to do: {text}");
+        assert!(
+            !text.contains("another portcullis"),
+            "{who} misleads: {text}"
+        );
+    };
+    let out = cli_offline(&["audit", "verify", "--data-dir", &data_s]);
+    assert!(!out.status.success());
+    clear(&stderr(&out), "verify");
+    let (status, log) =
+        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    assert!(!status.success(), "{log}");
+    clear(&log, "serve");
+}

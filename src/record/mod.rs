@@ -94,6 +94,7 @@ pub mod format;
 pub(crate) mod index;
 mod offline;
 pub mod query;
+mod sled_guard;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
@@ -114,6 +115,7 @@ use tokio::sync::broadcast;
 pub use format::{format_json, format_jsonl, format_table, record_json};
 pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
+pub use sled_guard::{open_sled, without_panic};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
 
 use store::{Stores, VerifyScope};
@@ -607,7 +609,7 @@ impl AuditLog {
 /// continue the chain ([`RecordError::BrokenChain`]; [`verify_offline`] reports it).
 pub fn open_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
     let db = open_sled_offline(data_dir)?;
-    if let Some(b) = replay_offline(&db, data_dir)? {
+    if let Some(b) = without_panic(data_dir, || replay_offline(&db, data_dir))?? {
         return Err(RecordError::BrokenChain(b));
     }
     Ok(db)
@@ -633,18 +635,7 @@ fn require_db(data_dir: &Path) -> Result<(), RecordError> {
 
 fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
     require_db(data_dir)?;
-    sled::Config::new().path(data_dir).open().map_err(|e| {
-        let text = e.to_string();
-        let hint = if text.contains("lock")
-            || text.contains("WouldBlock")
-            || text.contains("Resource temporarily unavailable")
-        {
-            " (another process holds it: is portcullis running? stop it first)"
-        } else {
-            ""
-        };
-        RecordError::Open(format!("{}: {text}{hint}", data_dir.display()))
-    })
+    open_sled(data_dir)
 }
 
 /// Full verification of the log in `db` without starting a writer (offline tools).

@@ -84,15 +84,22 @@ pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, RecordError> {
     })?;
     // Errors name the original directory, not the copy.
     let rename = |e: RecordError| rename_dir(e, &scratch.0, data_dir);
-    let db = open_sled_offline(&scratch.0).map_err(rename)?;
-    let wal_break = super::replay_offline(&db, &scratch.0).map_err(rename)?;
-    let mut report = super::verify_db(&db).map_err(rename)?;
+    let report = super::without_panic(&scratch.0, || verify_copy(&scratch.0, data_dir))
+        .and_then(|r| r)
+        .map_err(rename)?;
+    Ok(report)
+}
+
+/// [`verify_offline`] on the `copy` of `data_dir`.
+fn verify_copy(copy: &Path, data_dir: &Path) -> Result<VerifyReport, RecordError> {
+    let db = open_sled_offline(copy)?;
+    let wal_break = super::replay_offline(&db, copy)?;
+    let mut report = super::verify_db(&db)?;
     if report.broken.is_none() {
         report.broken = wal_break.map(|mut b| {
-            b.detail = b.detail.replace(
-                &scratch.0.display().to_string(),
-                &data_dir.display().to_string(),
-            );
+            b.detail = b
+                .detail
+                .replace(&copy.display().to_string(), &data_dir.display().to_string());
             b
         });
     }
@@ -128,6 +135,10 @@ pub struct RepairReport {
 /// keeping a copy of every segment changed or removed. Records in the cut part are
 /// gone from the log (they stay in the copy); everything before is replayed.
 pub fn repair_offline(data_dir: &Path) -> Result<RepairReport, RecordError> {
+    super::without_panic(data_dir, || repair(data_dir))?
+}
+
+fn repair(data_dir: &Path) -> Result<RepairReport, RecordError> {
     let db = open_sled_offline(data_dir)?;
     let stores = Stores::open(&db)?;
     let wal_dir = data_dir.join(wal::WAL_DIR);

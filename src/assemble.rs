@@ -91,6 +91,11 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
                 &db,
                 AuditOptions {
                     allow_broken_chain: config.allow_broken_chain,
+                    verify_tail: if config.verify_full {
+                        0
+                    } else {
+                        crate::record::STARTUP_VERIFY_TAIL
+                    },
                     min_free_bytes: config.audit_min_free,
                     fsync: if config.audit_fsync {
                         crate::record::AuditFsync::EveryBatch

@@ -1342,3 +1342,39 @@ fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
     assert!(!status.success(), "{log}");
     clear(&log, "serve");
 }
+
+/// A normal start checks only the last 1,000 records; `--verify-full` checks
+/// them all and refuses a change further back.
+#[test]
+fn verify_full_at_startup_finds_a_change_beyond_the_checked_tail() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("fixture.sock");
+    let _fx = fixture(&rt, &upstream);
+    let admin = dir.path().join("admin.sock");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    for _ in 0..1100 {
+        assert_eq!(http(&admin, "GET", "/_ping").0, 200);
+    }
+    server.kill9();
+    drop(server);
+    let victim = 5u64;
+    {
+        let db = portcullis::record::open_offline(&data).expect("open the stopped proxy's db");
+        portcullis::record::testing::corrupt_record_byte(&db, victim, 1 + 32 + 10)
+            .expect("corrupt a byte");
+        db.flush().unwrap();
+    }
+    // The usual start does not reach record 5 (the README says so).
+    let server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    drop(server);
+    let flag = vec!["--verify-full".to_string()];
+    let (status, log) =
+        serve_expecting_exit(&admin, &data, &upstream, &flag, &dir.path().join("s3.log"));
+    assert!(!status.success(), "--verify-full must refuse; log:\n{log}");
+    assert!(
+        log.contains(&format!("seq {victim}")),
+        "names the record: {log}"
+    );
+}

@@ -170,6 +170,10 @@ pub enum RecordError {
     Open(String),
 }
 
+/// Records whose links a normal start checks (plus the checkpoint link and the
+/// stored head); `serve --verify-full` checks them all ([`verify_full`]).
+pub const STARTUP_VERIFY_TAIL: u64 = 1000;
+
 /// Extra syncing of the WAL beyond the page cache (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuditFsync {
@@ -215,7 +219,7 @@ impl Default for AuditOptions {
     fn default() -> Self {
         AuditOptions {
             allow_broken_chain: false,
-            verify_tail: 1000,
+            verify_tail: STARTUP_VERIFY_TAIL,
             max_batch: 1000,
             data_dir: None,
             low_disk_warn_bytes: 1 << 30,
@@ -636,6 +640,14 @@ fn require_db(data_dir: &Path) -> Result<(), RecordError> {
 fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
     require_db(data_dir)?;
     open_sled(data_dir)
+}
+
+/// The full check of the log in `db`: every record's link from the checkpoint
+/// to the stored head. What `serve --verify-full` runs at startup (through
+/// [`AuditOptions::verify_tail`] 0) and what a `doctor` command should call; the
+/// WAL is not included (see [`verify_offline`] for a stopped server's whole log).
+pub fn verify_full(db: &sled::Db) -> Result<VerifyReport, RecordError> {
+    verify_db(db)
 }
 
 /// Full verification of the log in `db` without starting a writer (offline tools).

@@ -8,7 +8,10 @@
 //! 3. kill -9 under load: every request that reached the upstream has its record;
 //! 4. a full disk refuses requests with a 503 in Docker's format, and service
 //!    resumes without a restart once space is freed, losing nothing;
-//! 5. reading the log is itself authorized (403 for a non-admin caller).
+//! 5. reading the log is itself authorized (403 for a non-admin caller);
+//! 6. (issue 18) a damaged WAL frame length stops startup instead of being cut,
+//!    offline verify changes nothing, `audit repair` keeps what it cuts, a damaged
+//!    sled file is a clear error, and `--verify-full` checks the whole chain.
 //!
 //! Tests 2–5 run against an in-process upstream and need no Docker daemon.
 

@@ -26,7 +26,8 @@
 //! acknowledged length; until that succeeds nothing else is written (a stale frame
 //! left in the middle would break the chain on replay).
 //!
-//! Replay ([`recover`]) runs before the log opens and in the offline tools: frames
+//! Replay ([`recover`]) runs before the log opens and in the offline tools (on a
+//! copy for `audit verify --data-dir`, see [`super::offline`]): frames
 //! beyond sled's head are applied to sled, checked for contiguous seqs and chain
 //! links. A frame cut short at the end of the last segment is what a kill during a
 //! write leaves: it was never acknowledged, so it is cut off (logged). Anything

@@ -66,16 +66,9 @@ pub struct Parts {
 }
 
 pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result<Parts> {
-    let db = sled::Config::new()
-        .path(&config.data_dir)
-        .open()
-        .with_context(|| {
-            format!(
-                "opening the database in {} (is another portcullis running?)",
-                config.data_dir.display()
-            )
-        })?;
-    let store = TrustStore::open(&db).context("opening the trust store")?;
+    let db = crate::record::open_sled(&config.data_dir).context("opening the database")?;
+    let store = crate::record::without_panic(&config.data_dir, || TrustStore::open(&db))?
+        .context("opening the trust store")?;
 
     let source = policy_source(config.policies.as_deref(), &config.template)?;
     let engine = Arc::new(PolicyEngine::load(source));
@@ -105,20 +98,27 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
     };
 
     let log = Arc::new(
-        AuditLog::open(
-            &db,
-            AuditOptions {
-                allow_broken_chain: config.allow_broken_chain,
-                min_free_bytes: config.audit_min_free,
-                fsync: if config.audit_fsync {
-                    crate::record::AuditFsync::EveryBatch
-                } else {
-                    crate::record::AuditFsync::Never
+        crate::record::without_panic(&config.data_dir, || {
+            AuditLog::open(
+                &db,
+                AuditOptions {
+                    allow_broken_chain: config.allow_broken_chain,
+                    verify_tail: if config.verify_full {
+                        0
+                    } else {
+                        crate::record::STARTUP_VERIFY_TAIL
+                    },
+                    min_free_bytes: config.audit_min_free,
+                    fsync: if config.audit_fsync {
+                        crate::record::AuditFsync::EveryBatch
+                    } else {
+                        crate::record::AuditFsync::Never
+                    },
+                    data_dir: Some(config.data_dir.clone()),
+                    ..AuditOptions::default()
                 },
-                data_dir: Some(config.data_dir.clone()),
-                ..AuditOptions::default()
-            },
-        )
+            )
+        })?
         .context("opening the decision log")?,
     );
 

@@ -159,6 +159,10 @@ pub struct ServeArgs {
     /// Start even when the decision log's hash chain does not verify.
     #[arg(long, env = "PORTCULLIS_ALLOW_BROKEN_CHAIN")]
     pub allow_broken_chain: bool,
+    /// At startup, verify the decision log's whole hash chain, not only its last
+    /// 1,000 records (the time grows with the log's size).
+    #[arg(long, env = "PORTCULLIS_VERIFY_FULL")]
+    pub verify_full: bool,
     /// fdatasync the decision log after every group commit (survives power
     /// loss, at a cost per batch); by default a record survives a killed process.
     #[arg(long, env = "PORTCULLIS_AUDIT_FSYNC")]
@@ -231,6 +235,7 @@ impl ServeArgs {
                 ..Limits::default()
             },
             allow_broken_chain: self.allow_broken_chain,
+            verify_full: self.verify_full,
             audit_fsync: self.audit_fsync,
             audit_min_free: self.audit_min_free,
             admin_uids: config::default_admin_uids(),

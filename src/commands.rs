@@ -369,5 +369,21 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
+        AuditCommand::Repair { data_dir } => {
+            let report = record::repair_offline(&data_dir)?;
+            print_json(&serde_json::to_value(&report)?);
+            match (&report.cut, &report.kept_in) {
+                (Some(b), Some(kept)) => eprintln!(
+                    "cut the audit WAL at {b}; the removed segments are kept, whole, in {}",
+                    kept.display()
+                ),
+                _ => eprintln!("the audit WAL continues the chain: nothing cut"),
+            }
+            if let Some(b) = &report.verify.broken {
+                eprintln!("the store itself is still BROKEN ({b}): repair only cuts the WAL");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -207,6 +207,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Start even if the audit chain does not verify.
     pub allow_broken_chain: bool,
+    /// Verify the whole audit chain at startup, not only its tail.
+    pub verify_full: bool,
     /// fdatasync the decision log after every group commit.
     pub audit_fsync: bool,
     /// Free bytes the decision log keeps on its disk.

@@ -8,7 +8,10 @@
 //! 3. kill -9 under load: every request that reached the upstream has its record;
 //! 4. a full disk refuses requests with a 503 in Docker's format, and service
 //!    resumes without a restart once space is freed, losing nothing;
-//! 5. reading the log is itself authorized (403 for a non-admin caller).
+//! 5. reading the log is itself authorized (403 for a non-admin caller);
+//! 6. (issue 18) a damaged WAL frame length stops startup instead of being cut,
+//!    offline verify changes nothing, `audit repair` keeps what it cuts, a damaged
+//!    sled file is a clear error, and `--verify-full` checks the whole chain.
 //!
 //! Tests 2–5 run against an in-process upstream and need no Docker daemon.
 
@@ -1197,5 +1200,184 @@ fn tail_follow_prints_new_records_once_in_order() {
     assert!(
         seen[0]["action"] == "system.ping",
         "the backlog came first: {seen:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 18: the decision log never loses what it acknowledged.
+// ---------------------------------------------------------------------------
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else {
+                out.insert(e.path(), std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A bit flipped in a WAL frame's length field makes it run past the end of the
+/// file. That is damage, not a torn write: startup refuses, naming the segment,
+/// the byte and the seq; `audit verify --data-dir` reports it without changing a
+/// byte; `audit repair` cuts it, keeping a copy; then the server starts.
+#[test]
+fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("fixture.sock");
+    let _fx = fixture(&rt, &upstream);
+    let admin = dir.path().join("admin.sock");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    for _ in 0..60 {
+        assert_eq!(http(&admin, "GET", "/_ping").0, 200);
+    }
+    server.kill9();
+    drop(server);
+
+    let wal_dir = data.join("audit-wal");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segs.sort();
+    let seg = segs.pop().expect("a WAL segment survives the kill");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    assert!(bytes.len() > 16 + 16, "the segment holds a frame");
+    // The first frame's length field starts at byte 16 + 4: +16 MiB runs past the end.
+    bytes[16 + 4] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (status, log) =
+        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    assert!(!status.success(), "startup must refuse; log:\n{log}");
+    let seg_name = seg.file_name().unwrap().to_string_lossy().to_string();
+    assert!(log.contains(&seg_name), "names the file: {log}");
+    assert!(log.contains("at byte 16"), "names the byte: {log}");
+    assert!(log.contains("at seq "), "names the seq: {log}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "startup cut nothing");
+
+    // Verify is read-only: every file stays byte-identical.
+    let before = snapshot(&data);
+    let data_s = data.display().to_string();
+    let out = cli_offline(&["audit", "verify", "--data-dir", &data_s]);
+    let (passed, report) = verify(&out);
+    assert!(!passed, "verify reports the damaged frame: {report}");
+    assert!(
+        report["broken"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&seg.display().to_string()),
+        "names the original segment: {report}"
+    );
+    assert!(
+        before == snapshot(&data),
+        "verify changed the data directory"
+    );
+
+    // Repair cuts it and keeps a copy of what it removed.
+    let out = cli_offline(&["audit", "repair", "--data-dir", &data_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rep = json_of(&stdout(&out));
+    let kept = PathBuf::from(rep["kept_in"].as_str().expect("names the copy"));
+    assert!(stderr(&out).contains(&kept.display().to_string()));
+    assert_eq!(std::fs::read(kept.join(&seg_name)).unwrap(), bytes);
+    let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
+    assert!(passed, "after repair: {report}");
+    let _server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s3.log"));
+    assert_eq!(http(&admin, "GET", "/_ping").0, 200);
+}
+
+/// A byte flipped in sled's files is met with an error that names the files and
+/// says what to do, at `serve` and at `audit verify --data-dir`: no panic, no
+/// backtrace, no guess that another portcullis is running.
+#[test]
+fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("fixture.sock");
+    let _fx = fixture(&rt, &upstream);
+    let admin = dir.path().join("admin.sock");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    for _ in 0..10 {
+        assert_eq!(http(&admin, "GET", "/_ping").0, 200);
+    }
+    server.kill9();
+    drop(server);
+    let conf = data.join("conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes[8] ^= 0x01;
+    std::fs::write(&conf, &bytes).unwrap();
+
+    let data_s = data.display().to_string();
+    let clear = |text: &str, who: &str| {
+        assert!(!text.contains("panicked"), "{who} panicked: {text}");
+        assert!(!text.contains("RUST_BACKTRACE"), "{who}: {text}");
+        assert!(
+            text.contains("is damaged"),
+            "{who} says what is wrong: {text}"
+        );
+        assert!(
+            text.contains(&format!("{data_s}/db")),
+            "{who} names the file: {text}"
+        );
+        assert!(text.contains("backup"), "{who} says what to do: {text}");
+        assert!(
+            !text.contains("another portcullis"),
+            "{who} misleads: {text}"
+        );
+    };
+    let out = cli_offline(&["audit", "verify", "--data-dir", &data_s]);
+    assert!(!out.status.success());
+    clear(&stderr(&out), "verify");
+    let (status, log) =
+        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    assert!(!status.success(), "{log}");
+    clear(&log, "serve");
+}
+
+/// A normal start checks only the last 1,000 records; `--verify-full` checks
+/// them all and refuses a change further back.
+#[test]
+fn verify_full_at_startup_finds_a_change_beyond_the_checked_tail() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("fixture.sock");
+    let _fx = fixture(&rt, &upstream);
+    let admin = dir.path().join("admin.sock");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    for _ in 0..1100 {
+        assert_eq!(http(&admin, "GET", "/_ping").0, 200);
+    }
+    server.kill9();
+    drop(server);
+    let victim = 5u64;
+    {
+        let db = portcullis::record::open_offline(&data).expect("open the stopped proxy's db");
+        portcullis::record::testing::corrupt_record_byte(&db, victim, 1 + 32 + 10)
+            .expect("corrupt a byte");
+        db.flush().unwrap();
+    }
+    // The usual start does not reach record 5 (the README says so).
+    let server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    drop(server);
+    let flag = vec!["--verify-full".to_string()];
+    let (status, log) =
+        serve_expecting_exit(&admin, &data, &upstream, &flag, &dir.path().join("s3.log"));
+    assert!(!status.success(), "--verify-full must refuse; log:\n{log}");
+    assert!(
+        log.contains(&format!("seq {victim}")),
+        "names the record: {log}"
     );
 }

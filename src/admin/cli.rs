@@ -134,6 +134,12 @@ pub enum AuditCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Cut the audit WAL of a stopped server where it stops continuing the chain,
+    /// keeping a copy of what is removed (named in the output).
+    Repair {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

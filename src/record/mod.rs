@@ -92,7 +92,9 @@ mod apply;
 pub mod codec;
 pub mod format;
 pub(crate) mod index;
+mod offline;
 pub mod query;
+mod sled_guard;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
@@ -111,7 +113,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use format::{format_json, format_jsonl, format_table, record_json};
+pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
+pub use sled_guard::{open_sled, without_panic};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
 
 use store::{Stores, VerifyScope};
@@ -166,6 +170,10 @@ pub enum RecordError {
     Open(String),
 }
 
+/// Records whose links a normal start checks (plus the checkpoint link and the
+/// stored head); `serve --verify-full` checks them all ([`verify_full`]).
+pub const STARTUP_VERIFY_TAIL: u64 = 1000;
+
 /// Extra syncing of the WAL beyond the page cache (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuditFsync {
@@ -211,7 +219,7 @@ impl Default for AuditOptions {
     fn default() -> Self {
         AuditOptions {
             allow_broken_chain: false,
-            verify_tail: 1000,
+            verify_tail: STARTUP_VERIFY_TAIL,
             max_batch: 1000,
             data_dir: None,
             low_disk_warn_bytes: 1 << 30,
@@ -616,22 +624,10 @@ impl AuditLog {
 /// continue the chain ([`RecordError::BrokenChain`]; [`verify_offline`] reports it).
 pub fn open_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
     let db = open_sled_offline(data_dir)?;
-    if let Some(b) = replay_offline(&db, data_dir)? {
+    if let Some(b) = without_panic(data_dir, || replay_offline(&db, data_dir))?? {
         return Err(RecordError::BrokenChain(b));
     }
     Ok(db)
-}
-
-/// Full verification of a stopped portcullis's log, WAL included: the first break
-/// in sled, else the first WAL frame that does not continue it.
-pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, RecordError> {
-    let db = open_sled_offline(data_dir)?;
-    let wal_break = replay_offline(&db, data_dir)?;
-    let mut report = verify_db(&db)?;
-    if report.broken.is_none() {
-        report.broken = wal_break;
-    }
-    Ok(report)
 }
 
 fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, RecordError> {
@@ -641,25 +637,28 @@ fn replay_offline(db: &sled::Db, data_dir: &Path) -> Result<Option<ChainBreak>, 
     Ok(replayed.broken)
 }
 
-fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
+/// Refuse a directory without a db rather than create an empty one that would verify.
+fn require_db(data_dir: &Path) -> Result<(), RecordError> {
     if !data_dir.join("db").exists() && !data_dir.join("conf").exists() {
         return Err(RecordError::Open(format!(
             "{} holds no sled database",
             data_dir.display()
         )));
     }
-    sled::Config::new().path(data_dir).open().map_err(|e| {
-        let text = e.to_string();
-        let hint = if text.contains("lock")
-            || text.contains("WouldBlock")
-            || text.contains("Resource temporarily unavailable")
-        {
-            " (another process holds it: is portcullis running? stop it first)"
-        } else {
-            ""
-        };
-        RecordError::Open(format!("{}: {text}{hint}", data_dir.display()))
-    })
+    Ok(())
+}
+
+fn open_sled_offline(data_dir: &Path) -> Result<sled::Db, RecordError> {
+    require_db(data_dir)?;
+    open_sled(data_dir)
+}
+
+/// The full check of the log in `db`: every record's link from the checkpoint
+/// to the stored head. What `serve --verify-full` runs at startup (through
+/// [`AuditOptions::verify_tail`] 0) and what a `doctor` command should call; the
+/// WAL is not included (see [`verify_offline`] for a stopped server's whole log).
+pub fn verify_full(db: &sled::Db) -> Result<VerifyReport, RecordError> {
+    verify_db(db)
 }
 
 /// Full verification of the log in `db` without starting a writer (offline tools).

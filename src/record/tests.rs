@@ -207,6 +207,70 @@ fn a_damaged_complete_frame_is_a_break_even_in_the_last_segment() {
     }
 }
 
+/// A bit flipped in the length of a complete frame makes it run past the end of
+/// the file: the header's own CRC shows it is damage, not a torn write.
+#[test]
+fn a_damaged_length_is_a_break_not_a_torn_tail() {
+    let (fs, _) = frames(GENESIS, &[2, 3]);
+    let d = tempfile::tempdir().unwrap();
+    let seg = write_wal(d.path(), 1, &fs);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let second = wal::SEGMENT_HEADER as usize + fs[0].len();
+    bytes[second + 5] ^= 0x01; // +64 KiB: past the end, below the plausibility cap
+    std::fs::write(&seg, &bytes).unwrap();
+    {
+        let db = open_db(d.path());
+        match AuditLog::open(&db, wal_opts(d.path())) {
+            Err(RecordError::BrokenChain(b)) => {
+                assert_eq!(b.seq, 3, "{b}");
+                let text = RecordError::BrokenChain(b).to_string();
+                assert!(
+                    text.contains(&format!("{} at byte {second}", seg.display())),
+                    "{text}"
+                );
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("open took a damaged length for a torn write"),
+        }
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was cut");
+}
+
+/// A WAL written by an older portcullis (12-byte headers without a header CRC)
+/// still replays; a frame of that format running past the end is a break.
+#[test]
+fn a_legacy_wal_replays_and_its_overlong_frame_is_a_break() {
+    let (fs, end) = frames(GENESIS, &[2, 3]);
+    let legacy: Vec<Vec<u8>> = fs
+        .iter()
+        .map(|f| {
+            let mut out = 0x5043_4157u32.to_be_bytes().to_vec();
+            out.extend_from_slice(&f[4..12]);
+            out.extend_from_slice(wal::frame_blob(f));
+            out
+        })
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    write_wal(d.path(), 1, &legacy);
+    {
+        let db = open_db(d.path());
+        let log = AuditLog::open(&db, wal_opts(d.path())).unwrap();
+        assert_eq!(log.head(), (5, hex::encode(end.hash)));
+        log.testing_close_and_wait();
+    }
+    let d = tempfile::tempdir().unwrap();
+    let seg = write_wal(d.path(), 1, &legacy);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&seg, &bytes).unwrap();
+    let db = open_db(d.path());
+    match AuditLog::open(&db, wal_opts(d.path())) {
+        Err(RecordError::BrokenChain(b)) => assert_eq!(b.seq, 3, "{b}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("open cut an old-format frame it cannot prove torn"),
+    }
+}
+
 #[test]
 fn a_wal_frame_that_does_not_chain_is_a_break_not_dropped() {
     let d = tempfile::tempdir().unwrap();

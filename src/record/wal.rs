@@ -10,8 +10,15 @@
 //!
 //! Layout: `<data_dir>/audit-wal/<first seq, 20 digits>.wal` segments, each a
 //! [`SEGMENT_HEADER`] (`PCAWAL01` + first seq u64 BE) followed by frames, one per
-//! group commit: `[FRAME_MAGIC u32][payload length u32][CRC-32 of payload u32]`
-//! and the payload, which is exactly the sled blob of the batch ([`super::codec`]).
+//! group commit: `[FRAME_MAGIC u32][payload length u32][CRC-32 of payload u32]
+//! [CRC-32 of the 12 bytes before u32]` and the payload, which is exactly the sled
+//! blob of the batch ([`super::codec`]). The header has its own CRC so that a
+//! damaged length cannot pass for a torn write (a length that runs past the end
+//! of the file is only believed when the header that holds it checks out).
+//! Frames of the first format (`LEGACY_FRAME_MAGIC`, 12-byte header, no header
+//! CRC) are still read, so a WAL left by an older portcullis replays; but for them
+//! a frame running past the end cannot be told from damage, so it is a break
+//! (`portcullis audit repair` cuts it, keeping a copy), never cut silently.
 //! A segment is started when the current one exceeds its size limit; segments are
 //! deleted once sled holds (and has flushed) every record in them.
 //!
@@ -19,7 +26,8 @@
 //! acknowledged length; until that succeeds nothing else is written (a stale frame
 //! left in the middle would break the chain on replay).
 //!
-//! Replay ([`recover`]) runs before the log opens and in the offline tools: frames
+//! Replay ([`recover`]) runs before the log opens and in the offline tools (on a
+//! copy for `audit verify --data-dir`, see [`super::offline`]): frames
 //! beyond sled's head are applied to sled, checked for contiguous seqs and chain
 //! links. A frame cut short at the end of the last segment is what a kill during a
 //! write leaves: it was never acknowledged, so it is cut off (logged). Anything
@@ -39,9 +47,14 @@ use super::{BreakKind, ChainBreak, RecordError};
 pub(crate) const WAL_DIR: &str = "audit-wal";
 const SEGMENT_MAGIC: &[u8; 8] = b"PCAWAL01";
 pub(crate) const SEGMENT_HEADER: u64 = 16;
-const FRAME_MAGIC: u32 = 0x5043_4157;
-/// Bytes before a frame's payload: magic, length, CRC-32.
-pub(crate) const FRAME_HEADER: usize = 12;
+/// Magic of a frame whose header carries its own CRC ("PCAX").
+const FRAME_MAGIC: u32 = 0x5043_4158;
+/// Magic of the first frame format, without a header CRC ("PCAW"); read, never written.
+const LEGACY_FRAME_MAGIC: u32 = 0x5043_4157;
+/// Bytes before a frame's payload: magic, length, payload CRC-32, header CRC-32.
+pub(crate) const FRAME_HEADER: usize = 16;
+/// Header size of [`LEGACY_FRAME_MAGIC`] frames.
+const LEGACY_FRAME_HEADER: usize = 12;
 /// Larger payloads are refused as damage (a group commit of 10000 records of the
 /// largest accepted size stays far below it in practice).
 const MAX_PAYLOAD: u32 = 1 << 30;
@@ -63,6 +76,8 @@ pub(crate) fn finish_frame(buf: &mut [u8]) {
     buf[0..4].copy_from_slice(&FRAME_MAGIC.to_be_bytes());
     buf[4..8].copy_from_slice(&payload_len.to_be_bytes());
     buf[8..12].copy_from_slice(&crc.to_be_bytes());
+    let header_crc = crc32fast::hash(&buf[..12]);
+    buf[12..16].copy_from_slice(&header_crc.to_be_bytes());
 }
 
 /// The sled blob inside a frame.
@@ -267,6 +282,9 @@ pub(crate) struct Replayed {
     pub torn_bytes: u64,
     /// The first frame that does not continue sled's chain (the WAL is then kept).
     pub broken: Option<ChainBreak>,
+    /// Where the WAL stops continuing the chain: the segment and the byte offset of
+    /// the first frame that does not (what `audit repair` cuts from).
+    pub broken_at: Option<(PathBuf, u64)>,
 }
 
 /// Apply every WAL record beyond sled's head to sled, flush sled, then delete the
@@ -304,11 +322,12 @@ pub(crate) fn recover(
                 BreakKind::Changed,
                 format!("{name}: not an audit WAL segment"),
             ));
+            out.broken_at = Some((path.clone(), 0));
             break;
         }
         let mut pos = SEGMENT_HEADER as usize;
         while pos < bytes.len() {
-            let frame = match read_frame(&bytes[pos..]) {
+            let (frame, frame_len) = match read_frame(&bytes[pos..]) {
                 Ok(f) => f,
                 Err(BadFrame::Incomplete(why)) if last_segment => {
                     // The end of the last segment: a write the kill cut short. It was
@@ -332,11 +351,13 @@ pub(crate) fn recover(
                         BreakKind::Changed,
                         format!("{name} at byte {pos}: {why}"),
                     ));
+                    out.broken_at = Some((path.clone(), pos as u64));
                     break 'segments;
                 }
             };
             let at = format!("{name} at byte {pos}");
-            pos += FRAME_HEADER + frame.len();
+            let frame_start = pos;
+            pos += frame_len;
             match check_frame(frame, &head) {
                 Ok(Frame::Applied) => {}
                 Ok(Frame::Next { count, last }) => {
@@ -350,6 +371,7 @@ pub(crate) fn recover(
                 Err(mut b) => {
                     b.detail = format!("audit WAL {at}: {}", b.detail);
                     out.broken = Some(b);
+                    out.broken_at = Some((path.clone(), frame_start as u64));
                     break 'segments;
                 }
             }
@@ -389,7 +411,6 @@ fn wal_break(seq: u64, kind: BreakKind, detail: String) -> ChainBreak {
     ChainBreak { seq, kind, detail }
 }
 
-/// The payload of the frame at the start of `bytes`, checked against its CRC.
 /// Why a frame could not be read.
 enum BadFrame {
     /// The file ends inside the frame: the prefix of a write that a kill cut
@@ -400,30 +421,57 @@ enum BadFrame {
     Corrupt(String),
 }
 
-fn read_frame(bytes: &[u8]) -> Result<&[u8], BadFrame> {
-    if bytes.len() < FRAME_HEADER {
+/// The payload of the frame at the start of `bytes`, checked against its CRCs,
+/// and the frame's whole length (header included).
+fn read_frame(bytes: &[u8]) -> Result<(&[u8], usize), BadFrame> {
+    if bytes.len() < LEGACY_FRAME_HEADER.min(FRAME_HEADER) {
         return Err(BadFrame::Incomplete(format!(
             "{} bytes, shorter than a frame header",
             bytes.len()
         )));
     }
     let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    if word(0) != FRAME_MAGIC {
-        return Err(BadFrame::Corrupt("no frame magic".into()));
-    }
+    let header = match word(0) {
+        FRAME_MAGIC => {
+            if bytes.len() < FRAME_HEADER {
+                return Err(BadFrame::Incomplete(format!(
+                    "{} bytes, shorter than a frame header",
+                    bytes.len()
+                )));
+            }
+            if crc32fast::hash(&bytes[..12]) != word(12) {
+                // The length cannot be trusted, so neither can "it runs past the end".
+                return Err(BadFrame::Corrupt(format!(
+                    "frame header checksum mismatch (length field says {})",
+                    word(4)
+                )));
+            }
+            FRAME_HEADER
+        }
+        LEGACY_FRAME_MAGIC => LEGACY_FRAME_HEADER,
+        _ => return Err(BadFrame::Corrupt("no frame magic".into())),
+    };
     let len = word(4);
     if len > MAX_PAYLOAD {
         return Err(BadFrame::Corrupt(format!(
             "frame length {len} is implausible"
         )));
     }
-    let payload = bytes
-        .get(FRAME_HEADER..FRAME_HEADER + len as usize)
-        .ok_or_else(|| BadFrame::Incomplete(format!("frame of {len} bytes runs past the end")))?;
+    let Some(payload) = bytes.get(header..header + len as usize) else {
+        let why = format!("frame of {len} bytes runs past the end");
+        return Err(if header == FRAME_HEADER {
+            BadFrame::Incomplete(why)
+        } else {
+            // An old-format header has no CRC: a damaged length looks the same.
+            BadFrame::Corrupt(format!(
+                "{why} (old frame format without a header checksum: cannot tell a torn write from a damaged length)"
+            ))
+        });
+    };
     if crc32fast::hash(payload) != word(8) {
         return Err(BadFrame::Corrupt("frame checksum mismatch".into()));
     }
-    Ok(payload)
+    Ok((payload, header + len as usize))
 }
 
 enum Frame {

@@ -127,7 +127,7 @@ pub async fn handle(
     };
 
     if !decision.allowed && enforced {
-        return stages::refusal(&caller, &request, &target, &decision, decision_id);
+        return stages::refusal(&gw, &caller, &request, &target, &decision, decision_id);
     }
 
     // Forward to the daemon, or serve portcullis's own APIs; then filter.

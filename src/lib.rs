@@ -26,6 +26,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod execs;
 pub mod files;
 pub mod filter;
 #[doc(hidden)]

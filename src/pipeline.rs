@@ -109,6 +109,7 @@ pub async fn handle(
         }
         break (target, file, decision);
     };
+    let decision = crate::execs::second_look(&gw, &caller, &request, &target, decision).await;
 
     // Record: durable before anything is forwarded or refused.
     let enforced = gw.mode == Mode::Enforce;

@@ -105,6 +105,8 @@ pub struct Resolver {
     cache: RwLock<Cache>,
     /// True while the events stream is connected and the cache was listed after it.
     synced: AtomicBool,
+    /// Who created each exec instance (see [`crate::execs`]).
+    pub exec_creators: crate::execs::ExecCreators,
 }
 
 /// Whether a cached answer may be used.
@@ -139,6 +141,7 @@ impl Resolver {
             docker,
             cache: RwLock::new(Cache::default()),
             synced: AtomicBool::new(false),
+            exec_creators: Default::default(),
         })
     }
 

@@ -526,7 +526,7 @@ pub async fn forward(
         return forward::relay(None, resp);
     }
     match request.action.0 {
-        "container.exec" => remember_exec(gw, target, resp).await,
+        "container.exec" => remember_exec(gw, caller, target, resp).await,
         "container.list" if !caller.admin => filter_list(gw, caller, request, resp).await,
         "system.events" if !caller.admin => {
             let (parts, body) = resp.into_parts();
@@ -620,6 +620,7 @@ async fn filter_list(
 /// so exec start and resize are decided against it.
 async fn remember_exec(
     gw: &Gateway,
+    caller: &Caller,
     target: &Target,
     resp: Response<Incoming>,
 ) -> Response<ProxyBody> {
@@ -630,6 +631,7 @@ async fn remember_exec(
     if let (Ok(v), Some(cid)) = (serde_json::from_slice::<Value>(&body), &target.id) {
         if let Some(exec_id) = v.get("Id").and_then(Value::as_str) {
             gw.resolver.remember_exec(exec_id, cid);
+            gw.resolver.exec_creators.remember(exec_id, &caller.name);
         }
     }
     with_body(parts, body)

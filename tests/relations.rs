@@ -297,3 +297,102 @@ fn refusals_look_like_absence_only_without_any_right() {
         &format!("No such container: {missing}"),
     );
 }
+
+/// `curl` over a unix socket: (status, body).
+fn http(socket: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut args = vec![
+        "-s".to_string(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+        "--unix-socket".into(),
+        socket.into(),
+        "-X".into(),
+        method.into(),
+    ];
+    if let Some(b) = body {
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "-d".into(),
+            b.into(),
+        ]);
+    }
+    args.push(format!("http://localhost/v1.41{path}"));
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn exec_create(socket: &str, container: &str, config: &str) -> String {
+    let (status, body) = http(
+        socket,
+        "POST",
+        &format!("/containers/{container}/exec"),
+        Some(config),
+    );
+    assert_eq!(status, 201, "exec create: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["Id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_exec_is_started_only_as_it_could_have_been_created() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = |c: &str| dir.path().join(format!("{c}.sock"));
+    let spec = |c: &str| format!("unix://{}?caller={c}", sock(c).display());
+    let (spec_a, spec_b) = (spec("execa"), spec("execb"));
+    let p = Proxy::start(&["--listen", &spec_a, "--listen", &spec_b]);
+    p.wait_for_socket(&sock("execa"));
+    p.wait_for_socket(&sock("execb"));
+    let (a, b) = (
+        sock("execa").display().to_string(),
+        sock("execb").display().to_string(),
+    );
+    let web = unique("relweb");
+    let _c = Cleanup(vec![web.clone()]);
+    ok(&direct(&["run", "-d", "--name", &web, img, "sleep", "300"]));
+    for caller in ["execa", "execb"] {
+        trust_create(
+            &p,
+            &[
+                &format!("caller_service={caller}"),
+                &format!("target_container={web}"),
+                "can_exec=true",
+            ],
+        );
+    }
+    let detached = Some(r#"{"Detach":true,"Tty":false}"#);
+
+    // A privileged exec made directly on the daemon: execa may exec into the
+    // container, but could not have created this one, so it may not start it.
+    let privileged = exec_create(
+        "/var/run/docker.sock",
+        &web,
+        r#"{"Privileged":true,"Cmd":["true"]}"#,
+    );
+    let (status, body) = http(&a, "POST", &format!("/exec/{privileged}/start"), detached);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("privileged exec is not allowed"), "{body}");
+    let (status, body) = http(&a, "GET", &format!("/exec/{privileged}/json"), None);
+    assert_eq!(status, 403, "{body}");
+
+    // An exec execa created is execa's alone.
+    let mine = exec_create(&a, &web, r#"{"Cmd":["true"]}"#);
+    let (status, body) = http(&b, "POST", &format!("/exec/{mine}/start"), detached);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("created by caller execa"), "{body}");
+    let (status, body) = http(&a, "POST", &format!("/exec/{mine}/start"), detached);
+    assert_eq!(status, 200, "{body}");
+
+    // The docker CLI's exec (create, then start) is unchanged.
+    let host_a = format!("unix://{a}");
+    ok(&p.docker_at(&host_a, &["exec", &web, "true"]));
+}

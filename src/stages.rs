@@ -398,30 +398,32 @@ const CONTAINER_RIGHTS: [&str; 10] = [
     "container.inspect_secrets",
 ];
 
-/// The rule for refusals about a container (policies/README.md): a caller
-/// that holds no right at all on the container is told what the daemon tells
-/// of a container that does not exist, whatever the action, so refusals leak
-/// neither names nor existence. A caller that holds any right on it gets
-/// portcullis's refusal with the decision id (`None` here).
+/// The rule for refusals about a container (policies/README.md): every
+/// refusal is portcullis's, with its decision id, except a lookup
+/// (`container.inspect`, which the docker CLI makes before exec, cp, attach,
+/// …) by a caller that holds no right at all on the container. That one is
+/// told what the daemon tells of a container that does not exist, so a
+/// lookup leaks neither a name nor existence. `None`: refuse as usual.
 fn absence_answer(
     gw: &Gateway,
     caller: &Caller,
     request: &Classified,
     target: &Target,
 ) -> Option<Response<ProxyBody>> {
+    if request.action.0 != "container.inspect" {
+        return None;
+    }
     let reference = request.resource.name.as_deref()?;
-    let message = match request.resource.kind {
-        ResourceKind::Container if request.action.0 != "container.create" => {
-            format!("No such container: {reference}")
-        }
-        ResourceKind::Exec => format!("No such exec instance: {reference}"),
-        _ => return None,
-    };
     let holds_a_right = target.exists
         && CONTAINER_RIGHTS
             .iter()
             .any(|action| gw.may(caller, request, target, action));
-    (!holds_a_right).then(|| reply::error(StatusCode::NOT_FOUND, message))
+    (!holds_a_right).then(|| {
+        reply::error(
+            StatusCode::NOT_FOUND,
+            format!("No such container: {reference}"),
+        )
+    })
 }
 
 /// What is handed to the forward (or local service) stage.

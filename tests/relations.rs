@@ -118,7 +118,10 @@ fn a_link_removal_is_decided_on_the_parent() {
         ],
     );
     let out = p.docker_at(&host, &["rm", "--link", &link]);
-    fails_with(&out, &format!("No such container: {link}"));
+    fails_with(
+        &out,
+        &format!("portcullis: linker may not container.remove {web}"),
+    );
     assert!(links_of(&web).contains("alias"), "{}", links_of(&web));
 
     // Rights on the parent do.
@@ -247,7 +250,7 @@ fn alias_names_never_match_name_patterns() {
     let alias = format!("{web}/alias");
     fails_with(
         &p.docker_at(&host, &["stop", "-t", "1", &alias]),
-        &format!("No such container: {alias}"),
+        &format!("portcullis: aliased may not container.stop {db}"),
     );
     assert!(
         ok(&direct(&["inspect", "--format", "{{.State.Running}}", &db])).contains("true"),
@@ -256,7 +259,7 @@ fn alias_names_never_match_name_patterns() {
 }
 
 #[test]
-fn refusals_look_like_absence_only_without_any_right() {
+fn a_lookup_looks_like_absence_only_without_any_right() {
     if !engine() {
         return;
     }
@@ -282,20 +285,22 @@ fn refusals_look_like_absence_only_without_any_right() {
     let out = p.docker_at(&host, &["exec", &web, "true"]);
     fails_with(&out, "portcullis: execonly may not container.inspect");
     fails_with(&out, "(decision ");
-    // No right at all: the daemon's absence answer, for every action.
-    fails_with(
-        &p.docker_at(&host, &["exec", &db, "true"]),
-        &format!("No such container: {db}"),
-    );
-    fails_with(
-        &p.docker_at(&host, &["stop", "-t", "1", &db]),
-        &format!("No such container: {db}"),
-    );
+    // No right at all: a lookup gets the daemon's absence answer, as for a
+    // container that does not exist; any other refusal is portcullis's.
     let missing = unique("relmissing");
-    fails_with(
-        &p.docker_at(&host, &["stop", "-t", "1", &missing]),
-        &format!("No such container: {missing}"),
-    );
+    for name in [&db, &missing] {
+        fails_with(
+            &p.docker_at(&host, &["container", "inspect", name]),
+            &format!("No such container: {name}"),
+        );
+        fails_with(
+            &p.docker_at(&host, &["exec", name, "true"]),
+            &format!("No such container: {name}"),
+        );
+    }
+    let out = p.docker_at(&host, &["stop", "-t", "1", &db]);
+    fails_with(&out, "portcullis: execonly may not container.stop");
+    fails_with(&out, "(decision ");
 }
 
 /// `curl` over a unix socket: (status, body).

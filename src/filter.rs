@@ -16,14 +16,28 @@ use serde_json::Value;
 use crate::reply::{BoxError, ProxyBody};
 use crate::resolve::Target;
 
+/// A container's own name among the `Names` the daemon lists for it, without
+/// its leading `/`. A linked container is also listed as `/owner/alias`, in
+/// whatever order the daemon's index keeps; that alias is the owner's choice,
+/// so it must never be what a caller's name patterns match.
+pub fn own_name<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    names
+        .into_iter()
+        .map(|n| n.strip_prefix('/').unwrap_or(n))
+        .find(|n| !n.is_empty() && !n.contains('/'))
+        .map(str::to_string)
+}
+
 /// A container as a list entry or an event describes it.
 pub fn target_of_summary(entry: &Value) -> Target {
-    let name = entry
-        .get("Names")
-        .and_then(Value::as_array)
-        .and_then(|n| n.first())
-        .and_then(Value::as_str)
-        .map(|n| n.trim_start_matches('/').to_string());
+    let name = own_name(
+        entry
+            .get("Names")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str),
+    );
     Target {
         reference: name.clone(),
         id: entry.get("Id").and_then(Value::as_str).map(str::to_string),
@@ -211,6 +225,25 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0]["Id"], "a");
         assert!(container_list(b"not json", &|_| true).is_err());
+    }
+
+    #[test]
+    fn alias_names_never_stand_for_a_container() {
+        let list = json!([
+            {"Id": "a", "Names": ["/web-1/db", "/secret-db"], "Labels": {}, "Image": "img"},
+            {"Id": "b", "Names": ["/web-1"], "Labels": {}, "Image": "img"}
+        ]);
+        let out = container_list(list.to_string().as_bytes(), &|t| {
+            t.name.as_deref().unwrap().starts_with("web-")
+        })
+        .unwrap();
+        let kept: Vec<Value> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["Id"], "b");
+        assert_eq!(
+            target_of_summary(&list[0]).name.as_deref(),
+            Some("secret-db")
+        );
     }
 
     #[test]

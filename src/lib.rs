@@ -28,6 +28,7 @@ pub mod config;
 pub mod config_file;
 pub mod decide;
 pub mod doctor;
+pub mod execs;
 pub mod files;
 pub mod filter;
 #[doc(hidden)]

@@ -119,6 +119,7 @@ pub async fn handle(
         }
         break (target, file, decision);
     };
+    let decision = crate::execs::second_look(&gw, &caller, &request, &target, decision).await;
 
     // Record: durable before anything is forwarded or refused.
     let enforced = gw.mode == Mode::Enforce;
@@ -137,7 +138,7 @@ pub async fn handle(
     };
 
     if !decision.allowed && enforced {
-        return stages::refusal(&caller, &request, &target, &decision, decision_id);
+        return stages::refusal(&gw, &caller, &request, &target, &decision, decision_id);
     }
 
     // Forward to the daemon, or serve portcullis's own APIs; then filter.

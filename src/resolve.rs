@@ -48,7 +48,7 @@ pub struct Target {
     #[serde(skip)]
     pub from_cache: bool,
     /// For a create: the containers its body joins or borrows from
-    /// (`container:<ref>` namespaces, `VolumesFrom`), each resolved afresh by
+    /// (`container:<ref>` namespaces, `VolumesFrom`, `Links`), each resolved afresh by
     /// the daemon, so trust is matched against the container the daemon will
     /// use (a name, or whatever an id prefix happens to pick).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -109,6 +109,8 @@ pub struct Resolver {
     cache: RwLock<Cache>,
     /// True while the events stream is connected and the cache was listed after it.
     synced: AtomicBool,
+    /// Who created each exec instance (see [`crate::execs`]).
+    pub exec_creators: crate::execs::ExecCreators,
 }
 
 /// Whether a cached answer may be used.
@@ -143,6 +145,7 @@ impl Resolver {
             docker,
             cache: RwLock::new(Cache::default()),
             synced: AtomicBool::new(false),
+            exec_creators: Default::default(),
         })
     }
 
@@ -184,10 +187,8 @@ impl Resolver {
                 let (Some(id), Some(names)) = (c.id, c.names) else {
                     continue;
                 };
-                let name = names
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default();
+                let name =
+                    crate::filter::own_name(names.iter().map(String::as_str)).unwrap_or_default();
                 let mounts = mount_infos(c.mounts);
                 cache.by_id.insert(
                     id,

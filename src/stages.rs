@@ -239,6 +239,7 @@ pub async fn resolve(
     let name = request.resource.name.as_deref();
     let unreachable =
         |e: crate::resolve::ResolveError| (StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
+    let name = link_removal_parent(request, inspected).or(name);
     let mut target = match (request.resource.kind, name) {
         (ResourceKind::Container, Some(n)) if request.action.0 != "container.create" => gw
             .resolver
@@ -284,6 +285,20 @@ pub async fn resolve(
     }
     let file = gw.services.file_facts(request, &target, inspected).await?;
     Ok((target, file))
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1` (`docker rm --link`) removes
+/// the link `alias` from `parent`, which the daemon finds by name (moby's
+/// `rmLink`): that is the container it changes, and the one decided on.
+fn link_removal_parent<'a>(request: &'a Classified, inspected: &Inspected) -> Option<&'a str> {
+    if request.action.0 != "container.remove"
+        || !crate::classify::path::form_bool(&inspected.form, "link")
+    {
+        return None;
+    }
+    let name = request.resource.name.as_deref()?;
+    let (parent, _alias) = name.trim_start_matches('/').rsplit_once('/')?;
+    Some(parent).filter(|p| !p.is_empty())
 }
 
 /// The policy's input for one decision.
@@ -353,19 +368,15 @@ pub fn log_unavailable(e: &str) -> Response<ProxyBody> {
 
 /// The answer to a denied request.
 pub fn refusal(
+    gw: &Gateway,
     caller: &Caller,
     request: &Classified,
     target: &Target,
     decision: &Decision,
     id: u64,
 ) -> Response<ProxyBody> {
-    // A container the caller may not see does not exist, as far as it can tell.
-    if request.action.0 == "container.inspect" {
-        let reference = target.reference.clone().unwrap_or_default();
-        return reply::error(
-            StatusCode::NOT_FOUND,
-            format!("No such container: {reference}"),
-        );
+    if let Some(absent) = absence_answer(gw, caller, request, target) {
+        return absent;
     }
     let reason = if decision.reasons.is_empty() {
         "no policy rule allows it".to_string()
@@ -384,6 +395,49 @@ pub fn refusal(
         &reason,
         &id.to_string(),
     )
+}
+
+/// One action for each right a trust relationship can grant on a container
+/// (policies/actions.rego `container_rights`).
+const CONTAINER_RIGHTS: [&str; 10] = [
+    "container.inspect",
+    "container.start",
+    "container.stop",
+    "container.restart",
+    "container.remove",
+    "container.exec",
+    "container.attach",
+    "container.logs",
+    "container.stats",
+    "container.inspect_secrets",
+];
+
+/// The rule for refusals about a container (policies/README.md): every
+/// refusal is portcullis's, with its decision id, except a lookup
+/// (`container.inspect`, which the docker CLI makes before exec, cp, attach,
+/// …) by a caller that holds no right at all on the container. That one is
+/// told what the daemon tells of a container that does not exist, so a
+/// lookup leaks neither a name nor existence. `None`: refuse as usual.
+fn absence_answer(
+    gw: &Gateway,
+    caller: &Caller,
+    request: &Classified,
+    target: &Target,
+) -> Option<Response<ProxyBody>> {
+    if request.action.0 != "container.inspect" {
+        return None;
+    }
+    let reference = request.resource.name.as_deref()?;
+    let holds_a_right = target.exists
+        && CONTAINER_RIGHTS
+            .iter()
+            .any(|action| gw.may(caller, request, target, action));
+    (!holds_a_right).then(|| {
+        reply::error(
+            StatusCode::NOT_FOUND,
+            format!("No such container: {reference}"),
+        )
+    })
 }
 
 /// What is handed to the forward (or local service) stage.
@@ -423,6 +477,17 @@ fn pinned_target(request: &Classified, target: &Target, raw_target: &str) -> Str
         return raw_target.to_string();
     };
     if request.resource.kind != ResourceKind::Container || !target.exists {
+        return raw_target.to_string();
+    }
+    // A link name (`parent/alias`) spans two segments, and a link removal
+    // names the link itself, which no id can stand for: the daemon gets the
+    // name as the client wrote it.
+    if request
+        .resource
+        .name
+        .as_deref()
+        .is_some_and(|n| n.contains('/'))
+    {
         return raw_target.to_string();
     }
     let (raw_path, query) = match raw_target.split_once('?') {
@@ -479,7 +544,7 @@ pub async fn forward(
         return forward::relay(None, resp);
     }
     match request.action.0 {
-        "container.exec" => remember_exec(gw, target, resp).await,
+        "container.exec" => remember_exec(gw, caller, target, resp).await,
         // docker cp download: each entry is held to the rules (files::download).
         "file.read" if !caller.admin => match file {
             Some(file) => {
@@ -602,6 +667,7 @@ async fn filter_list(
 /// so exec start and resize are decided against it.
 async fn remember_exec(
     gw: &Gateway,
+    caller: &Caller,
     target: &Target,
     resp: Response<Incoming>,
 ) -> Response<ProxyBody> {
@@ -612,6 +678,7 @@ async fn remember_exec(
     if let (Ok(v), Some(cid)) = (serde_json::from_slice::<Value>(&body), &target.id) {
         if let Some(exec_id) = v.get("Id").and_then(Value::as_str) {
             gw.resolver.remember_exec(exec_id, cid);
+            gw.resolver.exec_creators.remember(exec_id, &caller.name);
         }
     }
     with_body(parts, body)
@@ -659,6 +726,24 @@ mod tests {
             let request = classify(method, raw, &VersionRange::default())
                 .unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(pinned_target(&request, &target, raw), pinned, "{raw}");
+        }
+    }
+
+    #[test]
+    fn link_names_go_on_as_written() {
+        let target = Target {
+            id: Some("c0ffee".into()),
+            name: Some("db".into()),
+            exists: true,
+            kind: Some(ResourceKind::Container),
+            ..Target::default()
+        };
+        for (method, raw) in [
+            ("GET", "/v1.41/containers/web/db/json"),
+            ("DELETE", "/v1.41/containers/web/db?link=1"),
+        ] {
+            let request = classify(method, raw, &VersionRange::default()).unwrap();
+            assert_eq!(pinned_target(&request, &target, raw), raw);
         }
     }
 

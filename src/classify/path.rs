@@ -82,6 +82,13 @@ pub fn form_get_nonempty<'a>(form: &'a [(String, String)], key: &str) -> Option<
     form_get(form, key).filter(|v| !v.is_empty())
 }
 
+/// The daemon's `httputils.BoolValue`: false only for "", 0, no, false and
+/// none (trimmed, any case), so `link=off` counts as true.
+pub fn form_bool(form: &[(String, String)], key: &str) -> bool {
+    let value = form_get(form, key).unwrap_or("").trim().to_lowercase();
+    !matches!(value.as_str(), "" | "0" | "no" | "false" | "none")
+}
+
 /// Why a piece of the request target was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetError {
@@ -283,6 +290,18 @@ pub fn split_version(decoded: &str) -> Result<(Option<ApiVersion>, &str), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn booleans_are_read_as_the_daemon_reads_them() {
+        let form = |v: &str| vec![("link".to_string(), v.to_string())];
+        for truthy in ["1", "true", "off", "yes", " True "] {
+            assert!(form_bool(&form(truthy), "link"), "{truthy:?}");
+        }
+        for falsy in ["", "0", "no", "FALSE", "none", " 0 "] {
+            assert!(!form_bool(&form(falsy), "link"), "{falsy:?}");
+        }
+        assert!(!form_bool(&[], "link"));
+    }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

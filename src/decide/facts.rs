@@ -14,7 +14,7 @@
 //! - `input.host_paths`: host paths the body would mount (binds, bind mounts,
 //!   volume driver `device` options), cleaned.
 //! - `input.refs`: containers the body joins or borrows from
-//!   (`container:X` namespaces, `VolumesFrom`) mapped to whether the caller
+//!   (`container:X` namespaces, `VolumesFrom`, `Links`) mapped to whether the caller
 //!   may inspect them.
 //! - `input.now_ns`: `input.now` as unix nanoseconds.
 //!
@@ -253,7 +253,7 @@ pub fn host_paths(action: &str, body: &Value) -> Vec<String> {
     out
 }
 
-/// Containers a create body joins (namespaces) or borrows volumes from.
+/// Containers a create body joins (namespaces), borrows volumes from, or links to.
 pub fn referenced_containers(action: &str, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
     if action != "container.create" {
@@ -277,9 +277,27 @@ pub fn referenced_containers(action: &str, body: &Value) -> Vec<String> {
         let name = from.split(':').next().unwrap_or("");
         out.push(name.trim_start_matches('/').to_string());
     }
+    // A link (`name:alias`) hands the new container the linked one's
+    // environment (its secrets) and a network alias: it borrows as much.
+    for link in host_config
+        .get("Links")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        out.push(link_container(link).to_string());
+    }
     out.sort();
     out.dedup();
     out
+}
+
+/// The container a `Links` entry names: the part before `:alias` (the
+/// daemon's `opts.ParseLink`), without its leading `/`.
+fn link_container(link: &str) -> &str {
+    let name = link.split_once(':').map_or(link, |(name, _alias)| name);
+    name.trim_start_matches('/')
 }
 
 fn labels_of(value: Option<&Value>) -> BTreeMap<String, String> {
@@ -866,6 +884,18 @@ mod tests {
         ]);
         enrich(&mut input, &t, 0);
         assert_eq!(input["refs"], json!({"db": false, "web-2": true}));
+    }
+
+    /// A link borrows the linked container's environment: it is a reference
+    /// to that container, named without its alias and leading `/`.
+    #[test]
+    fn links_reference_the_linked_container() {
+        let body = json!({"Image": "busybox", "HostConfig": {
+            "Links": ["db:database", "/cache:c", "plain"]}});
+        assert_eq!(
+            referenced_containers("container.create", &body),
+            ["cache", "db", "plain"]
+        );
     }
 
     /// A reference is judged by the container it resolves to: an id prefix

@@ -1,0 +1,172 @@
+//! Exec instances: who created each one, and a second look when it is used.
+//!
+//! Why: `POST /exec/{id}/start` (and resize, inspect) names only the exec id,
+//! yet it runs whatever the exec was created with (privileged, user,
+//! command), possibly by another caller or directly on the daemon. The create
+//! is where a refusal reaches the user (the CLI shows only "unable to upgrade"
+//! for a refused start, see NOTES.md), so this is the second line of defence:
+//! the exec's real configuration is looked up from the daemon and decided as
+//! the `container.exec` that would have created it, so a caller never starts
+//! an exec it could not have created; and an exec another caller created
+//! through portcullis is theirs alone.
+//!
+//! Creators are remembered in memory from the exec create responses, at most
+//! [`CAPACITY`] of them (the oldest are forgotten first). After a restart, or
+//! for an exec created directly on the daemon, the creator is unknown and the
+//! exec is judged on its configuration alone.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use crate::classify::Classified;
+use crate::decide::Decision;
+use crate::identify::Caller;
+use crate::inspect::Inspected;
+use crate::pipeline::Gateway;
+use crate::resolve::Target;
+use crate::stages;
+
+/// How many exec creators are remembered.
+pub const CAPACITY: usize = 16_384;
+
+/// Exec id → the caller that created it through portcullis.
+#[derive(Default)]
+pub struct ExecCreators {
+    inner: Mutex<Creators>,
+}
+
+#[derive(Default)]
+struct Creators {
+    by_exec: HashMap<String, String>,
+    /// Insertion order, for forgetting the oldest.
+    order: VecDeque<String>,
+}
+
+impl ExecCreators {
+    pub fn remember(&self, exec_id: &str, caller: &str) {
+        let mut c = self.inner.lock().expect("exec creators lock");
+        if c.by_exec
+            .insert(exec_id.to_string(), caller.to_string())
+            .is_none()
+        {
+            c.order.push_back(exec_id.to_string());
+        }
+        while c.order.len() > CAPACITY {
+            if let Some(old) = c.order.pop_front() {
+                c.by_exec.remove(&old);
+            }
+        }
+    }
+
+    pub fn creator(&self, exec_id: &str) -> Option<String> {
+        let c = self.inner.lock().expect("exec creators lock");
+        c.by_exec.get(exec_id).cloned()
+    }
+}
+
+/// The actions that use an existing exec instance.
+fn uses_an_exec(action: &str) -> bool {
+    matches!(action, "exec.start" | "exec.resize" | "exec.inspect")
+}
+
+/// Decide again, for an allowed use of an exec instance, on who created it
+/// and on its real configuration; any other decision is returned unchanged.
+pub async fn second_look(
+    gw: &Gateway,
+    caller: &Caller,
+    request: &Classified,
+    target: &Target,
+    decision: Decision,
+) -> Decision {
+    if !decision.allowed || caller.admin || !uses_an_exec(request.action.0) {
+        return decision;
+    }
+    let Some(exec_id) = request.resource.name.as_deref() else {
+        return decision;
+    };
+    let deny = |reason: String| Decision {
+        allowed: false,
+        reasons: vec![reason],
+        trust_id: None,
+        policy_version: decision.policy_version.clone(),
+    };
+    if let Some(creator) = gw.resolver.exec_creators.creator(exec_id) {
+        if creator != caller.name {
+            return deny(format!(
+                "exec {exec_id} was created by caller {creator}; only its creator may use it"
+            ));
+        }
+    }
+    let exec = match gw.resolver.docker().inspect_exec(exec_id).await {
+        Ok(exec) => exec,
+        Err(e) => return deny(format!("cannot look up exec {exec_id} in the daemon: {e}")),
+    };
+    let body = exec_create_body(exec.process_config.unwrap_or_default());
+    let inspected = Inspected {
+        canonical: body,
+        ..Inspected::default()
+    };
+    let mut input = stages::policy_input(caller, request, target, &inspected, None);
+    input.action = "container.exec".to_string();
+    let as_created = gw.decider.decide(&input);
+    if as_created.allowed {
+        return decision;
+    }
+    deny(format!(
+        "exec {exec_id} runs what it was created with, and creating it is not allowed: {}",
+        as_created.reasons.join("; ")
+    ))
+}
+
+/// The `POST /containers/{id}/exec` body that would create an exec with this
+/// configuration, as the policy reads a create.
+fn exec_create_body(config: bollard::models::ProcessConfig) -> Value {
+    let cmd: Vec<String> = config
+        .entrypoint
+        .into_iter()
+        .chain(config.arguments.unwrap_or_default())
+        .collect();
+    json!({
+        "Privileged": config.privileged.unwrap_or(false),
+        "User": config.user.unwrap_or_default(),
+        "Tty": config.tty.unwrap_or(false),
+        "Cmd": cmd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creators_are_bounded_and_forget_the_oldest() {
+        let creators = ExecCreators::default();
+        for i in 0..CAPACITY + 2 {
+            creators.remember(&format!("e{i}"), "ci");
+        }
+        assert_eq!(creators.creator("e0"), None);
+        assert_eq!(creators.creator("e1"), None);
+        assert_eq!(creators.creator("e2").as_deref(), Some("ci"));
+        assert_eq!(
+            creators.creator(&format!("e{}", CAPACITY + 1)).as_deref(),
+            Some("ci")
+        );
+    }
+
+    #[test]
+    fn the_create_body_carries_the_real_configuration() {
+        let body = exec_create_body(bollard::models::ProcessConfig {
+            privileged: Some(true),
+            user: Some("root".into()),
+            tty: None,
+            entrypoint: Some("sh".into()),
+            arguments: Some(vec!["-c".into(), "id".into()]),
+        });
+        assert_eq!(
+            body,
+            json!({"Privileged": true, "User": "root", "Tty": false, "Cmd": ["sh", "-c", "id"]})
+        );
+    }
+}

@@ -367,7 +367,14 @@ fn compile_for(
     let rvm = if interpreter_only {
         Err(anyhow::anyhow!("interpreter requested"))
     } else {
-        Compiler::compile_from_policy(&policy, &[ENTRY_POINT]).map_err(anyhow::Error::from)
+        Compiler::compile_from_policy(&policy, &[ENTRY_POINT])
+            .map_err(anyhow::Error::from)
+            .and_then(|mut program| {
+                let unique = Arc::get_mut(&mut program)
+                    .ok_or_else(|| anyhow::anyhow!("the compiled program is shared"))?;
+                super::failclosed::wrap_builtins(unique)?;
+                Ok(program)
+            })
     };
     let (compiled, rvm_rejection) = match rvm {
         Ok(program) => (Compiled::Rvm { program, policy }, None),
@@ -662,7 +669,14 @@ impl PolicyEngine {
             match &mut worker.exec {
                 Exec::Vm(vm) => {
                     vm.set_input(input);
-                    Ok(vm.execute()?)
+                    super::failclosed::reset();
+                    let result = vm.execute();
+                    // The VM took a failing built-in for a failing rule body:
+                    // refuse, as the interpreter does (see `failclosed`).
+                    if let Some(error) = super::failclosed::take_error() {
+                        anyhow::bail!("{error}");
+                    }
+                    Ok(result?)
                 }
                 Exec::Interpreter(engine) => {
                     engine.set_input(input);
@@ -861,6 +875,20 @@ mod tests {
         let a = engines[0].decide_json(input.clone());
         let b = engines[1].decide_json(input);
         assert_eq!(a, b, "RVM and interpreter disagree");
+        a
+    }
+
+    /// Decide on both evaluators where a built-in fails: both must refuse
+    /// for that reason (the wording of the error differs).
+    fn decide_failing(engines: &[PolicyEngine], input: serde_json::Value) -> Decision {
+        let a = engines[0].decide_json(input.clone());
+        let b = engines[1].decide_json(input);
+        for d in [&a, &b] {
+            assert!(
+                !d.allowed && d.reasons[0].starts_with("policy evaluation failed"),
+                "RVM {a:?}\ninterpreter {b:?}"
+            );
+        }
         a
     }
 
@@ -1327,6 +1355,43 @@ mod tests {
         assert!(decide(&e, volume.clone()).allowed);
         volume["body"] = json!({"DriverOpts": {"device": "/etc", "o": "bind"}});
         assert!(!decide(&e, volume).allowed);
+    }
+
+    /// A built-in that fails (a timestamp past 2262, `count(null)`) is an
+    /// error on both evaluators, so a deny rule cannot turn into an allow on
+    /// the RVM while the interpreter refuses.
+    #[test]
+    fn builtin_errors_deny_on_both_evaluators() {
+        // The shipped policy: an expiry that `time.parse_rfc3339_ns` cannot
+        // represent must not leave the relationship live on the RVM.
+        let e = engines(&[rel(
+            "ci",
+            "web",
+            json!({"expires_at": "2300-01-01T00:00:00Z"}),
+        )]);
+        let d = decide_failing(&e, input("ci", "container.inspect", "web"));
+        assert!(d.reasons[0].contains("time.parse_rfc3339_ns"), "{d:?}");
+
+        // A custom deny rule over a built-in that fails on a null list.
+        let policy = "package portcullis\nimport rego.v1\n\nrefused if count(input.body.list) > 0\n\nrefused if time.parse_rfc3339_ns(input.body.until) < input.now_ns\n\ndecision := {\"allowed\": false, \"reasons\": [\"refused\"], \"trust_id\": null} if refused\n\nelse := {\"allowed\": true, \"reasons\": [\"ok\"], \"trust_id\": null}\n";
+        let dir = dir_with(&[("p.rego", policy)]);
+        let rvm = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        let interp = PolicyEngine::load_interpreted(PolicySource::Dir(dir.path().into()));
+        assert_eq!(rvm.evaluator(), Evaluator::Rvm, "{:?}", rvm.status());
+        let e = [rvm, interp];
+        let mut i = input("ci", "container.inspect", "web");
+        i["body"] = json!({"list": [], "until": "2030-01-01T00:00:00Z"});
+        assert!(decide(&e, i.clone()).allowed);
+        i["body"]["list"] = json!(["x"]);
+        assert!(!decide(&e, i.clone()).allowed);
+        for body in [
+            json!({"list": null, "until": "2030-01-01T00:00:00Z"}),
+            json!({"list": [], "until": "2300-01-01T00:00:00Z"}),
+            json!({"list": [], "until": 5}),
+        ] {
+            i["body"] = body.clone();
+            decide_failing(&e, i.clone());
+        }
     }
 
     #[test]

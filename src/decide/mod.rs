@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod facts;
+mod failclosed;
 pub mod tools;
 pub mod value;
 

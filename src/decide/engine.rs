@@ -161,14 +161,18 @@ pub enum PolicySource {
 pub struct CompileError {
     pub file: String,
     pub line: Option<u32>,
+    pub column: Option<u32>,
     pub message: String,
 }
 
 impl std::fmt::Display for CompileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+            }
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file, self.message),
+            _ => write!(f, "{}: {}", self.file, self.message),
         }
     }
 }
@@ -212,6 +216,7 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
         vec![CompileError {
             file: dir.display().to_string(),
             line: None,
+            column: None,
             message: format!("cannot read policy directory: {e}"),
         }]
     })?;
@@ -231,6 +236,7 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
             Err(e) => errors.push(CompileError {
                 file: path.display().to_string(),
                 line: None,
+                column: None,
                 message: format!("cannot read: {e}"),
             }),
         }
@@ -242,18 +248,26 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
     }
 }
 
-fn line_of(message: &str, file: &str) -> Option<u32> {
-    // regorus reports `file:line:col: message`.
+/// regorus reports `--> file:line:col` in its messages.
+fn position_of(message: &str, file: &str) -> Option<(u32, Option<u32>)> {
     let rest = message.split(file).nth(1)?;
     let rest = rest.strip_prefix(':')?;
-    rest.split(':').next()?.trim().parse().ok()
+    let mut parts = rest.split(':');
+    let line = parts.next()?.trim().parse().ok()?;
+    let column = parts.next().and_then(|c| {
+        let digits: String = c.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    Some((line, column))
 }
 
 fn to_compile_error(file: &str, error: &anyhow::Error) -> CompileError {
     let message = format!("{error:#}");
+    let position = position_of(&message, file);
     CompileError {
         file: file.to_string(),
-        line: line_of(&message, file),
+        line: position.map(|(line, _)| line),
+        column: position.and_then(|(_, column)| column),
         message,
     }
 }
@@ -343,10 +357,16 @@ fn compile_for(
         return Err(vec![CompileError {
             file: "(policies)".into(),
             line: None,
+            column: None,
             message: "no policy files (*.rego) found".into(),
         }]);
     }
     let mut engine = engine_with(&files)?;
+    // What OPA's compiler rejects and regorus lets through (see `lint`).
+    let static_errors = super::lint::check(engine.get_modules());
+    if !static_errors.is_empty() {
+        return Err(static_errors);
+    }
     let entry: regorus::Rc<str> = ENTRY_POINT.into();
     let policy = engine.compile_with_entrypoint(&entry).map_err(|e| {
         let message = format!("{e:#}");
@@ -356,8 +376,10 @@ fn compile_for(
             .find(|n| message.contains(*n))
             .unwrap_or("(policies)")
             .to_string();
+        let position = position_of(&message, &file);
         vec![CompileError {
-            line: line_of(&message, &file),
+            line: position.map(|(line, _)| line),
+            column: position.and_then(|(_, column)| column),
             file,
             message,
         }]
@@ -1392,6 +1414,98 @@ mod tests {
             i["body"] = body.clone();
             decide_failing(&e, i.clone());
         }
+    }
+
+    /// `request_dangers` is documented for any action: a rule refusing pulls
+    /// from outside a registry must refuse them, on both evaluators.
+    #[test]
+    fn request_dangers_apply_to_every_action() {
+        let registry_rule = "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": input.image, \"msg\": sprintf(\"pulling %s from outside registry.local is not allowed\", [input.image]), \"why\": \"site rule\"} if {\n\tinput.action == \"image.pull\"\n\tnot startswith(input.image, \"registry.local/\")\n}\n";
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in Template::Standard.files() {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        std::fs::write(dir.path().join("registry.rego"), registry_rule).unwrap();
+        let snapshot = TrustSnapshot {
+            revision: 1,
+            relationships: vec![crate::trust::TrustRelationship {
+                id: "r".into(),
+                spec: crate::trust::TrustSpec::from_json(&json!({
+                    "caller_service": "ci", "target_container": "*",
+                    "can_pull": true, "allowed_images": ["*"]}))
+                .unwrap(),
+                created_at: "2024-01-01T00:00:00Z".into(),
+                updated_at: "2024-01-01T00:00:00Z".into(),
+            }],
+        };
+        let e = [
+            PolicyEngine::load(PolicySource::Dir(dir.path().into())),
+            PolicyEngine::load_interpreted(PolicySource::Dir(dir.path().into())),
+        ];
+        assert_eq!(e[0].evaluator(), Evaluator::Rvm, "{:?}", e[0].status());
+        for engine in &e {
+            engine.set_trust(snapshot.clone()).unwrap();
+        }
+        let pull = |image: &str| {
+            let mut i = input("ci", "image.pull", image);
+            i["resource"] = json!({"kind": "image", "name": image});
+            i["target"] = json!({"reference": image, "exists": false, "labels": {}});
+            i
+        };
+        assert!(decide(&e, pull("registry.local/app:1")).allowed);
+        let d = decide(&e, pull("docker.io/library/busybox:latest"));
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(
+            d.reasons,
+            vec!["pulling docker.io/library/busybox:latest from outside registry.local is not allowed for caller ci (site rule)"]
+        );
+    }
+
+    /// What `policy check` rejects statically, startup refuses to serve and a
+    /// hot reload refuses to swap in: the previous policy stays in force.
+    #[test]
+    fn static_errors_block_startup_and_reload() {
+        use crate::decide::tools::tests::{standard_with, REJECTED};
+        let dir = standard_with(&[]);
+        let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        engine
+            .set_trust(TrustSnapshot {
+                revision: 1,
+                relationships: vec![crate::trust::TrustRelationship {
+                    id: "r".into(),
+                    spec: crate::trust::TrustSpec::from_json(
+                        &json!({"caller_service": "ci", "target_container": "web"}),
+                    )
+                    .unwrap(),
+                    created_at: "2024-01-01T00:00:00Z".into(),
+                    updated_at: "2024-01-01T00:00:00Z".into(),
+                }],
+            })
+            .unwrap();
+        let before = engine.version();
+        let inspect = || input("ci", "container.inspect", "web");
+        assert!(engine.decide_json(inspect()).allowed);
+        for (text, file, line, column, message) in REJECTED {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            let errors = engine.reload_policies().expect_err(message);
+            let where_ = format!("{file}:{line}:{column}: ");
+            assert!(
+                errors.iter().any(|e| e.to_string().contains(&where_)),
+                "{where_}: {errors:?}"
+            );
+            assert_eq!(engine.version(), before, "{message}");
+            assert_eq!(engine.evaluator(), Evaluator::Rvm);
+            assert!(engine.decide_json(inspect()).allowed, "{message}");
+            assert!(engine.status().last_error.unwrap().contains(message));
+            // At startup there is no previous policy: nothing is served.
+            let fresh = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+            assert_eq!(fresh.evaluator(), Evaluator::None, "{message}");
+            assert!(!fresh.decide_json(inspect()).allowed);
+            std::fs::remove_file(&path).unwrap();
+        }
+        engine.reload_policies().unwrap();
+        assert_eq!(engine.last_error(), None);
     }
 
     #[test]

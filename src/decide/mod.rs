@@ -13,6 +13,7 @@
 pub mod engine;
 pub mod facts;
 mod failclosed;
+mod lint;
 pub mod tools;
 pub mod value;
 

@@ -386,8 +386,11 @@ fn compile_for(
     })?;
     let hash = source_hash(&files);
     let names = files.iter().map(|(n, _)| n.clone()).collect();
+    let rvm_unsafe = super::lint::rvm_unsafe(engine.get_modules());
     let rvm = if interpreter_only {
         Err(anyhow::anyhow!("interpreter requested"))
+    } else if let Some(why) = rvm_unsafe {
+        Err(anyhow::anyhow!(why))
     } else {
         Compiler::compile_from_policy(&policy, &[ENTRY_POINT])
             .map_err(anyhow::Error::from)
@@ -1414,6 +1417,20 @@ mod tests {
             i["body"] = body.clone();
             decide_failing(&e, i.clone());
         }
+
+        // The RVM leaves `x / 0` undefined (not an error it could report): a
+        // policy dividing by what may be zero runs on the interpreter.
+        let division = "package portcullis\nimport rego.v1\n\nrefused if 100 / input.body.n > 1\n\ndecision := {\"allowed\": false, \"reasons\": [\"refused\"], \"trust_id\": null} if refused\n\nelse := {\"allowed\": true, \"reasons\": [\"ok\"], \"trust_id\": null}\n";
+        let dir = dir_with(&[("p.rego", division)]);
+        let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        assert_eq!(engine.evaluator(), Evaluator::Interpreter);
+        let why = engine.status().rvm_rejection.unwrap();
+        assert!(why.contains("p.rego:4:") && why.contains("`/`"), "{why}");
+        i["body"] = json!({"n": 1000});
+        assert!(engine.decide_json(i.clone()).allowed);
+        i["body"] = json!({"n": 0});
+        let d = engine.decide_json(i);
+        assert!(!d.allowed && d.reasons[0].contains("divide by zero"), "{d:?}");
     }
 
     /// `request_dangers` is documented for any action: a rule refusing pulls

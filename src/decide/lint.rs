@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use regorus::unstable::{
-    Expr, Literal, LiteralStmt, Module, Query, Ref, Rule, RuleAssign, RuleHead, Span, BUILTINS,
+    ArithOp, Expr, Literal, Module, Query, Ref, Rule, RuleAssign, RuleHead, Span, BUILTINS,
 };
 
 use super::engine::CompileError;
@@ -477,127 +477,6 @@ impl Calls<'_> {
         };
         candidates.iter().find_map(|c| self.rules.function_arity(c))
     }
-
-    fn query(&mut self, query: &Query) {
-        for stmt in &query.stmts {
-            self.stmt(stmt);
-        }
-    }
-
-    fn stmt(&mut self, stmt: &LiteralStmt) {
-        match &stmt.literal {
-            Literal::SomeVars { .. } => {}
-            Literal::SomeIn {
-                key,
-                value,
-                collection,
-                ..
-            } => {
-                if let Some(k) = key {
-                    self.expr(k);
-                }
-                self.expr(value);
-                self.expr(collection);
-            }
-            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => self.expr(expr),
-            Literal::Every { domain, query, .. } => {
-                self.expr(domain);
-                self.query(query);
-            }
-        }
-        for with in &stmt.with_mods {
-            self.expr(&with.r#as);
-        }
-    }
-
-    fn expr(&mut self, expr: &Expr) {
-        // An explicit stack: deep reference chains must not overflow ours.
-        let mut stack: Vec<&Expr> = vec![expr];
-        while let Some(e) = stack.pop() {
-            match e {
-                Expr::Call { fcn, params, .. } => {
-                    self.call(fcn, params);
-                    stack.extend(params.iter().map(|p| p.as_ref()));
-                }
-                Expr::Array { items, .. } | Expr::Set { items, .. } => {
-                    stack.extend(items.iter().map(|i| i.as_ref()));
-                }
-                Expr::Object { fields, .. } => {
-                    for (_, k, v) in fields {
-                        stack.push(k);
-                        stack.push(v);
-                    }
-                }
-                Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
-                    stack.push(term);
-                    self.query(query);
-                }
-                Expr::ObjectCompr {
-                    key, value, query, ..
-                } => {
-                    stack.push(key);
-                    stack.push(value);
-                    self.query(query);
-                }
-                Expr::UnaryExpr { expr, .. } => stack.push(expr),
-                Expr::RefDot { refr, .. } => stack.push(refr),
-                Expr::RefBrack { refr, index, .. } => {
-                    stack.push(refr);
-                    stack.push(index);
-                }
-                Expr::BinExpr { lhs, rhs, .. }
-                | Expr::BoolExpr { lhs, rhs, .. }
-                | Expr::ArithExpr { lhs, rhs, .. }
-                | Expr::AssignExpr { lhs, rhs, .. } => {
-                    stack.push(lhs);
-                    stack.push(rhs);
-                }
-                Expr::Membership {
-                    key,
-                    value,
-                    collection,
-                    ..
-                } => {
-                    if let Some(k) = key {
-                        stack.push(k);
-                    }
-                    stack.push(value);
-                    stack.push(collection);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn assign(&mut self, assign: &Option<RuleAssign>) {
-        if let Some(a) = assign {
-            self.expr(&a.value);
-        }
-    }
-
-    fn rule(&mut self, rule: &Rule) {
-        match rule {
-            Rule::Spec { head, bodies, .. } => {
-                match head {
-                    RuleHead::Compr { refr, assign, .. } => {
-                        self.expr(refr);
-                        self.assign(assign);
-                    }
-                    RuleHead::Set { key, .. } => {
-                        if let Some(k) = key {
-                            self.expr(k);
-                        }
-                    }
-                    RuleHead::Func { assign, .. } => self.assign(assign),
-                }
-                for body in bodies {
-                    self.assign(&body.assign);
-                    self.query(&body.query);
-                }
-            }
-            Rule::Default { value, .. } => self.expr(value),
-        }
-    }
 }
 
 /// A built-in whose name is one edit away (`startwith` → `startswith`).
@@ -653,10 +532,158 @@ pub(crate) fn check(modules: &[Ref<Module>]) -> Vec<CompileError> {
             errors: &mut errors,
         };
         for rule in &module.policy {
-            calls.rule(rule);
+            visit_rule_exprs(rule, &mut |e| {
+                if let Expr::Call { fcn, params, .. } = e {
+                    calls.call(fcn, params);
+                }
+            });
         }
     }
     errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     errors.dedup();
     errors
+}
+
+/// Why the compiled VM must not run these modules, if it must not: a `/` or
+/// `%` whose divisor may be zero. The RVM leaves `x / 0` undefined, so a deny
+/// rule over it would not hold and the request would pass; the interpreter
+/// refuses the decision, as it does for a failing built-in.
+pub(crate) fn rvm_unsafe(modules: &[Ref<Module>]) -> Option<String> {
+    for module in modules {
+        for rule in &module.policy {
+            let mut found = None;
+            visit_rule_exprs(rule, &mut |e| {
+                if found.is_some() {
+                    return;
+                }
+                if let Expr::ArithExpr {
+                    op: op @ (ArithOp::Div | ArithOp::Mod),
+                    rhs,
+                    span,
+                    ..
+                } = e
+                {
+                    let constant_nonzero = matches!(rhs.as_ref(),
+                        Expr::Number { value, .. } if *value != regorus::Value::from(0_u64));
+                    if !constant_nonzero {
+                        let sign = if *op == ArithOp::Div { "/" } else { "%" };
+                        found = Some(format!(
+                            "{}:{}:{}: `{sign}` by a divisor that may be zero (the RVM would leave it undefined instead of failing)",
+                            span.source.file(),
+                            span.line,
+                            span.col
+                        ));
+                    }
+                }
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    None
+}
+
+/// Call `f` on every expression of a rule, heads and bodies.
+fn visit_rule_exprs(rule: &Rule, f: &mut dyn FnMut(&Expr)) {
+    let mut roots: Vec<&Expr> = Vec::new();
+    let mut queries: Vec<&Query> = Vec::new();
+    fn push_assign<'r>(a: &'r Option<RuleAssign>, roots: &mut Vec<&'r Expr>) {
+        if let Some(a) = a {
+            roots.push(a.value.as_ref());
+        }
+    }
+    match rule {
+        Rule::Spec { head, bodies, .. } => {
+            match head {
+                RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => {
+                    push_assign(assign, &mut roots)
+                }
+                RuleHead::Set { key, .. } => roots.extend(key.iter().map(|k| k.as_ref())),
+            }
+            for body in bodies {
+                push_assign(&body.assign, &mut roots);
+                queries.push(&body.query);
+            }
+        }
+        Rule::Default { value, .. } => roots.push(value),
+    }
+    let mut stack: Vec<&Expr> = roots;
+    loop {
+        while let Some(q) = queries.pop() {
+            for stmt in &q.stmts {
+                match &stmt.literal {
+                    Literal::SomeVars { .. } => {}
+                    Literal::SomeIn {
+                        key,
+                        value,
+                        collection,
+                        ..
+                    } => {
+                        stack.extend(key.iter().map(|k| k.as_ref()));
+                        stack.push(value);
+                        stack.push(collection);
+                    }
+                    Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => stack.push(expr),
+                    Literal::Every { domain, query, .. } => {
+                        stack.push(domain);
+                        queries.push(query);
+                    }
+                }
+                stack.extend(stmt.with_mods.iter().map(|w| w.r#as.as_ref()));
+            }
+        }
+        let Some(e) = stack.pop() else { break };
+        f(e);
+        match e {
+            Expr::Call { fcn, params, .. } => {
+                stack.push(fcn);
+                stack.extend(params.iter().map(|p| p.as_ref()));
+            }
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                stack.extend(items.iter().map(|i| i.as_ref()))
+            }
+            Expr::Object { fields, .. } => {
+                for (_, k, v) in fields {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+                stack.push(term);
+                queries.push(query);
+            }
+            Expr::ObjectCompr {
+                key, value, query, ..
+            } => {
+                stack.push(key);
+                stack.push(value);
+                queries.push(query);
+            }
+            Expr::UnaryExpr { expr, .. } => stack.push(expr),
+            Expr::RefDot { refr, .. } => stack.push(refr),
+            Expr::RefBrack { refr, index, .. } => {
+                stack.push(refr);
+                stack.push(index);
+            }
+            Expr::BinExpr { lhs, rhs, .. }
+            | Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. }
+            | Expr::AssignExpr { lhs, rhs, .. } => {
+                stack.push(lhs);
+                stack.push(rhs);
+            }
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                stack.extend(key.iter().map(|k| k.as_ref()));
+                stack.push(value);
+                stack.push(collection);
+            }
+            _ => {}
+        }
+    }
 }

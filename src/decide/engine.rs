@@ -1430,7 +1430,10 @@ mod tests {
         assert!(engine.decide_json(i.clone()).allowed);
         i["body"] = json!({"n": 0});
         let d = engine.decide_json(i);
-        assert!(!d.allowed && d.reasons[0].contains("divide by zero"), "{d:?}");
+        assert!(
+            !d.allowed && d.reasons[0].contains("divide by zero"),
+            "{d:?}"
+        );
     }
 
     /// `request_dangers` is documented for any action: a rule refusing pulls

@@ -37,8 +37,11 @@ usable := live if {
 
 # Relationships that grant the action (`grantors`, actions.rego) and also opt
 # in to every dangerous setting the request asks for (none asked: all of them).
+# `request_dangers` apply to every action (a site rule may refuse any of them);
+# the other groups only to the actions in `hardened_actions`.
 granting := grantors if {
 	not input.action in hardened_actions
+	count(request_dangers) == 0
 } else := grantors if {
 	count(dangers) == 0
 } else := [m | some m in grantors; count(unmet(m)) == 0]
@@ -66,8 +69,10 @@ decision := {"allowed": true, "reasons": [sprintf("caller %s is an administrator
 	# The docker CLI negotiates its API version with _ping before anything
 	# else; refusing it would hide the real refusal behind a version error.
 	input.action in handshake_actions
+	count(request_dangers) == 0
 } else := {"allowed": true, "reasons": [sprintf("%s is open to every identified caller (template %s)", [input.action, data.portcullis.settings.template])], "trust_id": null} if {
 	public_read_ok
+	count(request_dangers) == 0
 } else := deny(deny_reasons)
 
 # The first granting relationship decides. (One reference to `granting`, and

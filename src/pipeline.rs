@@ -50,8 +50,27 @@ pub struct Gateway {
     pub limits: Limits,
 }
 
-/// One request, start to end.
+/// One request, start to end. Every answer names the daemon's API version,
+/// as the daemon's own answers do: the docker CLI negotiates its version from
+/// the `/_ping` answer even when it is a refusal, so an unidentified caller
+/// then sees why it is refused rather than `API version 1.50 is outside the
+/// supported range`.
 pub async fn handle(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Arc<Connection>,
+) -> Response<ProxyBody> {
+    let api_version = gw.versions.max.to_string();
+    let mut response = handle_request(gw, req, conn).await;
+    if !response.headers().contains_key("api-version") {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&api_version) {
+            response.headers_mut().insert("api-version", value);
+        }
+    }
+    response
+}
+
+async fn handle_request(
     gw: Arc<Gateway>,
     mut req: Request<Incoming>,
     conn: Arc<Connection>,

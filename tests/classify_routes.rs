@@ -336,3 +336,107 @@ fn portcullis_routes_are_outside_the_daemon_namespace() {
         );
     }
 }
+
+/// `policies/ACTIONS.md`, generated from [`ROUTES`]: every action name with the
+/// routes that classify to it.
+fn actions_markdown() -> String {
+    // Actions that no row names directly.
+    let extra: &[(&str, &str, &str)] = &[
+        (
+            "image.import",
+            "image",
+            "`POST /images/create` with `fromSrc` (settled from the query or form body)",
+        ),
+        (
+            "container.inspect_secrets",
+            "container",
+            "not a route: asked before a container inspect is answered unredacted",
+        ),
+    ];
+    let mut order: Vec<&str> = Vec::new();
+    let mut rows: HashMap<&str, (String, Vec<String>)> = HashMap::new();
+    for route in ROUTES {
+        let kind = serde_json::to_value(route.kind).unwrap();
+        let mut shown = format!("`{} {}`", route.method, route.pattern);
+        match route.service {
+            Service::Docker => {}
+            Service::Admin => shown.push_str(" (portcullis admin API)"),
+            Service::Files => shown.push_str(" (portcullis file API)"),
+        }
+        if route.action == "image.pull" {
+            shown.push_str(" with `fromImage`");
+        }
+        if route.hijack {
+            shown.push_str(" (takes the connection over)");
+        }
+        if route.tunnel {
+            shown.push_str(" (tunnel)");
+        }
+        let entry = rows.entry(route.action).or_insert_with(|| {
+            order.push(route.action);
+            (kind.as_str().unwrap().to_string(), Vec::new())
+        });
+        entry.1.push(shown);
+    }
+    let mut actions: Vec<&str> = order.clone();
+    for (action, _, _) in extra {
+        if !actions.contains(action) {
+            actions.push(action);
+        }
+    }
+    actions.sort_unstable();
+    let mut out = String::from(
+        "# Actions\n\n\
+         Every action name a policy sees in `input.action`, with the routes that\n\
+         classify to it. Which trust right grants each one is in `actions.rego`.\n\n\
+         Generated from `src/classify/routes.rs`; do not edit by hand. After a change\n\
+         to the route table, regenerate it with\n\
+         `PORTCULLIS_WRITE_ACTIONS_MD=1 cargo test --test classify_routes actions_md`\n\
+         (the test fails while this file and the table differ).\n\n\
+         Patterns are the daemon's (`{name:.*}` matches names that contain `/`);\n\
+         every Docker route is also served under a `/vX.Y` prefix.\n\n\
+         | action | resource | routes |\n|---|---|---|\n",
+    );
+    for action in actions {
+        let (kind, routes) = match rows.get(action) {
+            Some((kind, routes)) => (kind.as_str(), routes.join("<br>")),
+            None => {
+                let (_, kind, note) = extra.iter().find(|(a, _, _)| *a == action).unwrap();
+                (*kind, note.to_string())
+            }
+        };
+        out.push_str(&format!("| `{action}` | {kind} | {routes} |\n"));
+    }
+    for (action, _, note) in extra {
+        if rows.contains_key(action) {
+            out.push_str(&format!("\n`{action}`: also {note}.\n"));
+        }
+    }
+    out
+}
+
+/// policies/README.md refers policy authors to ACTIONS.md for action names:
+/// it must list exactly what the route table classifies to.
+#[test]
+fn actions_md_is_in_sync_with_the_route_table() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/ACTIONS.md");
+    let want = actions_markdown();
+    if std::env::var("PORTCULLIS_WRITE_ACTIONS_MD").as_deref() == Ok("1") {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is out of date: regenerate it with PORTCULLIS_WRITE_ACTIONS_MD=1 cargo test --test classify_routes actions_md",
+        path.display()
+    );
+    for action in [
+        "container.exec",
+        "image.pull",
+        "image.import",
+        "file.write",
+        "system.ping",
+    ] {
+        assert!(have.contains(&format!("| `{action}` |")), "{action}");
+    }
+}

@@ -152,3 +152,44 @@ fn unix_peer_uids_map_to_callers_and_unknown_uids_get_nothing() {
         "the record says how the caller was identified: {records}"
     );
 }
+
+/// docker CLI 28 asks for API 1.50; the daemon here speaks 1.41. An
+/// unidentified caller's `_ping` is refused, and the CLI negotiates its
+/// version from that refusal's `Api-Version` header: it must then be told it
+/// is unidentified, not that its API version is out of range.
+#[test]
+fn an_unidentified_caller_with_a_newer_cli_is_told_it_is_unidentified() {
+    if !engine() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("tcp://127.0.0.1:{port}");
+    let p = Proxy::start(&["--listen", &listen]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", p.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for args in [
+        &["ps"][..],
+        &["version"][..],
+        &["run", "--rm", image(), "true"][..],
+    ] {
+        let out = p.docker_at(&listen, args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("portcullis: unidentified(127.0.0.1:")
+                && err.contains("is not identified"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("outside the supported range"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -443,6 +443,80 @@ fn container_references_are_judged_by_the_container_the_daemon_picks() {
     ));
 }
 
+/// Policies that parse but that OPA's compiler rejects. Each used to pass
+/// `policy check` and hot-reload, then deny every request or drop its rule.
+const STATICALLY_BROKEN: &[(&str, &str)] = &[
+    (
+        "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tnot startswith(input.image, 5)\n}\n",
+        "mine.rego:5:33: startswith: argument 2 must be a string, got a number",
+    ),
+    (
+        "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tnot startswith(input.image)\n}\n",
+        "mine.rego:5:9: startswith takes 2 arguments, got 1",
+    ),
+    (
+        "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tnot startwith(input.image, \"r/\")\n}\n",
+        "mine.rego:5:9: unknown function startwith",
+    ),
+    (
+        "package portcullis\nimport rego.v1\n\ndangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tinput.action == \"image.pull\"\n}\n",
+        "mine.rego:4:1: conflicting rules: data.portcullis.dangers",
+    ),
+    (
+        "package portcullis\nimport rego.v1\n\ndecision := {\"allowed\": true, \"reasons\": [\"mine\"], \"trust_id\": null} if {\n\tinput.action == \"image.pull\"\n}\n",
+        "mine.rego:4:1: conflicting rules: complete rule data.portcullis.decision",
+    ),
+];
+
+#[test]
+fn policy_check_rejects_what_opa_rejects_with_file_line_and_column() {
+    for (text, want) in STATICALLY_BROKEN {
+        let dir = copy_of_shipped_policies();
+        std::fs::write(dir.path().join("mine.rego"), text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["policy", "check", "--policies"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{want}: {}", stdout(&out));
+        assert!(stderr(&out).contains(want), "{want}: {}", stderr(&out));
+    }
+}
+
+/// The same policies saved into a served `--policies` directory: the reload
+/// is refused, the previous policy stays in force (the caller keeps its
+/// rights) and the admin API names the place.
+#[test]
+fn a_hot_reload_that_fails_static_checks_keeps_the_previous_policy() {
+    if !engine() {
+        return;
+    }
+    let img = image();
+    let policies = copy_of_shipped_policies();
+    let dir_arg = policies.path().to_string_lossy().to_string();
+    let (p, host, _dir) = pinned_proxy("webteam", &["--policies", &dir_arg]);
+    let web = unique("web");
+    let _c = Cleanup(vec![web.clone()]);
+    ok(&direct(&["run", "-d", "--name", &web, img, "sleep", "300"]));
+    trust_create(&p, &["caller_service=webteam", "target_container=web-*"]);
+    let inspect = || p.docker_at(&host, &["inspect", "-f", "{{.Name}}", &web]);
+    assert_eq!(ok(&inspect()).trim(), format!("/{web}"));
+    for (text, want) in STATICALLY_BROKEN {
+        std::fs::write(policies.path().join("mine.rego"), text).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let status = get(&p.socket, "/api/v1/policy");
+            if status.contains(want) || Instant::now() > deadline {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.contains(want), "{want}: {status}");
+        assert_eq!(ok(&inspect()).trim(), format!("/{web}"), "{want}");
+        std::fs::remove_file(policies.path().join("mine.rego")).unwrap();
+    }
+}
+
 /// Under `strict`, a glob that matches nearly every name (`??*`, `[!.]*`,
 /// `*?`, `*-*`) grants no more than `*`: exec needs a pattern that spells out
 /// the names it grants.

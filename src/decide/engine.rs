@@ -161,14 +161,18 @@ pub enum PolicySource {
 pub struct CompileError {
     pub file: String,
     pub line: Option<u32>,
+    pub column: Option<u32>,
     pub message: String,
 }
 
 impl std::fmt::Display for CompileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+            }
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file, self.message),
+            _ => write!(f, "{}: {}", self.file, self.message),
         }
     }
 }
@@ -212,6 +216,7 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
         vec![CompileError {
             file: dir.display().to_string(),
             line: None,
+            column: None,
             message: format!("cannot read policy directory: {e}"),
         }]
     })?;
@@ -231,6 +236,7 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
             Err(e) => errors.push(CompileError {
                 file: path.display().to_string(),
                 line: None,
+                column: None,
                 message: format!("cannot read: {e}"),
             }),
         }
@@ -242,18 +248,26 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
     }
 }
 
-fn line_of(message: &str, file: &str) -> Option<u32> {
-    // regorus reports `file:line:col: message`.
+/// regorus reports `--> file:line:col` in its messages.
+fn position_of(message: &str, file: &str) -> Option<(u32, Option<u32>)> {
     let rest = message.split(file).nth(1)?;
     let rest = rest.strip_prefix(':')?;
-    rest.split(':').next()?.trim().parse().ok()
+    let mut parts = rest.split(':');
+    let line = parts.next()?.trim().parse().ok()?;
+    let column = parts.next().and_then(|c| {
+        let digits: String = c.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    Some((line, column))
 }
 
 fn to_compile_error(file: &str, error: &anyhow::Error) -> CompileError {
     let message = format!("{error:#}");
+    let position = position_of(&message, file);
     CompileError {
         file: file.to_string(),
-        line: line_of(&message, file),
+        line: position.map(|(line, _)| line),
+        column: position.and_then(|(_, column)| column),
         message,
     }
 }
@@ -343,10 +357,16 @@ fn compile_for(
         return Err(vec![CompileError {
             file: "(policies)".into(),
             line: None,
+            column: None,
             message: "no policy files (*.rego) found".into(),
         }]);
     }
     let mut engine = engine_with(&files)?;
+    // What OPA's compiler rejects and regorus lets through (see `lint`).
+    let static_errors = super::lint::check(engine.get_modules());
+    if !static_errors.is_empty() {
+        return Err(static_errors);
+    }
     let entry: regorus::Rc<str> = ENTRY_POINT.into();
     let policy = engine.compile_with_entrypoint(&entry).map_err(|e| {
         let message = format!("{e:#}");
@@ -356,18 +376,30 @@ fn compile_for(
             .find(|n| message.contains(*n))
             .unwrap_or("(policies)")
             .to_string();
+        let position = position_of(&message, &file);
         vec![CompileError {
-            line: line_of(&message, &file),
+            line: position.map(|(line, _)| line),
+            column: position.and_then(|(_, column)| column),
             file,
             message,
         }]
     })?;
     let hash = source_hash(&files);
     let names = files.iter().map(|(n, _)| n.clone()).collect();
+    let rvm_unsafe = super::lint::rvm_unsafe(engine.get_modules());
     let rvm = if interpreter_only {
         Err(anyhow::anyhow!("interpreter requested"))
+    } else if let Some(why) = rvm_unsafe {
+        Err(anyhow::anyhow!(why))
     } else {
-        Compiler::compile_from_policy(&policy, &[ENTRY_POINT]).map_err(anyhow::Error::from)
+        Compiler::compile_from_policy(&policy, &[ENTRY_POINT])
+            .map_err(anyhow::Error::from)
+            .and_then(|mut program| {
+                let unique = Arc::get_mut(&mut program)
+                    .ok_or_else(|| anyhow::anyhow!("the compiled program is shared"))?;
+                super::failclosed::wrap_builtins(unique)?;
+                Ok(program)
+            })
     };
     let (compiled, rvm_rejection) = match rvm {
         Ok(program) => (Compiled::Rvm { program, policy }, None),
@@ -662,7 +694,14 @@ impl PolicyEngine {
             match &mut worker.exec {
                 Exec::Vm(vm) => {
                     vm.set_input(input);
-                    Ok(vm.execute()?)
+                    super::failclosed::reset();
+                    let result = vm.execute();
+                    // The VM took a failing built-in for a failing rule body:
+                    // refuse, as the interpreter does (see `failclosed`).
+                    if let Some(error) = super::failclosed::take_error() {
+                        anyhow::bail!("{error}");
+                    }
+                    Ok(result?)
                 }
                 Exec::Interpreter(engine) => {
                     engine.set_input(input);
@@ -861,6 +900,20 @@ mod tests {
         let a = engines[0].decide_json(input.clone());
         let b = engines[1].decide_json(input);
         assert_eq!(a, b, "RVM and interpreter disagree");
+        a
+    }
+
+    /// Decide on both evaluators where a built-in fails: both must refuse
+    /// for that reason (the wording of the error differs).
+    fn decide_failing(engines: &[PolicyEngine], input: serde_json::Value) -> Decision {
+        let a = engines[0].decide_json(input.clone());
+        let b = engines[1].decide_json(input);
+        for d in [&a, &b] {
+            assert!(
+                !d.allowed && d.reasons[0].starts_with("policy evaluation failed"),
+                "RVM {a:?}\ninterpreter {b:?}"
+            );
+        }
         a
     }
 
@@ -1327,6 +1380,152 @@ mod tests {
         assert!(decide(&e, volume.clone()).allowed);
         volume["body"] = json!({"DriverOpts": {"device": "/etc", "o": "bind"}});
         assert!(!decide(&e, volume).allowed);
+    }
+
+    /// A built-in that fails (a timestamp past 2262, `count(null)`) is an
+    /// error on both evaluators, so a deny rule cannot turn into an allow on
+    /// the RVM while the interpreter refuses.
+    #[test]
+    fn builtin_errors_deny_on_both_evaluators() {
+        // The shipped policy: an expiry that `time.parse_rfc3339_ns` cannot
+        // represent must not leave the relationship live on the RVM.
+        let e = engines(&[rel(
+            "ci",
+            "web",
+            json!({"expires_at": "2300-01-01T00:00:00Z"}),
+        )]);
+        let d = decide_failing(&e, input("ci", "container.inspect", "web"));
+        assert!(d.reasons[0].contains("time.parse_rfc3339_ns"), "{d:?}");
+
+        // A custom deny rule over a built-in that fails on a null list.
+        let policy = "package portcullis\nimport rego.v1\n\nrefused if count(input.body.list) > 0\n\nrefused if time.parse_rfc3339_ns(input.body.until) < input.now_ns\n\ndecision := {\"allowed\": false, \"reasons\": [\"refused\"], \"trust_id\": null} if refused\n\nelse := {\"allowed\": true, \"reasons\": [\"ok\"], \"trust_id\": null}\n";
+        let dir = dir_with(&[("p.rego", policy)]);
+        let rvm = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        let interp = PolicyEngine::load_interpreted(PolicySource::Dir(dir.path().into()));
+        assert_eq!(rvm.evaluator(), Evaluator::Rvm, "{:?}", rvm.status());
+        let e = [rvm, interp];
+        let mut i = input("ci", "container.inspect", "web");
+        i["body"] = json!({"list": [], "until": "2030-01-01T00:00:00Z"});
+        assert!(decide(&e, i.clone()).allowed);
+        i["body"]["list"] = json!(["x"]);
+        assert!(!decide(&e, i.clone()).allowed);
+        for body in [
+            json!({"list": null, "until": "2030-01-01T00:00:00Z"}),
+            json!({"list": [], "until": "2300-01-01T00:00:00Z"}),
+            json!({"list": [], "until": 5}),
+        ] {
+            i["body"] = body.clone();
+            decide_failing(&e, i.clone());
+        }
+
+        // The RVM leaves `x / 0` undefined (not an error it could report): a
+        // policy dividing by what may be zero runs on the interpreter.
+        let division = "package portcullis\nimport rego.v1\n\nrefused if 100 / input.body.n > 1\n\ndecision := {\"allowed\": false, \"reasons\": [\"refused\"], \"trust_id\": null} if refused\n\nelse := {\"allowed\": true, \"reasons\": [\"ok\"], \"trust_id\": null}\n";
+        let dir = dir_with(&[("p.rego", division)]);
+        let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        assert_eq!(engine.evaluator(), Evaluator::Interpreter);
+        let why = engine.status().rvm_rejection.unwrap();
+        assert!(why.contains("p.rego:4:") && why.contains("`/`"), "{why}");
+        i["body"] = json!({"n": 1000});
+        assert!(engine.decide_json(i.clone()).allowed);
+        i["body"] = json!({"n": 0});
+        let d = engine.decide_json(i);
+        assert!(
+            !d.allowed && d.reasons[0].contains("divide by zero"),
+            "{d:?}"
+        );
+    }
+
+    /// `request_dangers` is documented for any action: a rule refusing pulls
+    /// from outside a registry must refuse them, on both evaluators.
+    #[test]
+    fn request_dangers_apply_to_every_action() {
+        let registry_rule = "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": input.image, \"msg\": sprintf(\"pulling %s from outside registry.local is not allowed\", [input.image]), \"why\": \"site rule\"} if {\n\tinput.action == \"image.pull\"\n\tnot startswith(input.image, \"registry.local/\")\n}\n";
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in Template::Standard.files() {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        std::fs::write(dir.path().join("registry.rego"), registry_rule).unwrap();
+        let snapshot = TrustSnapshot {
+            revision: 1,
+            relationships: vec![crate::trust::TrustRelationship {
+                id: "r".into(),
+                spec: crate::trust::TrustSpec::from_json(&json!({
+                    "caller_service": "ci", "target_container": "*",
+                    "can_pull": true, "allowed_images": ["*"]}))
+                .unwrap(),
+                created_at: "2024-01-01T00:00:00Z".into(),
+                updated_at: "2024-01-01T00:00:00Z".into(),
+            }],
+        };
+        let e = [
+            PolicyEngine::load(PolicySource::Dir(dir.path().into())),
+            PolicyEngine::load_interpreted(PolicySource::Dir(dir.path().into())),
+        ];
+        assert_eq!(e[0].evaluator(), Evaluator::Rvm, "{:?}", e[0].status());
+        for engine in &e {
+            engine.set_trust(snapshot.clone()).unwrap();
+        }
+        let pull = |image: &str| {
+            let mut i = input("ci", "image.pull", image);
+            i["resource"] = json!({"kind": "image", "name": image});
+            i["target"] = json!({"reference": image, "exists": false, "labels": {}});
+            i
+        };
+        assert!(decide(&e, pull("registry.local/app:1")).allowed);
+        let d = decide(&e, pull("docker.io/library/busybox:latest"));
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(
+            d.reasons,
+            vec!["pulling docker.io/library/busybox:latest from outside registry.local is not allowed for caller ci (site rule)"]
+        );
+    }
+
+    /// What `policy check` rejects statically, startup refuses to serve and a
+    /// hot reload refuses to swap in: the previous policy stays in force.
+    #[test]
+    fn static_errors_block_startup_and_reload() {
+        use crate::decide::tools::tests::{standard_with, REJECTED};
+        let dir = standard_with(&[]);
+        let engine = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+        engine
+            .set_trust(TrustSnapshot {
+                revision: 1,
+                relationships: vec![crate::trust::TrustRelationship {
+                    id: "r".into(),
+                    spec: crate::trust::TrustSpec::from_json(
+                        &json!({"caller_service": "ci", "target_container": "web"}),
+                    )
+                    .unwrap(),
+                    created_at: "2024-01-01T00:00:00Z".into(),
+                    updated_at: "2024-01-01T00:00:00Z".into(),
+                }],
+            })
+            .unwrap();
+        let before = engine.version();
+        let inspect = || input("ci", "container.inspect", "web");
+        assert!(engine.decide_json(inspect()).allowed);
+        for (text, file, line, column, message) in REJECTED {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            let errors = engine.reload_policies().expect_err(message);
+            let where_ = format!("{file}:{line}:{column}: ");
+            assert!(
+                errors.iter().any(|e| e.to_string().contains(&where_)),
+                "{where_}: {errors:?}"
+            );
+            assert_eq!(engine.version(), before, "{message}");
+            assert_eq!(engine.evaluator(), Evaluator::Rvm);
+            assert!(engine.decide_json(inspect()).allowed, "{message}");
+            assert!(engine.status().last_error.unwrap().contains(message));
+            // At startup there is no previous policy: nothing is served.
+            let fresh = PolicyEngine::load(PolicySource::Dir(dir.path().into()));
+            assert_eq!(fresh.evaluator(), Evaluator::None, "{message}");
+            assert!(!fresh.decide_json(inspect()).allowed);
+            std::fs::remove_file(&path).unwrap();
+        }
+        engine.reload_policies().unwrap();
+        assert_eq!(engine.last_error(), None);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 pub mod engine;
 pub mod facts;
+mod failclosed;
+mod lint;
 pub mod tools;
 pub mod value;
 

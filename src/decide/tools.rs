@@ -272,7 +272,7 @@ pub fn render_decision(decision: &Decision) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::decide::Template;
 
@@ -334,6 +334,90 @@ mod tests {
         let ok = policy_check(&PolicySource::Embedded(Template::Strict)).unwrap();
         assert_eq!(ok.evaluator, Evaluator::Rvm);
         assert!(ok.files.iter().any(|f| f.contains("strict")));
+    }
+
+    /// The shipped standard policies plus `extra` (file name, text) in a directory.
+    pub(crate) fn standard_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in Template::Standard.files() {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        for (name, text) in extra {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    /// Each of these passed `policy check` and then denied every request or
+    /// dropped a rule; OPA's compiler rejects them, and so does `check` now,
+    /// with file, line and column (regorus counts a tab as four columns).
+    pub(crate) const REJECTED: &[(&str, &str, u32, u32, &str)] = &[
+        (
+            "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tnot startswith(input.image, 5)\n}\n",
+            "mine.rego",
+            5,
+            33,
+            "startswith: argument 2 must be a string, got a number",
+        ),
+        (
+            "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tnot startswith(input.image)\n}\n",
+            "mine.rego",
+            5,
+            9,
+            "startswith takes 2 arguments, got 1",
+        ),
+        (
+            "package portcullis\nimport rego.v1\n\nrequest_dangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tnot startwith(input.image, \"r/\")\n}\n",
+            "mine.rego",
+            5,
+            9,
+            "unknown function startwith: neither a built-in nor a function defined in the policies (did you mean startswith?)",
+        ),
+        (
+            "package portcullis\nimport rego.v1\n\ndangers contains {\"kind\": \"registry\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if {\n\tinput.action == \"image.pull\"\n}\n",
+            "mine.rego",
+            4,
+            1,
+            "conflicting rules: data.portcullis.dangers is a partial set rule (`contains`) here but a complete rule at ",
+        ),
+        (
+            "package portcullis\nimport rego.v1\n\ndecision := {\"allowed\": true, \"reasons\": [\"mine\"], \"trust_id\": null} if {\n\tinput.action == \"image.pull\"\n}\n",
+            "mine.rego",
+            4,
+            1,
+            "conflicting rules: complete rule data.portcullis.decision is also defined at ",
+        ),
+    ];
+
+    #[test]
+    fn check_rejects_what_opa_rejects_with_file_line_and_column() {
+        for (text, file, line, column, message) in REJECTED {
+            let dir = standard_with(&[(file, text)]);
+            let errors =
+                policy_check(&PolicySource::Dir(dir.path().to_path_buf())).expect_err(message);
+            let e = errors
+                .iter()
+                .find(|e| e.file.ends_with(file))
+                .unwrap_or_else(|| panic!("{message}: {errors:?}"));
+            assert_eq!((e.line, e.column), (Some(*line), Some(*column)), "{e}");
+            assert!(e.message.contains(message), "{e}");
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with(&format!("{}:{line}:{column}: ", e.file)),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_accepts_calls_opa_accepts() {
+        let fine = "package portcullis\nimport rego.v1\nimport data.portcullis.settings as s\n\nmine(x) := upper(x)\n\nmine_out if {\n\tmine(\"a\", y)\n\ty == \"A\"\n\tcount(\"abc\") == 3\n\tglob.match(\"a*\", null, \"ab\")\n\tnot data.portcullis.opted_in({}, {})\n\ts.template == \"standard\"\n\tprint(\"x\", 1, 2)\n}\n\nrequest_dangers contains {\"kind\": \"x\", \"key\": \"k\", \"msg\": \"m\", \"why\": \"w\"} if mine_out\n";
+        let dir = standard_with(&[("mine.rego", fine)]);
+        let report = policy_check(&PolicySource::Dir(dir.path().to_path_buf()));
+        assert!(report.is_ok(), "{:?}", report.err());
+        for template in [Template::Standard, Template::Strict, Template::Permissive] {
+            assert!(policy_check(&PolicySource::Embedded(template)).is_ok());
+        }
     }
 
     #[test]

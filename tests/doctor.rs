@@ -68,6 +68,28 @@ fn doctor_passes_when_healthy_and_names_each_breakage() {
     let broken = doctor(dir.path(), &["--policies", &policies.to_string_lossy()]);
     fails_with(&broken, "FAIL policies:");
 
+    // The chain is broken: a bit flipped in a WAL frame of a killed server.
+    let mut p = Proxy::start(&[]);
+    for _ in 0..20 {
+        ok(&p.docker(&["version", "--format", "{{.Server.Version}}"]));
+    }
+    p.kill();
+    let wal = p.dir.path().join("data/audit-wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    let segment = segments.pop().expect("a WAL segment survives the kill");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // The first frame's length field (after the 16-byte segment header).
+    bytes[16 + 4] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let broken_chain = doctor(p.dir.path(), &[]);
+    fails_with(&broken_chain, "FAIL decision log:");
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "doctor changed the log");
+
     // docker.sock is world-writable: anyone bypasses portcullis.
     let fake = dir.path().join("docker.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&fake).unwrap();

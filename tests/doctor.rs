@@ -88,7 +88,11 @@ fn doctor_passes_when_healthy_and_names_each_breakage() {
     std::fs::write(&segment, &bytes).unwrap();
     let broken_chain = doctor(p.dir.path(), &[]);
     fails_with(&broken_chain, "FAIL decision log:");
-    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "doctor changed the log");
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "doctor changed the log"
+    );
 
     // docker.sock is world-writable: anyone bypasses portcullis.
     let fake = dir.path().join("docker.sock");

@@ -10,25 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A proxy with an admin socket and a socket pinned to `caller`.
-fn pinned_proxy(caller: &str) -> (Proxy, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join(format!("{caller}.sock"));
-    let spec = format!("unix://{}?caller={caller}", sock.display());
-    let p = Proxy::start(&["--listen", spec.as_str()]);
-    p.wait_for_socket(&sock);
-    (p, format!("unix://{}", sock.display()), dir)
-}
-
-fn trust_create(p: &Proxy, sets: &[&str]) {
-    let mut args = vec!["trust", "create"];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    ok(&p.cli(&args));
-}
-
 /// Retry for up to two seconds: a trust change takes effect within one.
 fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -100,7 +81,7 @@ fn a_link_removal_is_decided_on_the_parent() {
     if !engine() {
         return;
     }
-    let (p, host, _dir) = pinned_proxy("linker");
+    let (p, host, _dir) = pinned_proxy("linker", &[]);
     let db = unique("reldb");
     let web = unique("relweb");
     let _c = Cleanup(vec![web.clone(), db.clone()]);
@@ -150,7 +131,7 @@ fn a_link_needs_rights_on_the_linked_container() {
         return;
     }
     let img = image();
-    let (p, host, _dir) = pinned_proxy("linkmaker");
+    let (p, host, _dir) = pinned_proxy("linkmaker", &[]);
     let db = unique("reldb");
     let web = unique("relweb");
     let _c = Cleanup(vec![web.clone(), db.clone()]);
@@ -202,7 +183,7 @@ fn alias_names_never_match_name_patterns() {
     if !engine() {
         return;
     }
-    let (p, host, _dir) = pinned_proxy("aliased");
+    let (p, host, _dir) = pinned_proxy("aliased", &[]);
     // The daemon lists the linked container as ["/relweb-…/alias", "/zzrel-…"]:
     // the alias sorts first.
     let db = unique("zzrel");
@@ -264,7 +245,7 @@ fn a_lookup_looks_like_absence_only_without_any_right() {
         return;
     }
     let img = image();
-    let (p, host, _dir) = pinned_proxy("execonly");
+    let (p, host, _dir) = pinned_proxy("execonly", &[]);
     let web = unique("relweb");
     let db = unique("reldb");
     let _c = Cleanup(vec![web.clone(), db.clone()]);

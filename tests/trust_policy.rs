@@ -24,44 +24,6 @@ fn copy_of_shipped_policies() -> tempfile::TempDir {
     dir
 }
 
-/// A proxy with an admin socket and a socket pinned to `caller`.
-fn pinned_proxy(caller: &str, extra: &[&str]) -> (Proxy, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join(format!("{caller}.sock"));
-    let spec = format!("unix://{}?caller={caller}", sock.display());
-    let mut args = vec!["--listen", spec.as_str()];
-    args.extend_from_slice(extra);
-    let p = Proxy::start(&args);
-    p.wait_for_socket(&sock);
-    (p, format!("unix://{}", sock.display()), dir)
-}
-
-fn trust_create(p: &Proxy, sets: &[&str]) -> String {
-    let mut args = vec!["trust", "create"];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    let out = ok(&p.cli(&args));
-    let v: serde_json::Value = serde_json::from_str(&out).expect("trust create prints JSON");
-    v["id"].as_str().expect("an id").to_string()
-}
-
-#[track_caller]
-fn refused(out: &std::process::Output, why: &str) {
-    assert!(
-        !out.status.success(),
-        "expected a refusal, got success: {}",
-        stdout(out)
-    );
-    let err = stderr(out);
-    assert!(
-        err.contains("Error response from daemon: portcullis: "),
-        "not a portcullis refusal: {err}"
-    );
-    assert!(err.contains(why), "refusal does not say {why:?}: {err}");
-}
-
 /// Retry for up to a second: a trust change must take effect within one.
 fn within_a_second(mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(1);

@@ -7,44 +7,8 @@ mod common;
 
 use common::*;
 
-/// A proxy with an admin socket and a socket pinned to `caller`.
-fn pinned_proxy(caller: &str) -> (Proxy, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join(format!("{caller}.sock"));
-    let spec = format!("unix://{}?caller={caller}", sock.display());
-    let p = Proxy::start(&["--listen", spec.as_str()]);
-    p.wait_for_socket(&sock);
-    (p, format!("unix://{}", sock.display()), dir)
-}
-
-fn trust_create(p: &Proxy, sets: &[&str]) -> String {
-    let mut args = vec!["trust", "create"];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    let out = ok(&p.cli(&args));
-    let v: serde_json::Value = serde_json::from_str(&out).expect("trust create prints JSON");
-    v["id"].as_str().expect("an id").to_string()
-}
-
 fn trust_update(p: &Proxy, id: &str, set: &str) {
     ok(&p.cli(&["trust", "update", id, "--set", set]));
-}
-
-#[track_caller]
-fn refused(out: &std::process::Output, why: &str) {
-    assert!(
-        !out.status.success(),
-        "expected a refusal, got success: {}",
-        stdout(out)
-    );
-    let err = stderr(out);
-    assert!(
-        err.contains("Error response from daemon: portcullis: "),
-        "not a portcullis refusal: {err}"
-    );
-    assert!(err.contains(why), "refusal does not say {why:?}: {err}");
 }
 
 /// Containers (with their anonymous volumes), then volumes, removed at the end.
@@ -106,7 +70,7 @@ fn a_named_volume_that_binds_a_host_path_is_a_bind_of_that_path() {
     let mut made = Made::default();
     let (dir, vol, secret) = bind_volume(&mut made);
     let host_dir = dir.path().display().to_string();
-    let (p, host, _sock) = pinned_proxy("volteam");
+    let (p, host, _sock) = pinned_proxy("volteam", &[]);
     let images = format!("allowed_images=[\"{img}\"]");
     let volumes = format!("volumes=[\"{vol}\"]");
     let id = trust_create(
@@ -205,7 +169,7 @@ fn volume_options_that_name_host_paths_or_remote_mounts_need_rights() {
         return;
     }
     let mut made = Made::default();
-    let (p, host, _sock) = pinned_proxy("volmaker");
+    let (p, host, _sock) = pinned_proxy("volmaker", &[]);
     let id = trust_create(
         &p,
         &[
@@ -274,7 +238,7 @@ fn existing_volumes_are_mountable_by_their_creator_or_by_grant() {
     }
     let img = image();
     let mut made = Made::default();
-    let (p, host, _sock) = pinned_proxy("voluser");
+    let (p, host, _sock) = pinned_proxy("voluser", &[]);
     let images = format!("allowed_images=[\"{img}\"]");
     let id = trust_create(
         &p,

@@ -283,3 +283,44 @@ pub fn ok(o: &Output) -> String {
     );
     stdout(o)
 }
+
+/// A proxy with an admin socket and a socket pinned to `caller`: the proxy,
+/// the pinned socket's DOCKER_HOST, and the folder that holds it.
+pub fn pinned_proxy(caller: &str, extra: &[&str]) -> (Proxy, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join(format!("{caller}.sock"));
+    let spec = format!("unix://{}?caller={caller}", sock.display());
+    let mut args = vec!["--listen", spec.as_str()];
+    args.extend_from_slice(extra);
+    let p = Proxy::start(&args);
+    p.wait_for_socket(&sock);
+    (p, format!("unix://{}", sock.display()), dir)
+}
+
+/// `portcullis trust create --set …` through the proxy; the new id.
+pub fn trust_create(p: &Proxy, sets: &[&str]) -> String {
+    let mut args = vec!["trust", "create"];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let out = ok(&p.cli(&args));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("trust create prints JSON");
+    v["id"].as_str().expect("an id").to_string()
+}
+
+/// The docker CLI failed with portcullis's refusal, saying `why`.
+#[track_caller]
+pub fn refused(out: &Output, why: &str) {
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got success: {}",
+        stdout(out)
+    );
+    let err = stderr(out);
+    assert!(
+        err.contains("Error response from daemon: portcullis: "),
+        "not a portcullis refusal: {err}"
+    );
+    assert!(err.contains(why), "refusal does not say {why:?}: {err}");
+}

@@ -20,6 +20,11 @@ fn the_start_line_and_log_file_are_plain() {
     .unwrap();
     let policies = broken.path().to_string_lossy().to_string();
     let p = Proxy::start(&["--mode", "audit-only", "--policies", &policies]);
+    // The socket answers a moment before the start line is written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !p.log().contains("forwarding to") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let log = p.log();
     assert!(log.contains("mode audit-only"), "start line: {log}");
     assert!(

@@ -40,6 +40,7 @@ struct RequestLabels {
 /// Every metric portcullis exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
+    listeners: Arc<std::sync::OnceLock<Arc<crate::listen::Control>>>,
     requests: Family<RequestLabels, Counter>,
     record_failures: Counter,
     decision_seconds: Histogram,
@@ -68,13 +69,24 @@ impl Metrics {
             "Time to decide one request (policy input built and evaluated)",
             decision_seconds.clone(),
         );
-        registry.register_collector(Box::new(Collected { engine, notify }));
+        let listeners = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(Collected {
+            engine,
+            notify,
+            listeners: listeners.clone(),
+        }));
         Arc::new(Metrics {
             registry,
+            listeners,
             requests,
             record_failures,
             decision_seconds,
         })
+    }
+
+    /// Count the listeners' connections and refusals from now on.
+    pub fn attach_listeners(&self, control: Arc<crate::listen::Control>) {
+        let _ = self.listeners.set(control);
     }
 
     /// The text exposition of every metric.
@@ -90,6 +102,8 @@ impl Metrics {
 struct Collected {
     engine: Arc<PolicyEngine>,
     notify: Option<Arc<NotifyCounters>>,
+    /// The listeners' control, known once they are built (after the gateway).
+    listeners: Arc<std::sync::OnceLock<Arc<crate::listen::Control>>>,
 }
 
 impl std::fmt::Debug for Collected {
@@ -118,6 +132,40 @@ impl Collector for Collected {
             loaded.metric_type(),
         )?;
         loaded.encode(family)?;
+        let mut family = encoder.encode_descriptor(
+            "policy_reloads",
+            "Policy reloads (a watched --policies directory changed), by outcome",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (outcome, n) in [
+            ("ok", &self.engine.reloads.ok),
+            ("failed", &self.engine.reloads.failed),
+        ] {
+            ConstCounter::new(n.load(Ordering::Relaxed))
+                .encode(family.encode_family(&[("outcome", outcome)])?)?;
+        }
+        if let Some(control) = self.listeners.get() {
+            let open = ConstGauge::new(control.open_connections() as i64);
+            let m = encoder.encode_descriptor(
+                "open_connections",
+                "Connections open on every listener",
+                None,
+                open.metric_type(),
+            )?;
+            open.encode(m)?;
+            let mut family = encoder.encode_descriptor(
+                "refused_without_request",
+                "Connections refused before a request existed, by why (h2_preface, \
+                 head_too_large and malformed_head are also recorded in the log; busy, \
+                 caller_busy and header_timeout are only counted)",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (why, n) in control.refusals.snapshot() {
+                ConstCounter::new(n).encode(family.encode_family(&[("why", why)])?)?;
+            }
+        }
         if let Some(n) = &self.notify {
             for (name, help, value) in [
                 (

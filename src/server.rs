@@ -147,8 +147,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         notify_counters = Some(notifying.counters.clone());
         recorder = Arc::new(notifying);
     }
+    let mut metrics_handle = None;
     if let Some(addr) = &config.metrics {
         let metrics = crate::metrics::Metrics::new(parts.decider.clone(), notify_counters);
+        metrics_handle = Some(metrics.clone());
         decider = Arc::new(crate::metrics::Timed {
             inner: decider,
             metrics: metrics.clone(),
@@ -238,6 +240,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
     };
     let control = listen::Control::new(&limits, Some(record_refused));
+    if let Some(metrics) = &metrics_handle {
+        metrics.attach_listeners(control.clone());
+    }
     let grace = config.shutdown_grace;
     // Installed before serving, so that no signal finds the default action (death).
     let mut signals = Signals::install()?;

@@ -85,6 +85,15 @@ fn metrics_parse_and_match_the_log() {
         "{logged:?}"
     );
 
+    // A connection refused before any request: counted by why.
+    {
+        let mut s = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
     let (head, body) = scrape(&addr);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -119,6 +128,19 @@ fn metrics_parse_and_match_the_log() {
         "{body}"
     );
     assert!(body.contains("portcullis_policy_info{version="), "{body}");
+    assert!(body.contains("portcullis_open_connections "), "{body}");
+    let h2 = parsed
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "portcullis_refused_without_request_total"
+                && s.labels.get("why") == Some("h2_preface")
+        })
+        .unwrap_or_else(|| panic!("no h2_preface counter: {body}"));
+    assert!(
+        matches!(h2.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 1.0),
+        "{body}"
+    );
 
     // Nothing else is served there, and the Docker socket has no /metrics.
     let out = std::process::Command::new("curl")
@@ -133,4 +155,66 @@ fn metrics_parse_and_match_the_log() {
             stdout(&out)
         );
     }
+}
+
+fn counter(body: &str, metric: &str, label: (&str, &str)) -> Option<f64> {
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).ok()?;
+    parsed
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && s.labels.get(label.0) == Some(label.1))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// A hot reload that fails, then one that compiles, are counted by outcome.
+#[test]
+fn policy_reloads_are_counted() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        &std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("init")
+            .arg(dir.path())
+            .output()
+            .unwrap(),
+    );
+    let policies = dir.path().join("policies");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _p = Proxy::start(&[
+        "--policies",
+        &policies.to_string_lossy(),
+        "--metrics",
+        &format!("tcp://{addr}"),
+    ]);
+    let wait_for = |outcome: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, body) = scrape(&addr);
+            let n = counter(
+                &body,
+                "portcullis_policy_reloads_total",
+                ("outcome", outcome),
+            );
+            if n.is_some_and(|n| n >= 1.0) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{outcome}: {body}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    std::fs::write(policies.join("bad.rego"), "package portcullis\nallow if {").unwrap();
+    wait_for("failed");
+    std::fs::remove_file(policies.join("bad.rego")).unwrap();
+    wait_for("ok");
 }

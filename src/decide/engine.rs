@@ -481,6 +481,15 @@ pub struct PolicyEngine {
     interpreter_only: bool,
     /// Serializes reloads (never decisions).
     reload_lock: Mutex<()>,
+    /// Reloads that compiled and took effect, and reloads that failed.
+    pub reloads: ReloadCounts,
+}
+
+/// How many policy reloads succeeded and failed (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct ReloadCounts {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyEngine {
@@ -520,6 +529,7 @@ impl PolicyEngine {
             store: RwLock::new(None),
             interpreter_only,
             reload_lock: Mutex::new(()),
+            reloads: ReloadCounts::default(),
         }
     }
 
@@ -564,9 +574,15 @@ impl PolicyEngine {
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
                 *current = Arc::new(Current::new(Arc::new(policy), current.trust.clone()));
                 *self.last_error.write().unwrap_or_else(|e| e.into_inner()) = None;
+                self.reloads
+                    .ok
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Err(errors) => {
+                self.reloads
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for e in &errors {
                     tracing::error!(error = %e, "policy reload failed; the previous policy stays in force");
                 }

@@ -68,15 +68,19 @@ impl Upstream {
             .map_err(|e| ForwardError::Request(e.to_string()))?;
         parts.version = http::Version::HTTP_11;
         let req = Request::from_parts(parts, body);
-        self.client
-            .request(req)
-            .await
-            .map_err(|e| ForwardError::Unreachable {
+        self.client.request(req).await.map_err(|e| {
+            UPSTREAM_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ForwardError::Unreachable {
                 addr: self.addr.to_string(),
                 source: Box::new(e),
-            })
+            }
+        })
     }
 }
+
+/// Requests the daemon could not be reached for (connect or transport
+/// errors), for `/metrics`: one process-wide count across the workers' pools.
+pub static UPSTREAM_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Whether the client asked for `Connection: Upgrade` (attach, exec start).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {

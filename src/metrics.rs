@@ -145,6 +145,14 @@ impl Collector for Collected {
             ConstCounter::new(n.load(Ordering::Relaxed))
                 .encode(family.encode_family(&[("outcome", outcome)])?)?;
         }
+        let upstream = ConstCounter::new(crate::forward::UPSTREAM_ERRORS.load(Ordering::Relaxed));
+        let m = encoder.encode_descriptor(
+            "upstream_errors",
+            "Requests for which the Docker daemon could not be reached",
+            None,
+            upstream.metric_type(),
+        )?;
+        upstream.encode(m)?;
         if let Some(control) = self.listeners.get() {
             let open = ConstGauge::new(control.open_connections() as i64);
             let m = encoder.encode_descriptor(

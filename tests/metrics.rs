@@ -129,6 +129,7 @@ fn metrics_parse_and_match_the_log() {
     );
     assert!(body.contains("portcullis_policy_info{version="), "{body}");
     assert!(body.contains("portcullis_open_connections "), "{body}");
+    assert!(body.contains("portcullis_upstream_errors_total "), "{body}");
     let h2 = parsed
         .samples
         .iter()

@@ -108,7 +108,13 @@ async fn handle_request(
         Ok(pair) => pair,
         Err((status, e)) => return gw.refuse_early(&life, &caller, status, &e).await,
     };
-    // A volume made through portcullis carries its creator (see `volumes`).
+    // A volume made through portcullis carries its creator (see `volumes`),
+    // and no other caller's name.
+    if let Some(why) = crate::volumes::forged_creator(&caller, &request, &inspected.canonical) {
+        return gw
+            .refuse_early(&life, &caller, StatusCode::FORBIDDEN, &why)
+            .await;
+    }
     if let Err(e) =
         crate::volumes::stamp_creator(&caller, &request, &mut parts.headers, &mut inspected)
     {

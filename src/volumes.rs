@@ -391,6 +391,36 @@ pub fn stamp_creator(
     Ok(())
 }
 
+/// A container or service create whose volume mounts label a volume with
+/// someone else's [`CREATOR_LABEL`]: the daemon applies `VolumeOptions.Labels`
+/// when it makes the volume, so without this check a caller could create a
+/// volume that passes for another caller's. The reason for the refusal, or
+/// `None`. (Label keys are exact in Go's maps: no other spelling reaches it.)
+pub fn forged_creator(caller: &Caller, request: &Classified, body: &Value) -> Option<String> {
+    let mounts = match request.action.0 {
+        "container.create" => body.get("HostConfig").and_then(|h| h.get("Mounts")),
+        "service.create" | "service.update" => crate::decide::facts::service_mounts(body),
+        _ => return None,
+    };
+    for mount in mounts.and_then(Value::as_array).into_iter().flatten() {
+        let label = mount
+            .get("VolumeOptions")
+            .and_then(|o| o.get("Labels"))
+            .and_then(|l| l.get(CREATOR_LABEL));
+        match label {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_str() == Some(caller.name.as_str()) && caller.identified => {}
+            Some(v) => {
+                return Some(format!(
+                    "a volume mount labels its volume {CREATOR_LABEL}={v}: only portcullis sets \
+                     that label, to the caller who creates the volume"
+                ))
+            }
+        }
+    }
+    None
+}
+
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = value;
     for key in path {

@@ -297,6 +297,34 @@ fn existing_volumes_are_mountable_by_their_creator_or_by_grant() {
         &["create", "--name", &c2, "-v", &mine_bind, img, "true"],
     ));
 
+    // A mount cannot label the volume it creates as someone else's: the
+    // daemon applies a mount's volume labels when it makes the volume.
+    let squatted = unique("pc-squat");
+    made.volumes.push(squatted.clone());
+    let c4 = unique("vu-squat");
+    made.containers.push(c4.clone());
+    refused(
+        &p.docker_at(
+            &host,
+            &[
+                "create",
+                "--name",
+                &c4,
+                "--mount",
+                &format!(
+                    "type=volume,src={squatted},dst=/d,volume-label=portcullis.creator=someone-else"
+                ),
+                img,
+                "true",
+            ],
+        ),
+        "only portcullis sets that label",
+    );
+    assert!(
+        !direct(&["volume", "inspect", &squatted]).status.success(),
+        "the squatted volume was created"
+    );
+
     // Anonymous volumes are fine.
     let c3 = unique("vu-anon");
     made.containers.push(c3.clone());

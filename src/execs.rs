@@ -103,7 +103,13 @@ pub async fn second_look(
         Ok(exec) => exec,
         Err(e) => return deny(format!("cannot look up exec {exec_id} in the daemon: {e}")),
     };
-    let body = exec_create_body(exec.process_config.unwrap_or_default());
+    // Without its configuration an exec cannot be judged: refuse.
+    let Some(config) = exec.process_config else {
+        return deny(format!(
+            "exec {exec_id}: the daemon did not say what it runs"
+        ));
+    };
+    let body = exec_create_body(config);
     let inspected = Inspected {
         canonical: body,
         ..Inspected::default()

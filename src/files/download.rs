@@ -456,7 +456,9 @@ fn parse_pax(data: &[u8]) -> Result<HashMap<String, String>, TarFilterError> {
         if matches!(key.as_str(), "path" | "linkpath") && value.contains(&0) {
             return bad();
         }
-        // Names that are not UTF-8 are withheld (see `ArchiveEntry::name`).
+        // A header name that is not UTF-8 is withheld (see `ArchiveEntry::name`);
+        // a PAX `path` or `linkpath` that is not cuts the download off, as Go's
+        // reader would not give it back unchanged.
         let value = match String::from_utf8(value.to_vec()) {
             Ok(v) => v,
             Err(_) if matches!(key.as_str(), "path" | "linkpath") => {

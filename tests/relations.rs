@@ -6,23 +6,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-/// Retry for up to two seconds: a trust change takes effect within one.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[track_caller]
 fn fails_with(out: &std::process::Output, what: &str) {
@@ -115,7 +101,7 @@ fn a_link_removal_is_decided_on_the_parent() {
         ],
     );
     assert!(
-        eventually(|| p
+        within(Duration::from_secs(2), || p
             .docker_at(&host, &["rm", "--link", &link])
             .status
             .success()),
@@ -173,7 +159,10 @@ fn a_link_needs_rights_on_the_linked_container() {
         ],
     );
     assert!(
-        eventually(|| p.docker_at(&host, &create).status.success()),
+        within(Duration::from_secs(2), || p
+            .docker_at(&host, &create)
+            .status
+            .success()),
         "create with a link to an inspectable container"
     );
 }

@@ -24,20 +24,6 @@ fn copy_of_shipped_policies() -> tempfile::TempDir {
     dir
 }
 
-/// Retry for up to a second: a trust change must take effect within one.
-fn within_a_second(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_caller_trusted_for_start_stop_logs_on_web_star() {
     if !engine() {
@@ -108,7 +94,7 @@ fn a_caller_trusted_for_start_stop_logs_on_web_star() {
     // Granting exec takes effect within a second, without a restart.
     ok(&p.cli(&["trust", "update", &id, "--set", "can_exec=true"]));
     assert!(
-        within_a_second(|| p
+        within(Duration::from_secs(1), || p
             .docker_at(&host, &["exec", &web, "ls", "/"])
             .status
             .success()),
@@ -219,7 +205,7 @@ fn hardening_refuses_privileged_create_unless_opted_in() {
     refused(&out, "container.create");
     // Opting in to privileged makes it pass the policy.
     ok(&p.cli(&["trust", "update", &id, "--set", "allow_privileged=true"]));
-    assert!(within_a_second(|| {
+    assert!(within(Duration::from_secs(1), || {
         let out = p.docker_at(
             &host,
             &["create", "--name", &bad_name, "--privileged", img, "true"],

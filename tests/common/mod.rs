@@ -324,3 +324,18 @@ pub fn refused(out: &Output, why: &str) {
     );
     assert!(err.contains(why), "refusal does not say {why:?}: {err}");
 }
+
+/// Ask `f` again every 50 ms until it says yes or `limit` has passed: for
+/// changes (trust, policy) that take effect within a bound, not at once.
+pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -20,13 +20,11 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use crate::classify::Classified;
-use crate::decide::Decision;
+use crate::classify::{Action, Classified};
+use crate::decide::{Decide, Decision, PolicyInput};
 use crate::identify::Caller;
 use crate::inspect::Inspected;
-use crate::pipeline::Gateway;
-use crate::resolve::Target;
-use crate::stages;
+use crate::resolve::{Resolver, Target};
 
 /// How many exec creators are remembered.
 pub const CAPACITY: usize = 16_384;
@@ -67,20 +65,24 @@ impl ExecCreators {
 }
 
 /// The actions that use an existing exec instance.
-fn uses_an_exec(action: &str) -> bool {
-    matches!(action, "exec.start" | "exec.resize" | "exec.inspect")
+fn uses_an_exec(action: Action) -> bool {
+    matches!(
+        action,
+        Action::EXEC_START | Action::EXEC_RESIZE | Action::EXEC_INSPECT
+    )
 }
 
 /// Decide again, for an allowed use of an exec instance, on who created it
 /// and on its real configuration; any other decision is returned unchanged.
 pub async fn second_look(
-    gw: &Gateway,
+    resolver: &Resolver,
+    decider: &dyn Decide,
     caller: &Caller,
     request: &Classified,
     target: &Target,
     decision: Decision,
 ) -> Decision {
-    if !decision.allowed || caller.admin || !uses_an_exec(request.action.0) {
+    if !decision.allowed || caller.admin || !uses_an_exec(request.action) {
         return decision;
     }
     let Some(exec_id) = request.resource.name.as_deref() else {
@@ -92,14 +94,14 @@ pub async fn second_look(
         trust_id: None,
         policy_version: decision.policy_version.clone(),
     };
-    if let Some(creator) = gw.resolver.exec_creators.creator(exec_id) {
+    if let Some(creator) = resolver.exec_creators.creator(exec_id) {
         if creator != caller.name {
             return deny(format!(
                 "exec {exec_id} was created by caller {creator}; only its creator may use it"
             ));
         }
     }
-    let exec = match gw.resolver.docker().inspect_exec(exec_id).await {
+    let exec = match resolver.docker().inspect_exec(exec_id).await {
         Ok(exec) => exec,
         Err(e) => return deny(format!("cannot look up exec {exec_id} in the daemon: {e}")),
     };
@@ -114,9 +116,9 @@ pub async fn second_look(
         canonical: body,
         ..Inspected::default()
     };
-    let mut input = stages::policy_input(caller, request, target, &inspected, None);
-    input.action = "container.exec".to_string();
-    let as_created = gw.decider.decide(&input);
+    let mut input = PolicyInput::of(caller, request, target, &inspected, None);
+    input.action = Action::CONTAINER_EXEC.to_string();
+    let as_created = decider.decide(&input);
     if as_created.allowed {
         return decision;
     }

@@ -21,8 +21,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::classify::{Classified, ResourceKind};
 use crate::config::UpstreamAddr;
+use crate::record::Permit;
 use crate::reply::{self, BoxError, ProxyBody};
+use crate::resolve::Target;
 
 /// The daemon, reached over a pool of connections.
 #[derive(Clone)]
@@ -203,6 +206,122 @@ pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, BoxError> {
     Ok(limited.collect().await?.to_bytes())
 }
 
+/// What is handed to the forward stage: the request as it goes on, and the
+/// [`Permit`] the record stage gave it (no permit, no forwarding).
+pub struct Forwardable {
+    pub parts: http::request::Parts,
+    /// The unread body, for routes whose body is streamed.
+    pub body: Option<Incoming>,
+    /// The inspected bytes, forwarded exactly, for routes whose body was read.
+    pub bytes: Bytes,
+    pub client_upgrade: hyper::upgrade::OnUpgrade,
+    pub permit: Permit,
+}
+
+impl Forwardable {
+    /// The body to send on: exactly the inspected bytes, or the stream.
+    fn take_body(&mut self) -> ProxyBody {
+        match self.body.take() {
+            Some(stream) => stream.map_err(|e| Box::new(e) as BoxError).boxed(),
+            None => {
+                // Exactly the inspected bytes, framed by their length.
+                self.parts.headers.remove(header::TRANSFER_ENCODING);
+                self.parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, self.bytes.len().into());
+                reply::full(self.bytes.clone())
+            }
+        }
+    }
+}
+
+/// What the daemon answered a forwarded request.
+pub enum Forwarded {
+    /// A successful answer, for the filter step.
+    Answer(Response<Incoming>),
+    /// Passed on as is: a taken-over connection, an error, or the daemon unreachable.
+    Done(Response<ProxyBody>),
+}
+
+/// Send an allowed request to the daemon, pinned to the container that was
+/// decided on.
+pub async fn forward(
+    upstream: &Upstream,
+    request: &Classified,
+    target: &Target,
+    mut work: Forwardable,
+) -> Forwarded {
+    let raw = work
+        .parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let path = pinned_target(request, target, &raw);
+    let body = work.take_body();
+    tracing::trace!(decision = work.permit.decision_id(), path, "forwarding");
+    let resp = match upstream.send(work.parts, &path, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            let error = reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
+            return Forwarded::Done(error);
+        }
+    };
+    if request.route.hijack || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Forwarded::Done(relay(Some(work.client_upgrade), resp));
+    }
+    if !resp.status().is_success() {
+        return Forwarded::Done(relay(None, resp));
+    }
+    Forwarded::Answer(resp)
+}
+
+/// Rewrite `/containers/{name}/…` to `/containers/{id}/…` so the daemon acts
+/// on exactly the container that was decided on. Only the name segment is
+/// replaced: the rest of the path goes on as the client encoded it, since the
+/// daemon decodes it itself (a decoded `%253F` would reach it as `?`).
+fn pinned_target(request: &Classified, target: &Target, raw_target: &str) -> String {
+    let (Some(id), Some(_)) = (&target.id, &request.resource.name) else {
+        return raw_target.to_string();
+    };
+    if request.resource.kind != ResourceKind::Container || !target.exists {
+        return raw_target.to_string();
+    }
+    // A link name (`parent/alias`) spans two segments, and a link removal
+    // names the link itself, which no id can stand for: the daemon gets the
+    // name as the client wrote it.
+    if request
+        .resource
+        .name
+        .as_deref()
+        .is_some_and(|n| n.contains('/'))
+    {
+        return raw_target.to_string();
+    }
+    let (raw_path, query) = match raw_target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (raw_target, None),
+    };
+    // Classification accepted the path: `[/vX.Y]/containers/{name}[/rest]`.
+    let unversioned = match request.version {
+        Some(_) => raw_path
+            .get(1..)
+            .and_then(|p| p.find('/'))
+            .map_or("", |i| &raw_path[i + 1..]),
+        None => raw_path,
+    };
+    let Some(after) = unversioned.strip_prefix("/containers/") else {
+        return raw_target.to_string();
+    };
+    let rest = after.find('/').map_or("", |i| &after[i..]);
+    let version = request
+        .version
+        .map(|v| format!("/v{v}"))
+        .unwrap_or_default();
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{version}/containers/{id}{rest}{query}")
+}
+
 /// Connects to the configured daemon socket whatever the URI's host says.
 #[derive(Clone)]
 pub struct Connector {
@@ -283,6 +402,65 @@ impl AsyncWrite for UpstreamStream {
 
 #[cfg(test)]
 mod tests {
+    use crate::classify::{classify, VersionRange};
+
+    #[test]
+    fn pinning_replaces_the_name_and_keeps_the_rest_as_encoded() {
+        let target = Target {
+            id: Some("c0ffee".into()),
+            name: Some("web".into()),
+            exists: true,
+            kind: Some(ResourceKind::Container),
+            ..Target::default()
+        };
+        for (raw, pinned) in [
+            (
+                "/v1.41/containers/web/json",
+                "/v1.41/containers/c0ffee/json",
+            ),
+            (
+                "/containers/web/json?size=1",
+                "/containers/c0ffee/json?size=1",
+            ),
+            ("/v1.41/containers/web", "/v1.41/containers/c0ffee"),
+            (
+                "/v1.41/containers/web/checkpoints/a%253Fb",
+                "/v1.41/containers/c0ffee/checkpoints/a%253Fb",
+            ),
+            (
+                "/containers/w%65b/archive?path=/a%20b",
+                "/containers/c0ffee/archive?path=/a%20b",
+            ),
+        ] {
+            let method = if raw.contains("checkpoints") || raw.ends_with("/web") {
+                "DELETE"
+            } else {
+                "GET"
+            };
+            let request = classify(method, raw, &VersionRange::default())
+                .unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(pinned_target(&request, &target, raw), pinned, "{raw}");
+        }
+    }
+
+    #[test]
+    fn link_names_go_on_as_written() {
+        let target = Target {
+            id: Some("c0ffee".into()),
+            name: Some("db".into()),
+            exists: true,
+            kind: Some(ResourceKind::Container),
+            ..Target::default()
+        };
+        for (method, raw) in [
+            ("GET", "/v1.41/containers/web/db/json"),
+            ("DELETE", "/v1.41/containers/web/db?link=1"),
+        ] {
+            let request = classify(method, raw, &VersionRange::default()).unwrap();
+            assert_eq!(pinned_target(&request, &target, raw), raw);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -34,6 +34,7 @@ pub mod filter;
 #[doc(hidden)]
 pub mod fixture;
 pub mod forward;
+pub mod gateway;
 pub mod identify;
 pub mod init;
 pub mod inspect;
@@ -45,11 +46,11 @@ pub mod pipeline;
 pub mod properties;
 pub mod ratelimit;
 pub mod record;
+pub mod refuse;
 pub mod reply;
 pub mod resolve;
 pub mod server;
 pub mod services;
-pub mod stages;
 pub mod trust;
 pub mod volumes;
 

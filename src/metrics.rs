@@ -27,8 +27,7 @@ use prometheus_client::registry::Registry;
 use crate::decide::engine::PolicyEngine;
 use crate::decide::{Decide, Decision, PolicyInput};
 use crate::notify::NotifyCounters;
-use crate::pipeline::Record;
-use crate::record::AuditRecord;
+use crate::record::{AuditRecord, Record};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -59,7 +58,7 @@ impl Metrics {
         let record_failures = Counter::default();
         registry.register(
             "record_failures",
-            "Requests refused with 503 because their record could not be made durable",
+            "Records that could not be made durable: the request refused with 503, or an applied file change answered with 500",
             record_failures.clone(),
         );
         // 1 µs .. ~16 ms.

@@ -24,8 +24,7 @@ use http_body_util::{BodyExt, Full};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::pipeline::Record;
-use crate::record::AuditRecord;
+use crate::record::{AuditRecord, Record};
 
 /// The header that carries the timestamp and the signature.
 pub const SIGNATURE_HEADER: &str = "x-portcullis-signature";

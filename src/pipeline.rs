@@ -7,48 +7,28 @@
 //! admin call, a file API call or `docker cp`. A refusal at any stage is
 //! recorded like a decision before it is answered; a request whose record
 //! cannot be made durable is refused with 503 (no request is served that could
-//! not be recorded).
+//! not be recorded). Each stage gets only what it needs from the [`Gateway`];
+//! none imports this module.
 
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::classify::{self, Classified, Service};
-use crate::config::{Limits, Mode};
-use crate::decide::{Decide, Decision};
-use crate::forward::Upstream;
-use crate::identify::{self, Caller, Credentials};
+use crate::admin::AdminRequest;
+use crate::classify::{self, Handler};
+use crate::decide::{Decision, PolicyInput};
+use crate::filter::{self, Answered};
+use crate::forward::{self, Forwardable, Forwarded};
+use crate::gateway::Gateway;
+use crate::identify::{self, Caller};
 use crate::listen::{Connection, Refused};
-use crate::record::AuditRecord;
-use crate::reply::{self, ProxyBody};
-use crate::resolve::{Freshness, Resolver, Target};
-use crate::stages::{self, Forwardable, Life};
-
-/// The record stage as the pipeline needs it: append, durably, and return the
-/// record's sequence id, or fail (the request is then refused).
-pub trait Record: Send + Sync {
-    fn append(&self, record: AuditRecord) -> BoxFuture<'_, Result<u64, String>>;
-}
-
-/// Everything the stages share. Built once by `serve`, cloned per worker.
-#[derive(Clone)]
-pub struct Gateway {
-    pub upstream: Upstream,
-    pub versions: classify::VersionRange,
-    pub admin_uids: Vec<u32>,
-    pub credentials: Arc<dyn Credentials>,
-    pub decider: Arc<dyn Decide>,
-    pub recorder: Arc<dyn Record>,
-    pub resolver: Arc<Resolver>,
-    pub services: Arc<crate::services::Local>,
-    /// Whether a trust relationship's target selector cannot change with a
-    /// container's name (`*` or a label selector): see [`crate::resolve`].
-    pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
-    pub mode: Mode,
-    pub limits: Limits,
-}
+use crate::record::{self, Life, Recorded};
+use crate::refuse;
+use crate::reply::ProxyBody;
+use crate::resolve::{self, Freshness};
+use crate::services::FileRequest;
+use crate::{execs, inspect, volumes};
 
 /// One request, start to end. Every answer names the daemon's API version,
 /// as the daemon's own answers do: the docker CLI negotiates its version from
@@ -61,7 +41,7 @@ pub async fn handle(
     conn: Arc<Connection>,
 ) -> Response<ProxyBody> {
     let api_version = gw.versions.max.to_string();
-    let mut response = handle_request(gw, req, conn).await;
+    let mut response = handle_request(&gw, req, &conn).await;
     if !response.headers().contains_key("api-version") {
         if let Ok(value) = hyper::header::HeaderValue::from_str(&api_version) {
             response.headers_mut().insert("api-version", value);
@@ -71,154 +51,150 @@ pub async fn handle(
 }
 
 async fn handle_request(
-    gw: Arc<Gateway>,
+    gw: &Gateway,
     mut req: Request<Incoming>,
-    conn: Arc<Connection>,
+    conn: &Connection,
 ) -> Response<ProxyBody> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
-    let mut life = Life::begin(&parts, &conn);
+    let mut life = Life::begin(&parts);
+    let recorder = &*gw.recorder;
 
     // Identify: who is calling. The credential header is removed here.
-    let caller =
-        match identify::identify(&conn, &mut parts.headers, &gw.admin_uids, &*gw.credentials) {
-            Ok(caller) => caller,
-            Err(e) => {
-                let caller = Caller::unidentified(&conn.listener);
-                return gw
-                    .refuse_early(&life, &caller, StatusCode::UNAUTHORIZED, &e.to_string())
-                    .await;
-            }
+    let creds = &*gw.credentials;
+    let caller = match identify::identify(conn, &mut parts.headers, &gw.admin_uids, creds) {
+        Ok(caller) => caller,
+        Err(e) => {
+            let caller = Caller::unidentified(&conn.listener);
+            let status = StatusCode::UNAUTHORIZED;
+            return refuse::early(recorder, &life, &caller, status, &e.to_string()).await;
+        }
+    };
+    // A refusal before a decision: recorded as a denial, then answered.
+    macro_rules! refuse_early {
+        ($status:expr, $reason:expr) => {
+            return refuse::early(recorder, &life, &caller, $status, &$reason).await
         };
+    }
 
     // Classify: which action on which resource, by the daemon's own routing.
-    let mut request: Classified =
-        match classify::classify(parts.method.as_str(), &life.raw_target, &gw.versions) {
-            Ok(c) => c,
-            Err(e) => {
-                return gw
-                    .refuse_early(&life, &caller, stages::classify_status(&e), &e.to_string())
-                    .await
-            }
-        };
+    let method = parts.method.as_str();
+    let mut request = match classify::classify(method, &life.raw_target, &gw.versions) {
+        Ok(c) => c,
+        Err(e) => refuse_early!(refuse::classify_status(&e), e.to_string()),
+    };
     life.classified(&request, None);
 
     // Inspect: read the bodies that grant power; these exact bytes are forwarded.
-    let (mut inspected, body) = match stages::inspect(&gw, &mut request, &parts, body).await {
+    let (mut inspected, body) = match inspect::request(&mut request, &parts, body, &gw.limits).await
+    {
         Ok(pair) => pair,
-        Err((status, e)) => return gw.refuse_early(&life, &caller, status, &e).await,
+        Err((status, e)) => refuse_early!(status, e),
     };
     // A volume made through portcullis carries its creator (see `volumes`),
     // and no other caller's name.
-    if let Some(why) = crate::volumes::forged_creator(&caller, &request, &inspected.canonical) {
-        return gw
-            .refuse_early(&life, &caller, StatusCode::FORBIDDEN, &why)
-            .await;
+    if let Some(why) = volumes::forged_creator(&caller, &request, &inspected.canonical) {
+        refuse_early!(StatusCode::FORBIDDEN, why);
     }
-    if let Err(e) =
-        crate::volumes::stamp_creator(&caller, &request, &mut parts.headers, &mut inspected)
-    {
+    let headers = &mut parts.headers;
+    if let Err(e) = volumes::stamp_creator(&caller, &request, headers, &mut inspected) {
         // Our own re-encoding failed to inspect: a bug, refused.
         let status = StatusCode::INTERNAL_SERVER_ERROR;
-        return gw
-            .refuse_early(&life, &caller, status, &e.to_string())
-            .await;
+        refuse_early!(status, e.to_string());
     }
     life.classified(&request, Some(&inspected));
 
     // Resolve the target, then decide; a cached answer that a name could have
     // changed is checked again on a fresh look (see `resolve`).
+    let (fs, immutable) = (&gw.services.fs, &*gw.selector_is_immutable);
     let mut freshness = Freshness::Cached;
     let (target, file, decision) = loop {
-        let (target, file) = match stages::resolve(&gw, &request, &inspected, freshness).await {
+        let resolved = resolve::target(&gw.resolver, fs, &request, &inspected, freshness).await;
+        let (target, file) = match resolved {
             Ok(t) => t,
-            Err((status, e)) => return gw.refuse_early(&life, &caller, status, &e).await,
+            Err((status, e)) => refuse_early!(status, e),
         };
-        let input = stages::policy_input(&caller, &request, &target, &inspected, file.clone());
-        let decision = gw.decider.decide(&input);
+        let input = PolicyInput::of(&caller, &request, &target, &inspected, file.clone());
+        let decision: Decision = gw.decider.decide(&input);
         if freshness == Freshness::Cached
-            && stages::needs_fresh_look(&gw, &caller, &target, &decision)
+            && resolve::needs_fresh_look(immutable, &caller, &target, &decision)
         {
             freshness = Freshness::Fresh;
             continue;
         }
         break (target, file, decision);
     };
-    let decision = crate::execs::second_look(&gw, &caller, &request, &target, decision).await;
+    let (resolver, decider) = (&*gw.resolver, &*gw.decider);
+    let decision =
+        execs::second_look(resolver, decider, &caller, &request, &target, decision).await;
 
-    // Record: durable before anything is forwarded or refused.
-    let enforced = gw.mode == Mode::Enforce;
+    // Record: durable before anything is forwarded or refused. Only a
+    // recorded, servable decision gives the `Permit` every handler requires.
+    let enforced = gw.enforced();
+    let file_ref = file.as_ref();
     let record = life.record(
-        &caller,
-        &request,
-        &target,
-        file.as_ref(),
-        &inspected,
-        &decision,
-        enforced,
+        &caller, &request, &target, file_ref, &inspected, &decision, enforced,
     );
-    let decision_id = match gw.recorder.append(record).await {
-        Ok(seq) => seq,
-        Err(e) => return stages::log_unavailable(&e),
+    let permit = match record::record_decision(recorder, record).await {
+        Ok(Recorded::Permit(permit)) => permit,
+        Ok(Recorded::Refused { decision_id }) => {
+            return refuse::denied(decider, &caller, &request, &target, &decision, decision_id)
+        }
+        Err(e) => return record::log_unavailable(&e),
     };
 
-    if !decision.allowed && enforced {
-        return stages::refusal(&gw, &caller, &request, &target, &decision, decision_id);
-    }
-
-    // Forward to the daemon, or serve portcullis's own APIs; then filter.
-    let work = Forwardable {
-        parts,
-        body,
-        inspected,
-        client_upgrade,
-        decision_id,
-    };
-    match request.route.service {
-        Service::Docker => {
-            stages::forward(&gw, &caller, &request, &target, file.as_ref(), &life, work).await
+    // Forward to the daemon, or serve portcullis's own APIs, by the handler
+    // the route names; then filter what the daemon answered.
+    match request.route.handler {
+        Handler::Daemon => {
+            let bytes = inspected.bytes.clone();
+            let work = Forwardable {
+                parts,
+                body,
+                bytes,
+                client_upgrade,
+                permit,
+            };
+            let answer = match forward::forward(&gw.upstream, &request, &target, work).await {
+                Forwarded::Answer(answer) => answer,
+                Forwarded::Done(response) => return response,
+            };
+            let (caller, request, target) = (&caller, &request, &target);
+            let (inspected, life) = (&inspected, &life);
+            let answered = Answered {
+                caller,
+                request,
+                target,
+                file: file_ref,
+                inspected,
+                life,
+            };
+            filter::respond(gw.filter(), answered, answer).await
         }
-        Service::Admin | Service::Files => {
-            gw.services
-                .serve(&gw, &caller, &request, &target, file, work, &life)
-                .await
+        Handler::Admin(op) => {
+            let (caller, request, inspected, life) = (&caller, &request, &inspected, &life);
+            let req = AdminRequest {
+                caller,
+                request,
+                inspected,
+                life,
+            };
+            let stages = (decider, recorder);
+            gw.services.admin.serve(op, permit, stages, req).await
         }
-    }
-}
-
-impl Gateway {
-    /// A refusal before a decision could be made (bad credential, unknown
-    /// route, unreadable body): recorded as a denial, then answered.
-    async fn refuse_early(
-        &self,
-        life: &Life,
-        caller: &Caller,
-        status: StatusCode,
-        reason: &str,
-    ) -> Response<ProxyBody> {
-        let decision = Decision::deny(reason, "-");
-        let record = life.early_record(caller, &decision, self.mode == Mode::Enforce);
-        let id = match self.recorder.append(record).await {
-            Ok(seq) => seq.to_string(),
-            Err(e) => return stages::log_unavailable(&e),
-        };
-        let what = if life.action.is_empty() {
-            format!("{} {}", life.method, life.path_only())
-        } else {
-            life.action.clone()
-        };
-        reply::error(
-            status,
-            format!(
-                "portcullis: {} may not {what}: {reason} (decision {id})",
-                caller.name
-            ),
-        )
-    }
-
-    /// The `Target` the decide stage would see for a cached container id.
-    pub fn cached_target(&self, id: &str) -> Option<Target> {
-        self.resolver.cached(id)
+        Handler::Files(op) => {
+            let (caller, request, target, inspected, life) =
+                (&caller, &request, &target, &inspected, &life);
+            let req = FileRequest {
+                caller,
+                request,
+                target,
+                file,
+                inspected,
+                life,
+            };
+            gw.services.serve_files(op, permit, recorder, req).await
+        }
     }
 }
 
@@ -226,19 +202,11 @@ impl Gateway {
 /// preface, a malformed or oversized head) as a denial: the caller is who the
 /// connection itself identifies (listener, peer), the action a marker.
 pub async fn record_refused_connection(gw: &Gateway, conn: &Connection, refused: Refused) {
-    let caller = identify::identify(
-        conn,
-        &mut http::HeaderMap::new(),
-        &gw.admin_uids,
-        &*gw.credentials,
-    )
-    .unwrap_or_else(|_| Caller::unidentified(&conn.listener));
-    let (parts, ()) = Request::new(()).into_parts();
-    let mut life = Life::begin(&parts, conn);
-    life.method = String::new();
-    life.raw_target = String::new();
-    life.action = refused.action().to_string();
-    let record = life.early_record(&caller, &Decision::deny(refused.reason(), "-"), true);
+    let creds = &*gw.credentials;
+    let caller = identify::identify(conn, &mut http::HeaderMap::new(), &gw.admin_uids, creds)
+        .unwrap_or_else(|_| Caller::unidentified(&conn.listener));
+    let life = Life::refused_connection(refused.action());
+    let record = life.early_record(&caller, &Decision::deny(refused.reason(), "-"));
     if let Err(e) = gw.recorder.append(record).await {
         tracing::error!(error = %e, action = refused.action(), "a refused connection could not be recorded");
     }

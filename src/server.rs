@@ -12,8 +12,9 @@ use futures_util::FutureExt;
 use crate::classify::{ApiVersion, VersionRange};
 use crate::config::{ServeConfig, UpstreamAddr};
 use crate::forward::Upstream;
+use crate::gateway::Gateway;
 use crate::listen::{self, Handler, HandlerFactory};
-use crate::pipeline::{self, Gateway};
+use crate::pipeline;
 use crate::resolve::Resolver;
 
 /// The oldest API version served, whatever the daemon accepts.
@@ -135,7 +136,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     // Optional layers over the decide and record stages (see `notify`, `metrics`).
     let mut decider: Arc<dyn crate::decide::Decide> = parts.decider.clone();
-    let mut recorder: Arc<dyn pipeline::Record> = parts.recorder;
+    let mut recorder: Arc<dyn crate::record::Record> = parts.recorder;
     let mut notify_counters = None;
     if let Some(n) = &config.notify {
         let notifying = crate::notify::Notifying::start(

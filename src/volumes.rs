@@ -43,7 +43,7 @@ use serde_json::Value;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
 
-use crate::classify::Classified;
+use crate::classify::{Action, Classified};
 use crate::identify::Caller;
 use crate::inspect::{BodyError, Inspected};
 use crate::resolve::{ResolveError, Target};
@@ -285,14 +285,14 @@ pub fn needed_drivers(action: &str, body: &Value, volumes: &[MountedVolume]) -> 
         .iter()
         .filter_map(MountedVolume::plugin_need)
         .collect();
-    match action {
-        "volume.create" => {
+    match Action::from_name(action) {
+        Some(Action::VOLUME_CREATE) => {
             out.extend(driver_config_need(Some(&serde_json::json!({
                 "Name": body.get("Driver").cloned().unwrap_or(Value::Null),
                 "Options": body.get("DriverOpts").cloned().unwrap_or(Value::Null),
             }))));
         }
-        "container.create" => {
+        Some(Action::CONTAINER_CREATE) => {
             let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
             // The driver of the volumes the create makes (named or anonymous).
             if let Some(driver) = str_at(host_config, &["VolumeDriver"]) {
@@ -300,7 +300,7 @@ pub fn needed_drivers(action: &str, body: &Value, volumes: &[MountedVolume]) -> 
             }
             push_mount_needs(host_config.get("Mounts"), &mut out);
         }
-        "service.create" | "service.update" => {
+        Some(Action::SERVICE_CREATE | Action::SERVICE_UPDATE) => {
             push_mount_needs(crate::decide::facts::service_mounts(body), &mut out)
         }
         _ => {}
@@ -356,7 +356,7 @@ pub fn stamp_creator(
     headers: &mut HeaderMap,
     inspected: &mut Inspected,
 ) -> Result<(), BodyError> {
-    if request.action.0 != "volume.create" || !caller.identified {
+    if request.action != Action::VOLUME_CREATE || !caller.identified {
         return Ok(());
     }
     let mut body = match &inspected.canonical {
@@ -397,9 +397,11 @@ pub fn stamp_creator(
 /// volume that passes for another caller's. The reason for the refusal, or
 /// `None`. (Label keys are exact in Go's maps: no other spelling reaches it.)
 pub fn forged_creator(caller: &Caller, request: &Classified, body: &Value) -> Option<String> {
-    let mounts = match request.action.0 {
-        "container.create" => body.get("HostConfig").and_then(|h| h.get("Mounts")),
-        "service.create" | "service.update" => crate::decide::facts::service_mounts(body),
+    let mounts = match request.action {
+        Action::CONTAINER_CREATE => body.get("HostConfig").and_then(|h| h.get("Mounts")),
+        Action::SERVICE_CREATE | Action::SERVICE_UPDATE => {
+            crate::decide::facts::service_mounts(body)
+        }
         _ => return None,
     };
     for mount in mounts.and_then(Value::as_array).into_iter().flatten() {
@@ -445,10 +447,10 @@ fn push_volume_mounts(mounts: Option<&Value>, out: &mut Vec<String>) {
 
 /// Volumes a create body mounts by name. (`Binds` sources without a leading
 /// `/` are volume names; an empty one is anonymous.)
-pub fn mounted_names(action: &str, body: &Value) -> Vec<String> {
+pub fn mounted_names(action: Action, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
     match action {
-        "container.create" => {
+        Action::CONTAINER_CREATE => {
             let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
             out.extend(
                 crate::decide::facts::bind_sources(host_config)
@@ -457,7 +459,7 @@ pub fn mounted_names(action: &str, body: &Value) -> Vec<String> {
             );
             push_volume_mounts(host_config.get("Mounts"), &mut out);
         }
-        "service.create" | "service.update" => {
+        Action::SERVICE_CREATE | Action::SERVICE_UPDATE => {
             push_volume_mounts(crate::decide::facts::service_mounts(body), &mut out)
         }
         _ => {}
@@ -468,8 +470,8 @@ pub fn mounted_names(action: &str, body: &Value) -> Vec<String> {
 }
 
 /// Whether a create body names `VolumesFrom` containers.
-fn borrows_volumes(action: &str, body: &Value) -> bool {
-    action == "container.create"
+fn borrows_volumes(action: Action, body: &Value) -> bool {
+    action == Action::CONTAINER_CREATE
         && body
             .get("HostConfig")
             .and_then(|h| h.get("VolumesFrom"))
@@ -535,7 +537,7 @@ pub async fn inspect(docker: &Docker, name: &str, via: Via) -> Result<MountedVol
 /// `referenced`). Asks the daemon only when the body names a volume.
 pub async fn resolve_mounted(
     docker: &Docker,
-    action: &str,
+    action: Action,
     body: &Value,
     referenced: &[Target],
 ) -> Result<Vec<MountedVolume>, ResolveError> {
@@ -652,12 +654,12 @@ mod tests {
             "Mounts": [{"Type": "volume", "Source": "m1"}, {"Type": "volume", "Source": ""},
                 {"Type": "bind", "Source": "/x"}]}});
         assert_eq!(
-            mounted_names("container.create", &body),
+            mounted_names(Action::CONTAINER_CREATE, &body),
             ["data", "hostroot", "m1"]
         );
         let service = json!({"TaskTemplate": {"ContainerSpec": {"Mounts": [
             {"Type": "volume", "Source": "svc"}]}}});
-        assert_eq!(mounted_names("service.create", &service), ["svc"]);
-        assert!(mounted_names("container.start", &body).is_empty());
+        assert_eq!(mounted_names(Action::SERVICE_CREATE, &service), ["svc"]);
+        assert!(mounted_names(Action::CONTAINER_START, &body).is_empty());
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use portcullis::classify::{classify, ResourceKind, Service, VersionRange, ROUTES};
+use portcullis::classify::{classify, Action, ResourceKind, Service, VersionRange, ROUTES};
 
 /// `PORTCULLIS_SHARED_DIR`, else `../shared` next to the crate (the repository
 /// checkout layout), else `/work/shared`. Missing everywhere is a failure, not a
@@ -252,7 +252,7 @@ fn every_endpoint_classifies_versioned_and_not() {
                         ));
                     }
                     match want {
-                        Some(a) if a != c.action.0 => failures.push(format!(
+                        Some(a) if a != c.action.as_str() => failures.push(format!(
                             "{method} {target}: action {} but ACTIONS.md says {a}",
                             c.action
                         )),
@@ -323,7 +323,7 @@ fn portcullis_routes_are_outside_the_daemon_namespace() {
         );
         if r.service == Service::Files {
             assert_eq!(r.kind, ResourceKind::Container, "{}", r.pattern);
-            assert!(r.action.starts_with("file."), "{}", r.pattern);
+            assert!(r.action.is_file(), "{}", r.pattern);
         } else {
             assert_eq!(r.kind, ResourceKind::Admin, "{}", r.pattern);
         }
@@ -363,7 +363,7 @@ fn actions_markdown() -> String {
             Service::Admin => shown.push_str(" (portcullis admin API)"),
             Service::Files => shown.push_str(" (portcullis file API)"),
         }
-        if route.action == "image.pull" {
+        if route.action == Action::IMAGE_PULL {
             shown.push_str(" with `fromImage`");
         }
         if route.hijack {
@@ -372,8 +372,8 @@ fn actions_markdown() -> String {
         if route.tunnel {
             shown.push_str(" (tunnel)");
         }
-        let entry = rows.entry(route.action).or_insert_with(|| {
-            order.push(route.action);
+        let entry = rows.entry(route.action.as_str()).or_insert_with(|| {
+            order.push(route.action.as_str());
             (kind.as_str().unwrap().to_string(), Vec::new())
         });
         entry.1.push(shown);

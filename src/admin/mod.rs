@@ -17,15 +17,15 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::classify::{Classified, Resource, ResourceKind};
+use crate::classify::{Action, AdminOp, Classified, Resource, ResourceKind};
 use crate::decide::engine::PolicyEngine;
 use crate::decide::{Decide, FileContext, PolicyInput, RequestInfo};
 use crate::files::ContainerFs;
 use crate::identify::{Caller, Identification};
-use crate::record::{AuditFilter, AuditLog, AuditRecord};
+use crate::inspect::Inspected;
+use crate::record::{log_unavailable, AuditFilter, AuditLog, Life, Permit, Record};
 use crate::reply::{self, ProxyBody};
 use crate::resolve::{Freshness, Resolver, Target};
-use crate::stages::{Forwardable, Life};
 use crate::trust::store::TrustStore;
 use crate::trust::TrustError;
 
@@ -48,11 +48,11 @@ fn bad_request(message: impl std::fmt::Display) -> Response<ProxyBody> {
 }
 
 /// The JSON body of an admin write, from exactly the inspected bytes.
-fn body_json(work: &Forwardable) -> Result<Value, Response<ProxyBody>> {
-    if work.inspected.bytes.is_empty() {
+fn body_json(inspected: &Inspected) -> Result<Value, Response<ProxyBody>> {
+    if inspected.bytes.is_empty() {
         return Err(bad_request("a JSON body is required"));
     }
-    serde_json::from_slice(&work.inspected.bytes)
+    serde_json::from_slice(&inspected.bytes)
         .map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
@@ -67,31 +67,41 @@ struct CheckRequest {
     resource_path: Option<String>,
 }
 
+/// One permitted admin request.
+pub struct AdminRequest<'a> {
+    pub caller: &'a Caller,
+    pub request: &'a Classified,
+    pub inspected: &'a Inspected,
+    pub life: &'a Life,
+}
+
 impl Admin {
     /// After every trust write: decisions see the change at once.
     fn trust_changed(&self) -> Result<(), Response<ProxyBody>> {
         self.engine.reload_trust().map_err(trust_error)
     }
 
-    /// Serve one allowed admin request.
+    /// Serve one permitted admin request, by the handler its route names.
+    /// `trust/check` decides and records through `decider` and `recorder`,
+    /// the same decide and record stages as every request.
     pub async fn serve(
         &self,
-        caller: &Caller,
-        request: &Classified,
-        work: Forwardable,
-        life: &Life,
+        op: AdminOp,
+        _permit: Permit,
+        stages: (&dyn Decide, &dyn Record),
+        req: AdminRequest<'_>,
     ) -> Response<ProxyBody> {
+        let request = req.request;
         let id = request.resource.name.clone().unwrap_or_default();
         let ok = |v: Value| reply::json(StatusCode::OK, &v);
-        let method = request.route.method;
-        let pattern = request.route.pattern;
-        match (method, pattern) {
-            ("GET", "/api/v1/trust") => match self.store.list() {
+        let body = || body_json(req.inspected);
+        match op {
+            AdminOp::TrustList => match self.store.list() {
                 Ok(list) => ok(json!(list)),
                 Err(e) => trust_error(e),
             },
-            ("POST", "/api/v1/trust") => {
-                let body = match body_json(&work) {
+            AdminOp::TrustCreate => {
+                let body = match body() {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
@@ -103,24 +113,24 @@ impl Admin {
                     Err(e) => trust_error(e),
                 }
             }
-            ("GET", "/api/v1/trust/audit") => self.audit_query(request),
-            ("POST", "/api/v1/trust/check") => match body_json(&work) {
-                Ok(body) => self.check(caller, body, life).await,
+            AdminOp::AuditQuery => self.audit_query(request),
+            AdminOp::TrustCheck => match body() {
+                Ok(body) => self.check(stages, req.caller, body, req.life).await,
                 Err(r) => r,
             },
-            ("GET", "/api/v1/audit/verify") => match self.log.verify() {
+            AdminOp::AuditVerify => match self.log.verify() {
                 Ok(report) => ok(json!(report)),
                 Err(e) => reply::error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("portcullis: {e}"),
                 ),
             },
-            ("GET", "/api/v1/policy") => ok(json!(self.engine.status())),
-            ("GET", "/api/v1/callers") => match self.store.list_callers() {
+            AdminOp::PolicyStatus => ok(json!(self.engine.status())),
+            AdminOp::CallerList => match self.store.list_callers() {
                 Ok(list) => ok(json!(list)),
                 Err(e) => trust_error(e),
             },
-            ("POST", "/api/v1/callers") => {
+            AdminOp::CallerCreate => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
                 struct NewCaller {
@@ -128,7 +138,7 @@ impl Admin {
                     #[serde(default)]
                     uids: Vec<u32>,
                 }
-                let body = match body_json(&work) {
+                let body = match body() {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
@@ -141,15 +151,15 @@ impl Admin {
                     Err(e) => trust_error(e),
                 }
             }
-            ("GET", p) if p.starts_with("/api/v1/callers/") => match self.store.get_caller(&id) {
+            AdminOp::CallerGet => match self.store.get_caller(&id) {
                 Ok(c) => ok(json!(c)),
                 Err(e) => trust_error(e),
             },
-            ("DELETE", "/api/v1/callers/{name}") => match self.store.delete_caller(&id) {
+            AdminOp::CallerDelete => match self.store.delete_caller(&id) {
                 Ok(()) => ok(json!({ "name": id, "deleted": true })),
                 Err(e) => trust_error(e),
             },
-            ("POST", p) if p.ends_with("/tokens") => match self.store.issue_token(&id) {
+            AdminOp::TokenIssue => match self.store.issue_token(&id) {
                 // The secret is shown this once; only its hash is kept.
                 Ok((token_id, token)) => reply::json(
                     StatusCode::CREATED,
@@ -157,19 +167,19 @@ impl Admin {
                 ),
                 Err(e) => trust_error(e),
             },
-            ("DELETE", p) if p.contains("/tokens/") => {
+            AdminOp::TokenRevoke => {
                 let token_id = request.path_param("id").unwrap_or_default();
                 match self.store.revoke_token(&id, &token_id) {
                     Ok(()) => ok(json!({ "caller": id, "token_id": token_id, "revoked": true })),
                     Err(e) => trust_error(e),
                 }
             }
-            ("GET", _) => match self.store.get(&id) {
+            AdminOp::TrustGet => match self.store.get(&id) {
                 Ok(rel) => ok(json!(rel)),
                 Err(e) => trust_error(e),
             },
-            ("PATCH", _) => {
-                let body = match body_json(&work) {
+            AdminOp::TrustPatch => {
+                let body = match body() {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
@@ -181,17 +191,13 @@ impl Admin {
                     Err(e) => trust_error(e),
                 }
             }
-            ("DELETE", _) => match self.store.delete(&id) {
+            AdminOp::TrustDelete => match self.store.delete(&id) {
                 Ok(rel) => match self.trust_changed() {
                     Ok(()) => ok(json!(rel)),
                     Err(r) => r,
                 },
                 Err(e) => trust_error(e),
             },
-            _ => reply::error(
-                StatusCode::NOT_FOUND,
-                format!("portcullis: no admin route {method} {pattern}"),
-            ),
         }
     }
 
@@ -209,16 +215,25 @@ impl Admin {
         }
     }
 
-    /// Decide a hypothetical request for another caller, and record that decision.
-    async fn check(&self, asker: &Caller, body: Value, life: &Life) -> Response<ProxyBody> {
+    /// Decide a hypothetical request for another caller, and record that
+    /// decision: the decide stage's input, the record stage's append.
+    async fn check(
+        &self,
+        (decider, recorder): (&dyn Decide, &dyn Record),
+        asker: &Caller,
+        body: Value,
+        life: &Life,
+    ) -> Response<ProxyBody> {
         let check: CheckRequest = match serde_json::from_value(body) {
             Ok(c) => c,
             Err(e) => return bad_request(format!("invalid check request: {e}")),
         };
-        let kind = if check.action.starts_with("container.") || check.action.starts_with("file.") {
-            ResourceKind::Container
-        } else {
-            ResourceKind::System
+        let Some(action) = Action::from_name(&check.action) else {
+            return bad_request(format!("unknown action {:?}", check.action));
+        };
+        let kind = match action.family() {
+            "container" | "file" => ResourceKind::Container,
+            _ => ResourceKind::System,
         };
         let mut target = match kind {
             ResourceKind::Container => match self
@@ -264,45 +279,30 @@ impl Admin {
                 listener: format!("trust/check by {}", asker.name),
             },
         };
-        let input = PolicyInput {
-            caller: subject.clone(),
-            action: check.action.clone(),
-            resource: Resource {
-                kind,
-                name: Some(check.target.clone()),
-            },
-            target: target.clone(),
-            request: RequestInfo {
-                method: "CHECK".into(),
-                path: "/api/v1/trust/check".into(),
-                query: Default::default(),
-                version: None,
-            },
-            body: Value::Null,
-            file: file.clone(),
-            now: crate::stages::now_rfc3339(),
+        let resource = Resource {
+            kind,
+            name: Some(check.target.clone()),
         };
-        let decision = self.engine.decide(&input);
-        let record = AuditRecord {
-            request_id: life.request_id.clone(),
-            caller: subject.name.clone(),
-            identified_by: subject.via.summary(),
-            action: check.action.clone(),
-            target_id: target.id.clone(),
-            target_name: target.name.clone(),
-            resource_path: file.as_ref().map(|f| f.path.clone()),
+        let request = RequestInfo {
             method: "CHECK".into(),
             path: "/api/v1/trust/check".into(),
-            allowed: decision.allowed,
-            enforced: false,
-            reasons: decision.reasons.clone(),
-            trust_id: decision.trust_id.clone(),
-            policy_version: decision.policy_version.clone(),
-            ..AuditRecord::default()
+            query: Default::default(),
+            version: None,
         };
-        let audit_id = match self.log.append(record).await {
+        let input = PolicyInput::new(
+            &subject,
+            action,
+            resource,
+            &target,
+            request,
+            Value::Null,
+            file.clone(),
+        );
+        let decision = decider.decide(&input);
+        let record = life.what_if_record(&subject, action, &target, file.as_ref(), &decision);
+        let audit_id = match recorder.append(record).await {
             Ok(seq) => seq,
-            Err(e) => return crate::stages::log_unavailable(&e.to_string()),
+            Err(e) => return log_unavailable(&e),
         };
         reply::json(
             StatusCode::OK,

@@ -18,13 +18,15 @@
 //! the query; the pipeline calls [`refine`] again once a form body is merged,
 //! because the daemon lets body values override the query.
 
+mod action;
 pub mod path;
 pub mod routes;
 
-use std::fmt;
-
+pub use action::Action;
 pub use path::{ApiVersion, VersionRange};
-pub use routes::{pull_reference, refine, BodyRule, Route, Service, ROUTES};
+pub use routes::{
+    pull_reference, refine, AdminOp, BodyRule, FileOp, Handler, Route, Service, ROUTES,
+};
 
 /// The kind of object a request acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -60,17 +62,6 @@ pub struct Resource {
     pub name: Option<String>,
 }
 
-/// A canonical action name such as `container.exec` or `file.write`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct Action(pub &'static str);
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
 /// What [`classify`] returns for a request the table knows.
 #[derive(Debug, Clone)]
 pub struct Classified {
@@ -98,7 +89,7 @@ impl Classified {
     /// for other actions, or when absent (the file API's PUT carries its path in
     /// the body; the pipeline takes it from there).
     pub fn resource_path(&self) -> Option<&str> {
-        if self.action.0.starts_with("file.") {
+        if self.action.is_file() {
             self.query_get("path")
         } else {
             None
@@ -156,7 +147,7 @@ mod tests {
 
     fn action_and_name(method: &str, target: &str) -> (&'static str, Option<String>) {
         let got = ok(method, target);
-        (got.action.0, got.resource.name)
+        (got.action.as_str(), got.resource.name)
     }
 
     fn named(action: &'static str, name: &str) -> (&'static str, Option<String>) {
@@ -248,7 +239,7 @@ mod tests {
             );
         }
         // A trailing slash survives Clean, so it is canonical (and a route).
-        assert_eq!(ok("GET", "/networks/").action.0, "network.list");
+        assert_eq!(ok("GET", "/networks/").action.as_str(), "network.list");
     }
 
     #[test]
@@ -302,8 +293,8 @@ mod tests {
 
     #[test]
     fn methods_are_case_sensitive() {
-        assert_eq!(ok("GET", "/_ping").action.0, "system.ping");
-        assert_eq!(ok("HEAD", "/_ping").action.0, "system.ping");
+        assert_eq!(ok("GET", "/_ping").action.as_str(), "system.ping");
+        assert_eq!(ok("HEAD", "/_ping").action.as_str(), "system.ping");
         for method in ["get", "Get", "PATCH", "TRACE"] {
             assert!(
                 matches!(c(method, "/_ping"), Err(ClassifyError::UnknownRoute { .. })),
@@ -417,7 +408,7 @@ mod tests {
         // Checkpoint DELETE is registered before container DELETE …
         let got = ok("DELETE", "/containers/web/checkpoints/cp1");
         assert_eq!(
-            (got.action.0, got.resource.name.as_deref()),
+            (got.action.as_str(), got.resource.name.as_deref()),
             ("checkpoint.remove", Some("web"))
         );
         assert_eq!(got.path_param("checkpoint").as_deref(), Some("cp1"));
@@ -449,7 +440,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         refine(&mut got, &form);
-        (got.action.0, got.resource.name)
+        (got.action.as_str(), got.resource.name)
     }
 
     #[test]
@@ -542,7 +533,7 @@ mod tests {
             "/containers/web/archive?path=%2Fetc&noOverwriteDirNonDir=1",
         );
         assert_eq!(
-            (got.action.0, got.resource_path()),
+            (got.action.as_str(), got.resource_path()),
             ("file.write", Some("/etc"))
         );
         assert_eq!(got.route.body, BodyRule::Tar);
@@ -553,7 +544,7 @@ mod tests {
         assert_eq!(ok("GET", "/containers/web/archive").resource_path(), None);
         let files = ok("GET", "/api/v1/containers/web/files/read?path=/var/log/x");
         assert_eq!(
-            (files.action.0, files.route.service),
+            (files.action.as_str(), files.route.service),
             ("file.read", Service::Files)
         );
         assert_eq!(
@@ -605,7 +596,7 @@ mod tests {
         );
         let token = ok("DELETE", "/api/v1/callers/ci/tokens/t9");
         assert_eq!(
-            (token.action.0, token.resource.name.as_deref()),
+            (token.action.as_str(), token.resource.name.as_deref()),
             ("caller.write", Some("ci"))
         );
         assert_eq!(token.path_param("id").as_deref(), Some("t9"));

@@ -34,6 +34,46 @@ pub enum Service {
     Files,
 }
 
+/// Which handler serves a route: the daemon, or one of portcullis's own. The
+/// admin and file APIs are routed by this, so the table that classifies a
+/// request is also the one that routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// Forwarded to the Docker daemon.
+    Daemon,
+    Admin(AdminOp),
+    Files(FileOp),
+}
+
+/// The admin API's handlers, one per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOp {
+    TrustList,
+    TrustCreate,
+    AuditQuery,
+    TrustCheck,
+    TrustGet,
+    TrustPatch,
+    TrustDelete,
+    AuditVerify,
+    CallerList,
+    CallerCreate,
+    CallerGet,
+    CallerDelete,
+    TokenIssue,
+    TokenRevoke,
+    PolicyStatus,
+}
+
+/// The file API's handlers, one per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    List,
+    Read,
+    Write,
+    Delete,
+}
+
 /// How the request body is treated before forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyRule {
@@ -58,7 +98,7 @@ pub struct Route {
     pub method: &'static str,
     /// The daemon's pattern, e.g. `/containers/{name:.*}/start`.
     pub pattern: &'static str,
-    pub action: &'static str,
+    pub action: Action,
     pub kind: ResourceKind,
     pub body: BodyRule,
     /// The daemon takes the connection over (attach, exec start).
@@ -67,13 +107,15 @@ pub struct Route {
     /// policy explicitly allows the action.
     pub tunnel: bool,
     pub service: Service,
+    /// Who serves it (agrees with `service`; a test holds them so).
+    pub handler: Handler,
 }
 
 /// A plain Docker route: no hijack, no tunnel.
 const fn d(
     method: &'static str,
     pattern: &'static str,
-    action: &'static str,
+    action: Action,
     kind: ResourceKind,
     body: BodyRule,
 ) -> Route {
@@ -86,6 +128,7 @@ const fn d(
         hijack: false,
         tunnel: false,
         service: Service::Docker,
+        handler: Handler::Daemon,
     }
 }
 
@@ -93,8 +136,9 @@ const fn d(
 const fn admin(
     method: &'static str,
     pattern: &'static str,
-    action: &'static str,
+    action: Action,
     body: BodyRule,
+    op: AdminOp,
 ) -> Route {
     Route {
         method,
@@ -105,6 +149,7 @@ const fn admin(
         hijack: false,
         tunnel: false,
         service: Service::Admin,
+        handler: Handler::Admin(op),
     }
 }
 
@@ -112,8 +157,9 @@ const fn admin(
 const fn files(
     method: &'static str,
     pattern: &'static str,
-    action: &'static str,
+    action: Action,
     body: BodyRule,
+    op: FileOp,
 ) -> Route {
     Route {
         method,
@@ -124,200 +170,204 @@ const fn files(
         hijack: false,
         tunnel: false,
         service: Service::Files,
+        handler: Handler::Files(op),
     }
 }
 
+use Action as A;
+use AdminOp as Op;
 use BodyRule::{Form, Ignored, Json, Stream, Tar};
+use FileOp as F;
 use ResourceKind as K;
 
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
     // checkpoint router: registered before the container router, or its DELETE
     // would be taken by `DELETE /containers/{name:.*}`.
-    d("GET", "/containers/{name:.*}/checkpoints", "checkpoint.list", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/checkpoints", "checkpoint.create", K::Container, Ignored),
-    d("DELETE", "/containers/{name}/checkpoints/{checkpoint}", "checkpoint.remove", K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/checkpoints", A::CHECKPOINT_LIST, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/checkpoints", A::CHECKPOINT_CREATE, K::Container, Ignored),
+    d("DELETE", "/containers/{name}/checkpoints/{checkpoint}", A::CHECKPOINT_REMOVE, K::Container, Ignored),
     // container router
-    d("HEAD", "/containers/{name:.*}/archive", "file.stat", K::Container, Ignored),
-    d("GET", "/containers/json", "container.list", K::Container, Ignored),
-    d("GET", "/containers/{name:.*}/export", "container.export", K::Container, Ignored),
-    d("GET", "/containers/{name:.*}/changes", "container.changes", K::Container, Ignored),
-    d("GET", "/containers/{name:.*}/json", "container.inspect", K::Container, Ignored),
-    d("GET", "/containers/{name:.*}/top", "container.top", K::Container, Ignored),
-    d("GET", "/containers/{name:.*}/logs", "container.logs", K::Container, Ignored),
-    d("GET", "/containers/{name:.*}/stats", "container.stats", K::Container, Ignored),
+    d("HEAD", "/containers/{name:.*}/archive", A::FILE_STAT, K::Container, Ignored),
+    d("GET", "/containers/json", A::CONTAINER_LIST, K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/export", A::CONTAINER_EXPORT, K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/changes", A::CONTAINER_CHANGES, K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/json", A::CONTAINER_INSPECT, K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/top", A::CONTAINER_TOP, K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/logs", A::CONTAINER_LOGS, K::Container, Ignored),
+    d("GET", "/containers/{name:.*}/stats", A::CONTAINER_STATS, K::Container, Ignored),
     Route {
         tunnel: true,
         ..d(
             "GET",
             "/containers/{name:.*}/attach/ws",
-            "container.attach_ws",
+            A::CONTAINER_ATTACH_WS,
             K::Container,
             Ignored,
         )
     },
-    d("GET", "/exec/{id:.*}/json", "exec.inspect", K::Exec, Ignored),
-    d("GET", "/containers/{name:.*}/archive", "file.read", K::Container, Ignored),
-    d("POST", "/containers/create", "container.create", K::Container, Json),
-    d("POST", "/containers/{name:.*}/kill", "container.kill", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/pause", "container.pause", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/unpause", "container.unpause", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/restart", "container.restart", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/start", "container.start", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/stop", "container.stop", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/wait", "container.wait", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/resize", "container.resize", K::Container, Ignored),
+    d("GET", "/exec/{id:.*}/json", A::EXEC_INSPECT, K::Exec, Ignored),
+    d("GET", "/containers/{name:.*}/archive", A::FILE_READ, K::Container, Ignored),
+    d("POST", "/containers/create", A::CONTAINER_CREATE, K::Container, Json),
+    d("POST", "/containers/{name:.*}/kill", A::CONTAINER_KILL, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/pause", A::CONTAINER_PAUSE, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/unpause", A::CONTAINER_UNPAUSE, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/restart", A::CONTAINER_RESTART, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/start", A::CONTAINER_START, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/stop", A::CONTAINER_STOP, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/wait", A::CONTAINER_WAIT, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/resize", A::CONTAINER_RESIZE, K::Container, Ignored),
     Route {
         hijack: true,
         ..d(
             "POST",
             "/containers/{name:.*}/attach",
-            "container.attach",
+            A::CONTAINER_ATTACH,
             K::Container,
             Ignored,
         )
     },
-    d("POST", "/containers/{name:.*}/exec", "container.exec", K::Container, Json),
+    d("POST", "/containers/{name:.*}/exec", A::CONTAINER_EXEC, K::Container, Json),
     Route {
         hijack: true,
-        ..d("POST", "/exec/{name:.*}/start", "exec.start", K::Exec, Json)
+        ..d("POST", "/exec/{name:.*}/start", A::EXEC_START, K::Exec, Json)
     },
-    d("POST", "/exec/{name:.*}/resize", "exec.resize", K::Exec, Ignored),
-    d("POST", "/containers/{name:.*}/rename", "container.rename", K::Container, Ignored),
-    d("POST", "/containers/{name:.*}/update", "container.update", K::Container, Json),
-    d("POST", "/containers/prune", "container.prune", K::Container, Ignored),
-    d("POST", "/commit", "container.commit", K::Container, Ignored),
-    d("PUT", "/containers/{name:.*}/archive", "file.write", K::Container, Tar),
-    d("DELETE", "/containers/{name:.*}", "container.remove", K::Container, Ignored),
+    d("POST", "/exec/{name:.*}/resize", A::EXEC_RESIZE, K::Exec, Ignored),
+    d("POST", "/containers/{name:.*}/rename", A::CONTAINER_RENAME, K::Container, Ignored),
+    d("POST", "/containers/{name:.*}/update", A::CONTAINER_UPDATE, K::Container, Json),
+    d("POST", "/containers/prune", A::CONTAINER_PRUNE, K::Container, Ignored),
+    d("POST", "/commit", A::CONTAINER_COMMIT, K::Container, Ignored),
+    d("PUT", "/containers/{name:.*}/archive", A::FILE_WRITE, K::Container, Tar),
+    d("DELETE", "/containers/{name:.*}", A::CONTAINER_REMOVE, K::Container, Ignored),
     // image router
-    d("GET", "/images/json", "image.list", K::Image, Ignored),
-    d("GET", "/images/search", "image.search", K::Image, Ignored),
-    d("GET", "/images/get", "image.export", K::Image, Ignored),
-    d("GET", "/images/{name:.*}/get", "image.export", K::Image, Ignored),
-    d("GET", "/images/{name:.*}/history", "image.history", K::Image, Ignored),
-    d("GET", "/images/{name:.*}/json", "image.inspect", K::Image, Ignored),
-    d("GET", "/images/{name:.*}/attestations", "image.inspect", K::Image, Ignored),
-    d("POST", "/images/load", "image.load", K::Image, Stream),
+    d("GET", "/images/json", A::IMAGE_LIST, K::Image, Ignored),
+    d("GET", "/images/search", A::IMAGE_SEARCH, K::Image, Ignored),
+    d("GET", "/images/get", A::IMAGE_EXPORT, K::Image, Ignored),
+    d("GET", "/images/{name:.*}/get", A::IMAGE_EXPORT, K::Image, Ignored),
+    d("GET", "/images/{name:.*}/history", A::IMAGE_HISTORY, K::Image, Ignored),
+    d("GET", "/images/{name:.*}/json", A::IMAGE_INSPECT, K::Image, Ignored),
+    d("GET", "/images/{name:.*}/attestations", A::IMAGE_INSPECT, K::Image, Ignored),
+    d("POST", "/images/load", A::IMAGE_LOAD, K::Image, Stream),
     // image.pull or image.import: decided by `refine` from fromImage/fromSrc.
-    d("POST", "/images/create", "image.pull", K::Image, Form),
-    d("POST", "/images/{name:.*}/push", "image.push", K::Image, Ignored),
-    d("POST", "/images/{name:.*}/tag", "image.tag", K::Image, Ignored),
-    d("POST", "/images/prune", "image.prune", K::Image, Ignored),
-    d("DELETE", "/images/{name:.*}", "image.remove", K::Image, Ignored),
+    d("POST", "/images/create", A::IMAGE_PULL, K::Image, Form),
+    d("POST", "/images/{name:.*}/push", A::IMAGE_PUSH, K::Image, Ignored),
+    d("POST", "/images/{name:.*}/tag", A::IMAGE_TAG, K::Image, Ignored),
+    d("POST", "/images/prune", A::IMAGE_PRUNE, K::Image, Ignored),
+    d("DELETE", "/images/{name:.*}", A::IMAGE_REMOVE, K::Image, Ignored),
     // system router
-    d("OPTIONS", "/{anyroute:.*}", "system.options", K::System, Ignored),
-    d("GET", "/_ping", "system.ping", K::System, Ignored),
-    d("HEAD", "/_ping", "system.ping", K::System, Ignored),
-    d("GET", "/events", "system.events", K::System, Ignored),
-    d("GET", "/info", "system.info", K::System, Ignored),
-    d("GET", "/version", "system.version", K::System, Ignored),
-    d("GET", "/system/df", "system.df", K::System, Ignored),
-    d("POST", "/auth", "system.auth", K::System, Ignored),
+    d("OPTIONS", "/{anyroute:.*}", A::SYSTEM_OPTIONS, K::System, Ignored),
+    d("GET", "/_ping", A::SYSTEM_PING, K::System, Ignored),
+    d("HEAD", "/_ping", A::SYSTEM_PING, K::System, Ignored),
+    d("GET", "/events", A::SYSTEM_EVENTS, K::System, Ignored),
+    d("GET", "/info", A::SYSTEM_INFO, K::System, Ignored),
+    d("GET", "/version", A::SYSTEM_VERSION, K::System, Ignored),
+    d("GET", "/system/df", A::SYSTEM_DF, K::System, Ignored),
+    d("POST", "/auth", A::SYSTEM_AUTH, K::System, Ignored),
     // volume router
-    d("GET", "/volumes", "volume.list", K::Volume, Ignored),
-    d("GET", "/volumes/{name:.*}", "volume.inspect", K::Volume, Ignored),
-    d("POST", "/volumes/create", "volume.create", K::Volume, Json),
-    d("POST", "/volumes/prune", "volume.prune", K::Volume, Ignored),
-    d("PUT", "/volumes/{name:.*}", "volume.update", K::Volume, Ignored),
-    d("DELETE", "/volumes/{name:.*}", "volume.remove", K::Volume, Ignored),
+    d("GET", "/volumes", A::VOLUME_LIST, K::Volume, Ignored),
+    d("GET", "/volumes/{name:.*}", A::VOLUME_INSPECT, K::Volume, Ignored),
+    d("POST", "/volumes/create", A::VOLUME_CREATE, K::Volume, Json),
+    d("POST", "/volumes/prune", A::VOLUME_PRUNE, K::Volume, Ignored),
+    d("PUT", "/volumes/{name:.*}", A::VOLUME_UPDATE, K::Volume, Ignored),
+    d("DELETE", "/volumes/{name:.*}", A::VOLUME_REMOVE, K::Volume, Ignored),
     // build router
-    d("POST", "/build", "image.build", K::Image, Stream),
-    d("POST", "/build/prune", "build.prune", K::Build, Ignored),
-    d("POST", "/build/cancel", "build.cancel", K::Build, Ignored),
+    d("POST", "/build", A::IMAGE_BUILD, K::Image, Stream),
+    d("POST", "/build/prune", A::BUILD_PRUNE, K::Build, Ignored),
+    d("POST", "/build/cancel", A::BUILD_CANCEL, K::Build, Ignored),
     // session router
     Route {
         tunnel: true,
-        ..d("POST", "/session", "session.open", K::Session, Ignored)
+        ..d("POST", "/session", A::SESSION_OPEN, K::Session, Ignored)
     },
     // swarm router
-    d("POST", "/swarm/init", "swarm.init", K::Swarm, Json),
-    d("POST", "/swarm/join", "swarm.join", K::Swarm, Json),
-    d("POST", "/swarm/leave", "swarm.leave", K::Swarm, Ignored),
-    d("GET", "/swarm", "swarm.inspect", K::Swarm, Ignored),
-    d("GET", "/swarm/unlockkey", "swarm.unlockkey", K::Swarm, Ignored),
-    d("POST", "/swarm/update", "swarm.update", K::Swarm, Json),
-    d("POST", "/swarm/unlock", "swarm.unlock", K::Swarm, Ignored),
-    d("GET", "/services", "service.list", K::Service, Ignored),
-    d("GET", "/services/{id}", "service.inspect", K::Service, Ignored),
-    d("POST", "/services/create", "service.create", K::Service, Json),
-    d("POST", "/services/{id}/update", "service.update", K::Service, Json),
-    d("DELETE", "/services/{id}", "service.remove", K::Service, Ignored),
-    d("GET", "/services/{id}/logs", "service.logs", K::Service, Ignored),
-    d("GET", "/nodes", "node.list", K::Node, Ignored),
-    d("GET", "/nodes/{id}", "node.inspect", K::Node, Ignored),
-    d("DELETE", "/nodes/{id}", "node.remove", K::Node, Ignored),
-    d("POST", "/nodes/{id}/update", "node.update", K::Node, Json),
-    d("GET", "/tasks", "task.list", K::Task, Ignored),
-    d("GET", "/tasks/{id}", "task.inspect", K::Task, Ignored),
-    d("GET", "/tasks/{id}/logs", "task.logs", K::Task, Ignored),
-    d("GET", "/secrets", "secret.list", K::Secret, Ignored),
-    d("POST", "/secrets/create", "secret.create", K::Secret, Json),
-    d("DELETE", "/secrets/{id}", "secret.remove", K::Secret, Ignored),
-    d("GET", "/secrets/{id}", "secret.inspect", K::Secret, Ignored),
-    d("POST", "/secrets/{id}/update", "secret.update", K::Secret, Json),
-    d("GET", "/configs", "config.list", K::Config, Ignored),
-    d("POST", "/configs/create", "config.create", K::Config, Json),
-    d("DELETE", "/configs/{id}", "config.remove", K::Config, Ignored),
-    d("GET", "/configs/{id}", "config.inspect", K::Config, Ignored),
-    d("POST", "/configs/{id}/update", "config.update", K::Config, Json),
+    d("POST", "/swarm/init", A::SWARM_INIT, K::Swarm, Json),
+    d("POST", "/swarm/join", A::SWARM_JOIN, K::Swarm, Json),
+    d("POST", "/swarm/leave", A::SWARM_LEAVE, K::Swarm, Ignored),
+    d("GET", "/swarm", A::SWARM_INSPECT, K::Swarm, Ignored),
+    d("GET", "/swarm/unlockkey", A::SWARM_UNLOCKKEY, K::Swarm, Ignored),
+    d("POST", "/swarm/update", A::SWARM_UPDATE, K::Swarm, Json),
+    d("POST", "/swarm/unlock", A::SWARM_UNLOCK, K::Swarm, Ignored),
+    d("GET", "/services", A::SERVICE_LIST, K::Service, Ignored),
+    d("GET", "/services/{id}", A::SERVICE_INSPECT, K::Service, Ignored),
+    d("POST", "/services/create", A::SERVICE_CREATE, K::Service, Json),
+    d("POST", "/services/{id}/update", A::SERVICE_UPDATE, K::Service, Json),
+    d("DELETE", "/services/{id}", A::SERVICE_REMOVE, K::Service, Ignored),
+    d("GET", "/services/{id}/logs", A::SERVICE_LOGS, K::Service, Ignored),
+    d("GET", "/nodes", A::NODE_LIST, K::Node, Ignored),
+    d("GET", "/nodes/{id}", A::NODE_INSPECT, K::Node, Ignored),
+    d("DELETE", "/nodes/{id}", A::NODE_REMOVE, K::Node, Ignored),
+    d("POST", "/nodes/{id}/update", A::NODE_UPDATE, K::Node, Json),
+    d("GET", "/tasks", A::TASK_LIST, K::Task, Ignored),
+    d("GET", "/tasks/{id}", A::TASK_INSPECT, K::Task, Ignored),
+    d("GET", "/tasks/{id}/logs", A::TASK_LOGS, K::Task, Ignored),
+    d("GET", "/secrets", A::SECRET_LIST, K::Secret, Ignored),
+    d("POST", "/secrets/create", A::SECRET_CREATE, K::Secret, Json),
+    d("DELETE", "/secrets/{id}", A::SECRET_REMOVE, K::Secret, Ignored),
+    d("GET", "/secrets/{id}", A::SECRET_INSPECT, K::Secret, Ignored),
+    d("POST", "/secrets/{id}/update", A::SECRET_UPDATE, K::Secret, Json),
+    d("GET", "/configs", A::CONFIG_LIST, K::Config, Ignored),
+    d("POST", "/configs/create", A::CONFIG_CREATE, K::Config, Json),
+    d("DELETE", "/configs/{id}", A::CONFIG_REMOVE, K::Config, Ignored),
+    d("GET", "/configs/{id}", A::CONFIG_INSPECT, K::Config, Ignored),
+    d("POST", "/configs/{id}/update", A::CONFIG_UPDATE, K::Config, Json),
     // plugin router
-    d("GET", "/plugins", "plugin.list", K::Plugin, Ignored),
-    d("GET", "/plugins/{name:.*}/json", "plugin.inspect", K::Plugin, Ignored),
-    d("GET", "/plugins/privileges", "plugin.privileges", K::Plugin, Ignored),
-    d("DELETE", "/plugins/{name:.*}", "plugin.remove", K::Plugin, Ignored),
-    d("POST", "/plugins/{name:.*}/enable", "plugin.enable", K::Plugin, Ignored),
-    d("POST", "/plugins/{name:.*}/disable", "plugin.disable", K::Plugin, Ignored),
-    d("POST", "/plugins/pull", "plugin.install", K::Plugin, Json),
-    d("POST", "/plugins/{name:.*}/push", "plugin.push", K::Plugin, Ignored),
-    d("POST", "/plugins/{name:.*}/upgrade", "plugin.upgrade", K::Plugin, Json),
-    d("POST", "/plugins/{name:.*}/set", "plugin.set", K::Plugin, Json),
-    d("POST", "/plugins/create", "plugin.create", K::Plugin, Stream),
+    d("GET", "/plugins", A::PLUGIN_LIST, K::Plugin, Ignored),
+    d("GET", "/plugins/{name:.*}/json", A::PLUGIN_INSPECT, K::Plugin, Ignored),
+    d("GET", "/plugins/privileges", A::PLUGIN_PRIVILEGES, K::Plugin, Ignored),
+    d("DELETE", "/plugins/{name:.*}", A::PLUGIN_REMOVE, K::Plugin, Ignored),
+    d("POST", "/plugins/{name:.*}/enable", A::PLUGIN_ENABLE, K::Plugin, Ignored),
+    d("POST", "/plugins/{name:.*}/disable", A::PLUGIN_DISABLE, K::Plugin, Ignored),
+    d("POST", "/plugins/pull", A::PLUGIN_INSTALL, K::Plugin, Json),
+    d("POST", "/plugins/{name:.*}/push", A::PLUGIN_PUSH, K::Plugin, Ignored),
+    d("POST", "/plugins/{name:.*}/upgrade", A::PLUGIN_UPGRADE, K::Plugin, Json),
+    d("POST", "/plugins/{name:.*}/set", A::PLUGIN_SET, K::Plugin, Json),
+    d("POST", "/plugins/create", A::PLUGIN_CREATE, K::Plugin, Stream),
     // distribution router
-    d("GET", "/distribution/{name:.*}/json", "distribution.inspect", K::Distribution, Ignored),
+    d("GET", "/distribution/{name:.*}/json", A::DISTRIBUTION_INSPECT, K::Distribution, Ignored),
     // grpc router
     Route {
         tunnel: true,
-        ..d("POST", "/grpc", "grpc.open", K::Session, Ignored)
+        ..d("POST", "/grpc", A::GRPC_OPEN, K::Session, Ignored)
     },
     // network router
-    d("GET", "/networks", "network.list", K::Network, Ignored),
-    d("GET", "/networks/", "network.list", K::Network, Ignored),
-    d("GET", "/networks/{id:.+}", "network.inspect", K::Network, Ignored),
-    d("POST", "/networks/create", "network.create", K::Network, Json),
-    d("POST", "/networks/{id:.*}/connect", "network.connect", K::Network, Json),
+    d("GET", "/networks", A::NETWORK_LIST, K::Network, Ignored),
+    d("GET", "/networks/", A::NETWORK_LIST, K::Network, Ignored),
+    d("GET", "/networks/{id:.+}", A::NETWORK_INSPECT, K::Network, Ignored),
+    d("POST", "/networks/create", A::NETWORK_CREATE, K::Network, Json),
+    d("POST", "/networks/{id:.*}/connect", A::NETWORK_CONNECT, K::Network, Json),
     // The body names the container to disconnect: shown to the policy too.
-    d("POST", "/networks/{id:.*}/disconnect", "network.disconnect", K::Network, Json),
-    d("POST", "/networks/prune", "network.prune", K::Network, Ignored),
-    d("DELETE", "/networks/{id:.*}", "network.remove", K::Network, Ignored),
+    d("POST", "/networks/{id:.*}/disconnect", A::NETWORK_DISCONNECT, K::Network, Json),
+    d("POST", "/networks/prune", A::NETWORK_PRUNE, K::Network, Ignored),
+    d("DELETE", "/networks/{id:.*}", A::NETWORK_REMOVE, K::Network, Ignored),
     // debug router
-    d("GET", "/debug/vars", "debug.read", K::Debug, Ignored),
-    d("GET", "/debug/pprof/", "debug.read", K::Debug, Ignored),
-    d("GET", "/debug/pprof/cmdline", "debug.read", K::Debug, Ignored),
-    d("GET", "/debug/pprof/profile", "debug.read", K::Debug, Ignored),
-    d("GET", "/debug/pprof/symbol", "debug.read", K::Debug, Ignored),
-    d("GET", "/debug/pprof/trace", "debug.read", K::Debug, Ignored),
-    d("GET", "/debug/pprof/{name}", "debug.read", K::Debug, Ignored),
+    d("GET", "/debug/vars", A::DEBUG_READ, K::Debug, Ignored),
+    d("GET", "/debug/pprof/", A::DEBUG_READ, K::Debug, Ignored),
+    d("GET", "/debug/pprof/cmdline", A::DEBUG_READ, K::Debug, Ignored),
+    d("GET", "/debug/pprof/profile", A::DEBUG_READ, K::Debug, Ignored),
+    d("GET", "/debug/pprof/symbol", A::DEBUG_READ, K::Debug, Ignored),
+    d("GET", "/debug/pprof/trace", A::DEBUG_READ, K::Debug, Ignored),
+    d("GET", "/debug/pprof/{name}", A::DEBUG_READ, K::Debug, Ignored),
     // portcullis admin API (fixed words before `{id}`: first match wins here too)
-    admin("GET", "/api/v1/trust", "trust.read", Ignored),
-    admin("POST", "/api/v1/trust", "trust.write", Json),
-    admin("GET", "/api/v1/trust/audit", "audit.read", Ignored),
-    admin("POST", "/api/v1/trust/check", "trust.check", Json),
-    admin("GET", "/api/v1/trust/{id}", "trust.read", Ignored),
-    admin("PATCH", "/api/v1/trust/{id}", "trust.write", Json),
-    admin("DELETE", "/api/v1/trust/{id}", "trust.write", Ignored),
-    admin("GET", "/api/v1/audit/verify", "audit.read", Ignored),
-    admin("GET", "/api/v1/callers", "caller.read", Ignored),
-    admin("POST", "/api/v1/callers", "caller.write", Json),
-    admin("GET", "/api/v1/callers/{name}", "caller.read", Ignored),
-    admin("DELETE", "/api/v1/callers/{name}", "caller.write", Ignored),
-    admin("POST", "/api/v1/callers/{name}/tokens", "caller.write", Json),
-    admin("DELETE", "/api/v1/callers/{name}/tokens/{id}", "caller.write", Ignored),
-    admin("GET", "/api/v1/policy", "policy.read", Ignored),
+    admin("GET", "/api/v1/trust", A::TRUST_READ, Ignored, Op::TrustList),
+    admin("POST", "/api/v1/trust", A::TRUST_WRITE, Json, Op::TrustCreate),
+    admin("GET", "/api/v1/trust/audit", A::AUDIT_READ, Ignored, Op::AuditQuery),
+    admin("POST", "/api/v1/trust/check", A::TRUST_CHECK, Json, Op::TrustCheck),
+    admin("GET", "/api/v1/trust/{id}", A::TRUST_READ, Ignored, Op::TrustGet),
+    admin("PATCH", "/api/v1/trust/{id}", A::TRUST_WRITE, Json, Op::TrustPatch),
+    admin("DELETE", "/api/v1/trust/{id}", A::TRUST_WRITE, Ignored, Op::TrustDelete),
+    admin("GET", "/api/v1/audit/verify", A::AUDIT_READ, Ignored, Op::AuditVerify),
+    admin("GET", "/api/v1/callers", A::CALLER_READ, Ignored, Op::CallerList),
+    admin("POST", "/api/v1/callers", A::CALLER_WRITE, Json, Op::CallerCreate),
+    admin("GET", "/api/v1/callers/{name}", A::CALLER_READ, Ignored, Op::CallerGet),
+    admin("DELETE", "/api/v1/callers/{name}", A::CALLER_WRITE, Ignored, Op::CallerDelete),
+    admin("POST", "/api/v1/callers/{name}/tokens", A::CALLER_WRITE, Json, Op::TokenIssue),
+    admin("DELETE", "/api/v1/callers/{name}/tokens/{id}", A::CALLER_WRITE, Ignored, Op::TokenRevoke),
+    admin("GET", "/api/v1/policy", A::POLICY_READ, Ignored, Op::PolicyStatus),
     // portcullis file API
-    files("GET", "/api/v1/containers/{id}/files", "file.list", Ignored),
-    files("GET", "/api/v1/containers/{id}/files/read", "file.read", Ignored),
-    files("PUT", "/api/v1/containers/{id}/files/write", "file.write", Json),
-    files("DELETE", "/api/v1/containers/{id}/files", "file.delete", Ignored),
+    files("GET", "/api/v1/containers/{id}/files", A::FILE_LIST, Ignored, F::List),
+    files("GET", "/api/v1/containers/{id}/files/read", A::FILE_READ, Ignored, F::Read),
+    files("PUT", "/api/v1/containers/{id}/files/write", A::FILE_WRITE, Json, F::Write),
+    files("DELETE", "/api/v1/containers/{id}/files", A::FILE_DELETE, Ignored, F::Delete),
 ];
 
 /// The route variable that names no resource (`OPTIONS /{anyroute:.*}`).
@@ -611,7 +661,7 @@ pub(super) fn classify(
         .map(|(_, &(s, e))| route_path[s..e].to_owned());
     let mut classified = Classified {
         route,
-        action: Action(route.action),
+        action: route.action,
         resource: Resource {
             kind: route.kind,
             name,
@@ -638,16 +688,16 @@ pub fn refine(classified: &mut Classified, form: &[(String, String)]) {
         ("POST", "/images/create") => {
             // The daemon pulls when fromImage is non-empty, else imports.
             if let Some(image) = form_get_nonempty(form, "fromImage") {
-                classified.action = Action("image.pull");
+                classified.action = A::IMAGE_PULL;
                 let tag = form_get_nonempty(form, "tag");
                 classified.resource.name = Some(pull_reference(image, tag));
             } else if form_get_nonempty(form, "fromSrc").is_some() {
-                classified.action = Action("image.import");
+                classified.action = A::IMAGE_IMPORT;
                 let tag = form_get_nonempty(form, "tag");
                 classified.resource.name =
                     form_get_nonempty(form, "repo").map(|repo| pull_reference(repo, tag));
             } else {
-                classified.action = Action("image.pull");
+                classified.action = A::IMAGE_PULL;
                 classified.resource.name = None;
             }
         }
@@ -702,6 +752,18 @@ pub fn pull_reference(image: &str, tag: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handlers_agree_with_services() {
+        for r in ROUTES {
+            let service = match r.handler {
+                Handler::Daemon => Service::Docker,
+                Handler::Admin(_) => Service::Admin,
+                Handler::Files(_) => Service::Files,
+            };
+            assert_eq!(service, r.service, "{} {}", r.method, r.pattern);
+        }
+    }
 
     #[test]
     fn every_pattern_compiles_and_rows_are_unique() {

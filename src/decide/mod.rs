@@ -27,8 +27,9 @@ pub use engine::{
 };
 pub use tools::{policy_check, policy_eval, policy_test, CheckReport, TestOutcome, TestReport};
 
-use crate::classify::Resource;
+use crate::classify::{Action, Classified, Resource};
 use crate::identify::Caller;
+use crate::inspect::Inspected;
 use crate::resolve::Target;
 
 /// The request as the policy sees it (documented in `policies/README.md`).
@@ -80,6 +81,77 @@ pub struct PolicyInput {
     pub file: Option<FileContext>,
     /// RFC 3339 time of the decision, for expiry checks.
     pub now: String,
+}
+
+impl PolicyInput {
+    /// The input for deciding `action` on `target`: the one builder every
+    /// decision's input comes from (see [`PolicyInput::of`] for a request's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        caller: &Caller,
+        action: Action,
+        resource: Resource,
+        target: &Target,
+        request: RequestInfo,
+        body: Value,
+        file: Option<FileContext>,
+    ) -> Self {
+        PolicyInput {
+            caller: caller.clone(),
+            action: action.to_string(),
+            resource,
+            target: target.clone(),
+            request,
+            body,
+            file,
+            now: now_rfc3339(),
+        }
+    }
+
+    /// The input for one classified, inspected and resolved request.
+    pub fn of(
+        caller: &Caller,
+        request: &Classified,
+        target: &Target,
+        inspected: &Inspected,
+        file: Option<FileContext>,
+    ) -> Self {
+        let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in &inspected.form {
+            query.entry(k.clone()).or_default().push(v.clone());
+        }
+        let info = RequestInfo {
+            method: request.route.method.to_string(),
+            path: request.path.clone(),
+            query,
+            version: request.version.map(|v| v.to_string()),
+        };
+        let body = inspected.canonical.clone();
+        let resource = request.resource.clone();
+        Self::new(caller, request.action, resource, target, info, body, file)
+    }
+}
+
+/// Now, as the policies' `input.now` shows it.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Whether `caller` may perform `action` on `target` (asked by the filters
+/// and the refusal, with the request's other facts but no body).
+pub fn may(
+    decider: &dyn Decide,
+    caller: &Caller,
+    request: &Classified,
+    target: &Target,
+    action: Action,
+) -> bool {
+    let mut input = PolicyInput::of(caller, request, target, &Inspected::default(), None);
+    input.action = action.to_string();
+    input.body = Value::Null;
+    decider.decide(&input).allowed
 }
 
 /// The narrow type that leaves this stage.

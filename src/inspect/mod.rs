@@ -46,6 +46,7 @@
 pub mod gojson;
 
 pub mod schema;
+mod stage;
 
 use std::fmt;
 
@@ -60,6 +61,7 @@ use crate::classify::{BodyRule, Route};
 
 pub use gojson::{decode, Schema};
 pub use schema::schema_for;
+pub use stage::request;
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -227,7 +229,7 @@ pub fn inspect(
             let canonical = if bytes.is_empty() {
                 Value::Null
             } else {
-                decode(&bytes, schema_for(route.action))?
+                decode(&bytes, schema_for(route.action.as_str()))?
             };
             let sha256 = Some(sha256_hex(&bytes));
             Ok(Inspected {
@@ -463,12 +465,13 @@ mod tests {
         Route {
             method: "POST",
             pattern: "/test",
-            action,
+            action: crate::classify::Action::from_name(action).expect("a known action"),
             kind: ResourceKind::Container,
             body,
             hijack: false,
             tunnel: false,
             service: Service::Docker,
+            handler: crate::classify::Handler::Daemon,
         }
     }
 

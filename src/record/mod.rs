@@ -93,8 +93,10 @@ pub mod codec;
 pub mod format;
 pub(crate) mod index;
 mod offline;
+mod permit;
 pub mod query;
 mod sled_guard;
+mod stage;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
@@ -114,8 +116,10 @@ use tokio::sync::broadcast;
 
 pub use format::{format_json, format_jsonl, format_table, record_json};
 pub use offline::{repair_offline, verify_offline, RepairReport};
+pub use permit::{record_decision, Permit, Recorded};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
 pub use sled_guard::{open_sled, without_panic};
+pub use stage::{log_unavailable, Life, Record};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
 
 use store::{Stores, VerifyScope};

@@ -5,6 +5,11 @@
 //! container does not thereby get its secrets. Each filter takes a visibility
 //! predicate from the decide stage; none decides by itself.
 
+mod download;
+mod response;
+
+pub use response::{respond, Answered, Context};
+
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};

@@ -23,6 +23,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::classify::{Classified, ResourceKind};
 use crate::config::UpstreamAddr;
+use crate::inspect::is_upgrade;
 use crate::record::Permit;
 use crate::reply::{self, BoxError, ProxyBody};
 use crate::resolve::Target;
@@ -84,49 +85,6 @@ impl Upstream {
 /// Requests the daemon could not be reached for (connect or transport
 /// errors), for `/metrics`: one process-wide count across the workers' pools.
 pub static UPSTREAM_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Whether the client asked for `Connection: Upgrade` (attach, exec start).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Refuse a `Connection` header that names anything but hop-by-hop headers.
-///
-/// Why: a proxy must drop the headers `Connection` names (`strip_hop_by_hop`),
-/// so `Connection: Content-Type` would have the daemon read a body without the
-/// content type the decision was made with (a form body it then ignores, and a
-/// query that says something else). Clients name only these; anything else is
-/// refused rather than forwarded differently from how it was decided.
-pub fn check_connection_header(headers: &HeaderMap) -> Result<(), String> {
-    const HOP_BY_HOP: [&str; 7] = [
-        "close",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-connection",
-        "http2-settings",
-    ];
-    for value in headers.get_all(header::CONNECTION) {
-        let value = value
-            .to_str()
-            .map_err(|_| "the Connection header is not ASCII".to_string())?;
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if !HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h)) {
-                return Err(format!(
-                    "the Connection header names {token:?}: a proxy would have to drop that header after deciding on it, so the request is refused"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Remove hop-by-hop headers (RFC 9110 §7.6.1); keep `Upgrade` only for hijacks.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -462,28 +420,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn connection_may_name_only_hop_by_hop_headers() {
-        let with = |v: &'static str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::CONNECTION, HeaderValue::from_static(v));
-            h
-        };
-        for ok in ["close", "Upgrade", "keep-alive, TE", "upgrade,close"] {
-            assert!(check_connection_header(&with(ok)).is_ok(), "{ok}");
-        }
-        for bad in [
-            "Content-Type",
-            "close, content-type",
-            "Transfer-Encoding",
-            "X-Registry-Auth",
-        ] {
-            let err = check_connection_header(&with(bad)).unwrap_err();
-            assert!(err.contains("Connection header names"), "{bad}: {err}");
-        }
-        assert!(check_connection_header(&HeaderMap::new()).is_ok());
-    }
 
     #[test]
     fn hop_by_hop_headers_are_removed_but_upgrade_kept_for_hijacks() {

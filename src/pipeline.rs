@@ -15,19 +15,17 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::admin::AdminRequest;
 use crate::classify::{self, Handler};
-use crate::decide::{Decision, PolicyInput};
-use crate::filter::{self, Answered};
+use crate::decide::{self, Decision, PolicyInput};
+use crate::filter;
 use crate::forward::{self, Forwardable, Forwarded};
 use crate::gateway::Gateway;
 use crate::identify::{self, Caller};
 use crate::listen::{Connection, Refused};
-use crate::record::{self, Life, Recorded};
+use crate::record::{self, Decided, Life, Recorded};
 use crate::refuse;
 use crate::reply::ProxyBody;
 use crate::resolve::{self, Freshness};
-use crate::services::FileRequest;
 use crate::{execs, inspect, volumes};
 
 /// One request, start to end. Every answer names the daemon's API version,
@@ -115,9 +113,9 @@ async fn handle_request(
             Err((status, e)) => refuse_early!(status, e),
         };
         let input = PolicyInput::of(&caller, &request, &target, &inspected, file.clone());
-        let decision: Decision = gw.decider.decide(&input);
+        let decision = gw.decider.decide(&input);
         if freshness == Freshness::Cached
-            && resolve::needs_fresh_look(immutable, &caller, &target, &decision)
+            && decide::needs_fresh_look(immutable, &caller, &target, &decision)
         {
             freshness = Freshness::Fresh;
             continue;
@@ -130,15 +128,22 @@ async fn handle_request(
 
     // Record: durable before anything is forwarded or refused. Only a
     // recorded, servable decision gives the `Permit` every handler requires.
-    let enforced = gw.enforced();
-    let file_ref = file.as_ref();
-    let record = life.record(
-        &caller, &request, &target, file_ref, &inspected, &decision, enforced,
-    );
+    let (caller, request, target, life) = (&caller, &request, &target, &life);
+    let file = file.as_ref();
+    let (inspected, bytes) = (&inspected, inspected.bytes.clone());
+    let decided = Decided {
+        caller,
+        request,
+        target,
+        file,
+        inspected,
+        life,
+    };
+    let record = decided.record(&decision, gw.enforced());
     let permit = match record::record_decision(recorder, record).await {
         Ok(Recorded::Permit(permit)) => permit,
-        Ok(Recorded::Refused { decision_id }) => {
-            return refuse::denied(decider, &caller, &request, &target, &decision, decision_id)
+        Ok(Recorded::Refused { decision_id: id }) => {
+            return refuse::denied(decider, caller, request, target, &decision, id)
         }
         Err(e) => return record::log_unavailable(&e),
     };
@@ -147,7 +152,6 @@ async fn handle_request(
     // the route names; then filter what the daemon answered.
     match request.route.handler {
         Handler::Daemon => {
-            let bytes = inspected.bytes.clone();
             let work = Forwardable {
                 parts,
                 body,
@@ -155,46 +159,16 @@ async fn handle_request(
                 client_upgrade,
                 permit,
             };
-            let answer = match forward::forward(&gw.upstream, &request, &target, work).await {
-                Forwarded::Answer(answer) => answer,
-                Forwarded::Done(response) => return response,
-            };
-            let (caller, request, target) = (&caller, &request, &target);
-            let (inspected, life) = (&inspected, &life);
-            let answered = Answered {
-                caller,
-                request,
-                target,
-                file: file_ref,
-                inspected,
-                life,
-            };
-            filter::respond(gw.filter(), answered, answer).await
+            match forward::forward(&gw.upstream, request, target, work).await {
+                Forwarded::Answer(answer) => filter::respond(gw.filter(), decided, answer).await,
+                Forwarded::Done(response) => response,
+            }
         }
         Handler::Admin(op) => {
-            let (caller, request, inspected, life) = (&caller, &request, &inspected, &life);
-            let req = AdminRequest {
-                caller,
-                request,
-                inspected,
-                life,
-            };
             let stages = (decider, recorder);
-            gw.services.admin.serve(op, permit, stages, req).await
+            gw.services.admin.serve(op, permit, stages, decided).await
         }
-        Handler::Files(op) => {
-            let (caller, request, target, inspected, life) =
-                (&caller, &request, &target, &inspected, &life);
-            let req = FileRequest {
-                caller,
-                request,
-                target,
-                file,
-                inspected,
-                life,
-            };
-            gw.services.serve_files(op, permit, recorder, req).await
-        }
+        Handler::Files(op) => gw.services.serve_files(op, permit, recorder, decided).await,
     }
 }
 

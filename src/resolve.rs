@@ -20,17 +20,38 @@ use std::time::Duration;
 
 use bollard::Docker;
 use futures_util::StreamExt;
-use serde::Serialize;
-
 use http::StatusCode;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::classify::{Action, BodyRule, Classified, FileOp, Handler, ResourceKind, Service};
 use crate::decide::facts::referenced_containers;
-use crate::decide::{Decision, FileContext, MountInfo};
 use crate::files::{self, ContainerFs, FileError, WriteRequest};
-use crate::identify::Caller;
 use crate::inspect::Inspected;
+
+/// A bind or volume mount a file path falls in (file actions only).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MountInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+}
+
+/// The file a file action touches.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileContext {
+    /// The normalized requested path.
+    pub path: String,
+    /// The path with symlinks resolved inside the container (what the daemon touches).
+    pub resolved_path: String,
+    /// The mount the resolved path falls in, if any (binds reach the host).
+    pub mount: Option<MountInfo>,
+    /// For archive uploads: every entry's full destination path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<String>,
+}
 
 /// The object a request acts on, as the policy sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -194,8 +215,7 @@ impl Resolver {
                 let (Some(id), Some(names)) = (c.id, c.names) else {
                     continue;
                 };
-                let name =
-                    crate::filter::own_name(names.iter().map(String::as_str)).unwrap_or_default();
+                let name = own_name(names.iter().map(String::as_str)).unwrap_or_default();
                 let mounts = mount_infos(c.mounts);
                 cache.by_id.insert(
                     id,
@@ -382,6 +402,18 @@ impl Resolver {
     }
 }
 
+/// A container's own name among the `Names` the daemon lists for it, without
+/// its leading `/`. A linked container is also listed as `/owner/alias`, in
+/// whatever order the daemon's index keeps; that alias is the owner's choice,
+/// so it must never be what a caller's name patterns match.
+pub fn own_name<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    names
+        .into_iter()
+        .map(|n| n.strip_prefix('/').unwrap_or(n))
+        .find(|n| !n.is_empty() && !n.contains('/'))
+        .map(str::to_string)
+}
+
 /// The resolve step of the pipeline: the request's target, looked up
 /// `freshness`-ly, and for file actions the file it touches. Errors are the
 /// refusal's status and reason.
@@ -453,28 +485,6 @@ fn link_removal_parent<'a>(request: &'a Classified, inspected: &Inspected) -> Op
     let name = request.resource.name.as_deref()?;
     let (parent, _alias) = name.trim_start_matches('/').rsplit_once('/')?;
     Some(parent).filter(|p| !p.is_empty())
-}
-
-/// Whether a decision made on cached container data must be made again on a
-/// fresh look: a denial (the cache may be behind), or an allow that matched a
-/// trust selector which depends on the container's name
-/// (`selector_is_immutable` says which do not).
-pub fn needs_fresh_look(
-    selector_is_immutable: &dyn Fn(&str) -> bool,
-    caller: &Caller,
-    target: &Target,
-    decision: &Decision,
-) -> bool {
-    if caller.admin || !target.from_cache {
-        return false;
-    }
-    if !decision.allowed {
-        return true;
-    }
-    match &decision.trust_id {
-        Some(id) => !selector_is_immutable(id),
-        None => true,
-    }
 }
 
 /// The write request of `PUT …/files/write`, from exactly the inspected bytes.

@@ -11,14 +11,12 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use crate::admin::Admin;
-use crate::classify::{Action, Classified, FileOp};
-use crate::decide::{Decision, FileContext};
+use crate::classify::{Action, FileOp};
+use crate::decide::Decision;
 use crate::files::{ContainerFs, FileAction, FileChanged, FileError, FileEvents};
-use crate::identify::Caller;
-use crate::inspect::Inspected;
-use crate::record::{Life, Permit, Record};
+use crate::record::{Decided, Permit, Record};
 use crate::reply::{self, ProxyBody};
-use crate::resolve::{file_write_request, Target};
+use crate::resolve::file_write_request;
 
 /// The file API and the admin API.
 pub struct Local {
@@ -33,16 +31,6 @@ fn error_reply(e: FileError) -> Response<ProxyBody> {
     reply::error(e.status(), format!("portcullis: {e}"))
 }
 
-/// One permitted file API request.
-pub struct FileRequest<'a> {
-    pub caller: &'a Caller,
-    pub request: &'a Classified,
-    pub target: &'a Target,
-    pub file: Option<FileContext>,
-    pub inspected: &'a Inspected,
-    pub life: &'a Life,
-}
-
 impl Local {
     /// Serve a permitted file API request; a change it makes is recorded
     /// (`file.changed`) through `recorder`.
@@ -51,17 +39,11 @@ impl Local {
         op: FileOp,
         permit: Permit,
         recorder: &dyn Record,
-        req: FileRequest<'_>,
+        req: Decided<'_>,
     ) -> Response<ProxyBody> {
-        let FileRequest {
-            caller,
-            request,
-            target,
-            file,
-            inspected,
-            life,
-        } = req;
-        let (Some(container), Some(file)) = (target.id.as_deref().filter(|_| target.exists), file)
+        let (target, inspected) = (req.target, req.inspected);
+        let (Some(container), Some(file)) =
+            (target.id.as_deref().filter(|_| target.exists), req.file)
         else {
             let reference = target.reference.clone().unwrap_or_default();
             return reply::error(
@@ -122,15 +104,7 @@ impl Local {
             trust_id: None,
             policy_version: "-".into(),
         };
-        let mut record = life.record(
-            caller,
-            request,
-            target,
-            Some(&file),
-            inspected,
-            &applied,
-            true,
-        );
+        let mut record = req.record(&applied, true);
         record.action = Action::FILE_CHANGED.to_string();
         if let Err(e) = recorder.append(record).await {
             // The change cannot be undone, but it must not pass unseen: the

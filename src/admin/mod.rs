@@ -23,7 +23,7 @@ use crate::decide::{Decide, FileContext, PolicyInput, RequestInfo};
 use crate::files::ContainerFs;
 use crate::identify::{Caller, Identification};
 use crate::inspect::Inspected;
-use crate::record::{log_unavailable, AuditFilter, AuditLog, Life, Permit, Record};
+use crate::record::{log_unavailable, AuditFilter, AuditLog, Decided, Life, Permit, Record};
 use crate::reply::{self, ProxyBody};
 use crate::resolve::{Freshness, Resolver, Target};
 use crate::trust::store::TrustStore;
@@ -67,14 +67,6 @@ struct CheckRequest {
     resource_path: Option<String>,
 }
 
-/// One permitted admin request.
-pub struct AdminRequest<'a> {
-    pub caller: &'a Caller,
-    pub request: &'a Classified,
-    pub inspected: &'a Inspected,
-    pub life: &'a Life,
-}
-
 impl Admin {
     /// After every trust write: decisions see the change at once.
     fn trust_changed(&self) -> Result<(), Response<ProxyBody>> {
@@ -89,7 +81,7 @@ impl Admin {
         op: AdminOp,
         _permit: Permit,
         stages: (&dyn Decide, &dyn Record),
-        req: AdminRequest<'_>,
+        req: Decided<'_>,
     ) -> Response<ProxyBody> {
         let request = req.request;
         let id = request.resource.name.clone().unwrap_or_default();

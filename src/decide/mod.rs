@@ -31,6 +31,8 @@ use crate::classify::{Action, Classified, Resource};
 use crate::identify::Caller;
 use crate::inspect::Inspected;
 use crate::resolve::Target;
+// The file facts are found by the resolve stage; the policy reads them here.
+pub use crate::resolve::{FileContext, MountInfo};
 
 /// The request as the policy sees it (documented in `policies/README.md`).
 #[derive(Debug, Clone, Serialize)]
@@ -42,30 +44,6 @@ pub struct RequestInfo {
     pub query: BTreeMap<String, Vec<String>>,
     /// The `/vX.Y` prefix, if any.
     pub version: Option<String>,
-}
-
-/// A bind or volume mount a file path falls in (file actions only).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MountInfo {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub source: String,
-    pub destination: String,
-    pub rw: bool,
-}
-
-/// The file a file action touches.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FileContext {
-    /// The normalized requested path.
-    pub path: String,
-    /// The path with symlinks resolved inside the container (what the daemon touches).
-    pub resolved_path: String,
-    /// The mount the resolved path falls in, if any (binds reach the host).
-    pub mount: Option<MountInfo>,
-    /// For archive uploads: every entry's full destination path.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub entries: Vec<String>,
 }
 
 /// Everything a policy decides on.
@@ -152,6 +130,28 @@ pub fn may(
     input.action = action.to_string();
     input.body = Value::Null;
     decider.decide(&input).allowed
+}
+
+/// Whether a decision made on cached container data must be made again on a
+/// fresh look: a denial (the cache may be behind), or an allow that matched a
+/// trust selector which depends on the container's name
+/// (`selector_is_immutable` says which do not).
+pub fn needs_fresh_look(
+    selector_is_immutable: &dyn Fn(&str) -> bool,
+    caller: &Caller,
+    target: &Target,
+    decision: &Decision,
+) -> bool {
+    if caller.admin || !target.from_cache {
+        return false;
+    }
+    if !decision.allowed {
+        return true;
+    }
+    match &decision.trust_id {
+        Some(id) => !selector_is_immutable(id),
+        None => true,
+    }
 }
 
 /// The narrow type that leaves this stage.

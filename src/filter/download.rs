@@ -12,11 +12,11 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyDataStream, BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 
-use super::response::{Answered, Context};
+use super::response::Context;
 use crate::classify::Action;
 use crate::decide::{FileContext, PolicyInput};
 use crate::files;
-use crate::record::{AuditRecord, Record};
+use crate::record::{AuditRecord, Decided, Record};
 use crate::reply::{self, BoxError, ProxyBody};
 
 /// A `docker cp` download (`GET /containers/{id}/archive`) the daemon answered:
@@ -26,7 +26,7 @@ use crate::reply::{self, BoxError, ProxyBody};
 /// out, and the record says what would have been).
 pub(super) async fn filter(
     cx: Context<'_>,
-    req: &Answered<'_>,
+    req: &Decided<'_>,
     file: &FileContext,
     mut withheld_record: AuditRecord,
     resp: Response<Incoming>,

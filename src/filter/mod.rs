@@ -8,7 +8,8 @@
 mod download;
 mod response;
 
-pub use response::{respond, Answered, Context};
+pub use crate::resolve::own_name;
+pub use response::{respond, Context};
 
 use std::collections::BTreeMap;
 
@@ -20,18 +21,6 @@ use serde_json::Value;
 
 use crate::reply::{BoxError, ProxyBody};
 use crate::resolve::Target;
-
-/// A container's own name among the `Names` the daemon lists for it, without
-/// its leading `/`. A linked container is also listed as `/owner/alias`, in
-/// whatever order the daemon's index keeps; that alias is the owner's choice,
-/// so it must never be what a caller's name patterns match.
-pub fn own_name<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    names
-        .into_iter()
-        .map(|n| n.strip_prefix('/').unwrap_or(n))
-        .find(|n| !n.is_empty() && !n.contains('/'))
-        .map(str::to_string)
-}
 
 /// A container as a list entry or an event describes it.
 pub fn target_of_summary(entry: &Value) -> Target {

@@ -13,11 +13,10 @@ use http::{header, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::classify::{Action, Classified};
-use crate::decide::{self, Decide, Decision, FileContext};
+use crate::classify::Action;
+use crate::decide::{self, Decide, Decision};
 use crate::identify::Caller;
-use crate::inspect::Inspected;
-use crate::record::{Life, Record};
+use crate::record::{Decided, Record};
 use crate::reply::{self, ProxyBody};
 use crate::resolve::{Resolver, Target};
 
@@ -34,23 +33,13 @@ pub struct Context<'a> {
     pub enforced: bool,
 }
 
-/// One answered request, as the filter step sees it.
-pub struct Answered<'a> {
-    pub caller: &'a Caller,
-    pub request: &'a Classified,
-    pub target: &'a Target,
-    pub file: Option<&'a FileContext>,
-    pub inspected: &'a Inspected,
-    pub life: &'a Life,
-}
-
 /// Filter the daemon's successful answer to an allowed request.
 pub async fn respond(
     cx: Context<'_>,
-    req: Answered<'_>,
+    req: Decided<'_>,
     resp: Response<Incoming>,
 ) -> Response<ProxyBody> {
-    let Answered {
+    let Decided {
         caller,
         request,
         target,
@@ -62,15 +51,7 @@ pub async fn respond(
         // docker cp download: each entry is held to the rules (files::download).
         Action::FILE_READ if !caller.admin => match req.file {
             Some(file) => {
-                let record = req.life.record(
-                    caller,
-                    request,
-                    target,
-                    Some(file),
-                    req.inspected,
-                    &Decision::deny("", "-"),
-                    true,
-                );
+                let record = req.record(&Decision::deny("", "-"), true);
                 super::download::filter(cx, &req, file, record, resp).await
             }
             None => reply::error(

@@ -61,7 +61,7 @@ use crate::classify::{BodyRule, Route};
 
 pub use gojson::{decode, Schema};
 pub use schema::schema_for;
-pub use stage::request;
+pub use stage::{check_connection_header, is_upgrade, request};
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";

@@ -119,7 +119,7 @@ pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use permit::{record_decision, Permit, Recorded};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
 pub use sled_guard::{open_sled, without_panic};
-pub use stage::{log_unavailable, Life, Record};
+pub use stage::{log_unavailable, Decided, Life, Record};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
 
 use store::{Stores, VerifyScope};

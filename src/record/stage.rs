@@ -137,30 +137,6 @@ impl Life {
         self.base_record(caller, decision, true)
     }
 
-    /// The record of a decided request.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record(
-        &self,
-        caller: &Caller,
-        request: &Classified,
-        target: &Target,
-        file: Option<&FileContext>,
-        inspected: &Inspected,
-        decision: &Decision,
-        enforced: bool,
-    ) -> AuditRecord {
-        AuditRecord {
-            path: request.path.clone(),
-            target_id: target.id.clone(),
-            target_name: target.name.clone().or_else(|| target.reference.clone()),
-            resource_path: file
-                .map(|f| f.path.clone())
-                .or_else(|| self.resource_path.clone()),
-            body_sha256: inspected.sha256.clone(),
-            ..self.base_record(caller, decision, enforced)
-        }
-    }
-
     /// The record of a `trust/check` what-if: `subject` asked about, decided
     /// as `action` on `target`. Never enforced: nothing is served by it.
     pub fn what_if_record(
@@ -181,6 +157,36 @@ impl Life {
             method: "CHECK".into(),
             path: "/api/v1/trust/check".into(),
             ..self.base_record(subject, decision, false)
+        }
+    }
+}
+
+/// A decided request, as the steps after the decision see it (forward,
+/// filter, the admin and file APIs): everything it was decided on.
+#[derive(Clone, Copy)]
+pub struct Decided<'a> {
+    pub caller: &'a Caller,
+    pub request: &'a Classified,
+    pub target: &'a Target,
+    pub file: Option<&'a FileContext>,
+    pub inspected: &'a Inspected,
+    pub life: &'a Life,
+}
+
+impl Decided<'_> {
+    /// Its record, with `decision`.
+    pub fn record(&self, decision: &Decision, enforced: bool) -> AuditRecord {
+        let (life, target) = (self.life, self.target);
+        AuditRecord {
+            path: self.request.path.clone(),
+            target_id: target.id.clone(),
+            target_name: target.name.clone().or_else(|| target.reference.clone()),
+            resource_path: self
+                .file
+                .map(|f| f.path.clone())
+                .or_else(|| life.resource_path.clone()),
+            body_sha256: self.inspected.sha256.clone(),
+            ..life.base_record(self.caller, decision, enforced)
         }
     }
 }

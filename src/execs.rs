@@ -11,12 +11,9 @@
 //! through portcullis is theirs alone.
 //!
 //! Creators are remembered in memory from the exec create responses, at most
-//! [`CAPACITY`] of them (the oldest are forgotten first). After a restart, or
+//! [`crate::resolve::EXEC_CREATORS_CAPACITY`] of them (the oldest are forgotten first). After a restart, or
 //! for an exec created directly on the daemon, the creator is unknown and the
 //! exec is judged on its configuration alone.
-
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
@@ -25,44 +22,6 @@ use crate::decide::{Decide, Decision, PolicyInput};
 use crate::identify::Caller;
 use crate::inspect::Inspected;
 use crate::resolve::{Resolver, Target};
-
-/// How many exec creators are remembered.
-pub const CAPACITY: usize = 16_384;
-
-/// Exec id → the caller that created it through portcullis.
-#[derive(Default)]
-pub struct ExecCreators {
-    inner: Mutex<Creators>,
-}
-
-#[derive(Default)]
-struct Creators {
-    by_exec: HashMap<String, String>,
-    /// Insertion order, for forgetting the oldest.
-    order: VecDeque<String>,
-}
-
-impl ExecCreators {
-    pub fn remember(&self, exec_id: &str, caller: &str) {
-        let mut c = self.inner.lock().expect("exec creators lock");
-        if c.by_exec
-            .insert(exec_id.to_string(), caller.to_string())
-            .is_none()
-        {
-            c.order.push_back(exec_id.to_string());
-        }
-        while c.order.len() > CAPACITY {
-            if let Some(old) = c.order.pop_front() {
-                c.by_exec.remove(&old);
-            }
-        }
-    }
-
-    pub fn creator(&self, exec_id: &str) -> Option<String> {
-        let c = self.inner.lock().expect("exec creators lock");
-        c.by_exec.get(exec_id).cloned()
-    }
-}
 
 /// The actions that use an existing exec instance.
 fn uses_an_exec(action: Action) -> bool {
@@ -147,21 +106,6 @@ fn exec_create_body(config: bollard::models::ProcessConfig) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn creators_are_bounded_and_forget_the_oldest() {
-        let creators = ExecCreators::default();
-        for i in 0..CAPACITY + 2 {
-            creators.remember(&format!("e{i}"), "ci");
-        }
-        assert_eq!(creators.creator("e0"), None);
-        assert_eq!(creators.creator("e1"), None);
-        assert_eq!(creators.creator("e2").as_deref(), Some("ci"));
-        assert_eq!(
-            creators.creator(&format!("e{}", CAPACITY + 1)).as_deref(),
-            Some("ci")
-        );
-    }
 
     #[test]
     fn the_create_body_carries_the_real_configuration() {

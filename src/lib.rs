@@ -8,17 +8,20 @@
 //! |---|---|---|
 //! | listen | [`listen`] | a connection and its peer |
 //! | identify | [`identify`] | [`identify::Caller`] |
-//! | classify | [`classify`] | [`classify::Classified`] (action + resource) |
+//! | classify | [`classify`] | [`classify::Classified`] (an [`classify::Action`] + resource, and the route's handler) |
 //! | inspect | [`inspect`] | [`inspect::Inspected`] (exact bytes + canonical body) |
-//! | resolve target | [`resolve`] | [`resolve::Target`] |
+//! | resolve target | [`resolve`] | [`resolve::Target`] (and the file a file action touches) |
 //! | decide | [`decide`] | [`decide::Decision`] |
-//! | record | [`record`] | [`record::AuditRecord`], durable before forwarding |
-//! | forward | [`forward`] | the daemon's response (or an upgraded stream) |
+//! | record | [`record`] | a [`record::Permit`], only for a durably recorded, servable decision |
+//! | forward / serve | [`forward`], [`admin`], [`services`] (or [`refuse`]) | the daemon's response (or an upgraded stream) |
 //! | filter | [`filter`] | what the caller may see of the response |
 //!
-//! [`pipeline`] tells a request's life from top to bottom. The admin API
-//! ([`admin`]) and the file API ([`files`]) are served behind the same decide and
-//! record stages: there is no second path.
+//! [`pipeline`] tells a request's life from top to bottom; it alone sees the
+//! whole [`gateway::Gateway`] and hands each stage only what it needs. The
+//! admin API ([`admin`]) and the file API ([`services`], [`files`]) are routed
+//! by the same table that classifies them and served behind the same decide
+//! and record stages: each handler takes a `Permit`, so there is no second
+//! path. No module imports from a module above it (`cargo test --lib layers`).
 
 pub mod admin;
 pub mod assemble;
@@ -38,6 +41,8 @@ pub mod gateway;
 pub mod identify;
 pub mod init;
 pub mod inspect;
+#[cfg(test)]
+mod layers;
 pub mod listen;
 pub mod metrics;
 pub mod notify;

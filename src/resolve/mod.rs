@@ -13,6 +13,12 @@
 //! the forwarded request is pinned to the resolved id, so the daemon acts on
 //! exactly the container that was decided on.
 
+mod exec_creators;
+mod stage;
+
+pub use exec_creators::{ExecCreators, EXEC_CREATORS_CAPACITY};
+pub use stage::{file_write_request, target};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -20,14 +26,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use futures_util::StreamExt;
-use http::StatusCode;
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::classify::{Action, BodyRule, Classified, FileOp, Handler, ResourceKind, Service};
-use crate::decide::facts::referenced_containers;
-use crate::files::{self, ContainerFs, FileError, WriteRequest};
-use crate::inspect::Inspected;
+use crate::classify::ResourceKind;
 
 /// A bind or volume mount a file path falls in (file actions only).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -138,7 +139,7 @@ pub struct Resolver {
     /// True while the events stream is connected and the cache was listed after it.
     synced: AtomicBool,
     /// Who created each exec instance (see [`crate::execs`]).
-    pub exec_creators: crate::execs::ExecCreators,
+    pub exec_creators: ExecCreators,
 }
 
 /// Whether a cached answer may be used.
@@ -412,142 +413,6 @@ pub fn own_name<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> 
         .map(|n| n.strip_prefix('/').unwrap_or(n))
         .find(|n| !n.is_empty() && !n.contains('/'))
         .map(str::to_string)
-}
-
-/// The resolve step of the pipeline: the request's target, looked up
-/// `freshness`-ly, and for file actions the file it touches. Errors are the
-/// refusal's status and reason.
-pub async fn target(
-    resolver: &Resolver,
-    fs: &ContainerFs,
-    request: &Classified,
-    inspected: &Inspected,
-    freshness: Freshness,
-) -> Result<(Target, Option<FileContext>), (StatusCode, String)> {
-    let name = request.resource.name.as_deref();
-    let unreachable = |e: ResolveError| (StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
-    let name = link_removal_parent(request, inspected).or(name);
-    let creates = request.action == Action::CONTAINER_CREATE;
-    let mut target = match (request.resource.kind, name) {
-        (ResourceKind::Container, Some(n)) if !creates => resolver
-            .container(n, freshness)
-            .await
-            .map_err(unreachable)?,
-        (ResourceKind::Exec, Some(n)) => resolver
-            .exec_container(n, freshness)
-            .await
-            .map_err(unreachable)?,
-        (kind, n) => Target::none(kind, n),
-    };
-    if creates {
-        target.image = inspected
-            .canonical
-            .get("Image")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        // Always fresh: the decision depends on the referenced names.
-        let action = request.action.as_str();
-        for reference in referenced_containers(action, &inspected.canonical) {
-            let resolved = resolver
-                .container(&reference, Freshness::Fresh)
-                .await
-                .map_err(unreachable)?;
-            target.referenced.push(resolved);
-        }
-    }
-    if matches!(
-        request.action,
-        Action::CONTAINER_CREATE | Action::SERVICE_CREATE | Action::SERVICE_UPDATE
-    ) {
-        // Always fresh: a volume is judged by what the daemon holds now.
-        target.volumes = crate::volumes::resolve_mounted(
-            resolver.docker(),
-            request.action,
-            &inspected.canonical,
-            &target.referenced,
-        )
-        .await
-        .map_err(unreachable)?;
-    }
-    let file = file_context(fs, request, &target, inspected).await?;
-    Ok((target, file))
-}
-
-/// `DELETE /containers/{parent}/{alias}?link=1` (`docker rm --link`) removes
-/// the link `alias` from `parent`, which the daemon finds by name (moby's
-/// `rmLink`): that is the container it changes, and the one decided on.
-fn link_removal_parent<'a>(request: &'a Classified, inspected: &Inspected) -> Option<&'a str> {
-    if request.action != Action::CONTAINER_REMOVE
-        || !crate::classify::path::form_bool(&inspected.form, "link")
-    {
-        return None;
-    }
-    let name = request.resource.name.as_deref()?;
-    let (parent, _alias) = name.trim_start_matches('/').rsplit_once('/')?;
-    Some(parent).filter(|p| !p.is_empty())
-}
-
-/// The write request of `PUT …/files/write`, from exactly the inspected bytes.
-pub fn file_write_request(inspected: &Inspected) -> Result<WriteRequest, (StatusCode, String)> {
-    serde_json::from_slice(&inspected.bytes).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("invalid write request: {e}"),
-        )
-    })
-}
-
-/// The file a file action touches (normalized, symlinks resolved, mount,
-/// and for docker cp uploads every entry), or `None` for other actions: for
-/// the file API and `docker cp` alike, so both doors are held to one set of
-/// rules.
-async fn file_context(
-    fs: &ContainerFs,
-    request: &Classified,
-    target: &Target,
-    inspected: &Inspected,
-) -> Result<Option<FileContext>, (StatusCode, String)> {
-    let file_error = |e: FileError| (e.status(), e.to_string());
-    if !request.action.is_file() || !target.exists {
-        return Ok(None);
-    }
-    let Some(container) = target.id.as_deref() else {
-        return Ok(None);
-    };
-    let raw = if request.route.handler == Handler::Files(FileOp::Write) {
-        file_write_request(inspected)?.path
-    } else {
-        request.resource_path().map(str::to_string).ok_or((
-            StatusCode::BAD_REQUEST,
-            "the path parameter is required".to_string(),
-        ))?
-    };
-    // The daemon's archive routes clean `..` lexically; the file API refuses it.
-    let path = if request.route.service == Service::Docker {
-        files::archive_path(&raw)
-    } else {
-        files::normalize_path(&raw)
-    }
-    .map_err(file_error)?;
-    let mut context = fs
-        .file_context(container, &path)
-        .await
-        .map_err(file_error)?;
-    if request.route.body == BodyRule::Tar {
-        // docker cp upload: every entry, where it really lands, and every link target.
-        let upload =
-            files::inspect_upload(&inspected.bytes, &context.resolved_path).map_err(file_error)?;
-        let mut entries = fs
-            .resolve_upload(container, &upload)
-            .await
-            .map_err(file_error)?;
-        entries.extend(upload.paths());
-        entries.extend(upload.link_targets());
-        entries.sort();
-        entries.dedup();
-        context.entries = entries;
-    }
-    Ok(Some(context))
 }
 
 #[cfg(test)]

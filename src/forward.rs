@@ -164,6 +164,24 @@ pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, BoxError> {
     Ok(limited.collect().await?.to_bytes())
 }
 
+/// The daemon as the pipeline reaches it: only through [`forward`], which
+/// takes a [`Permit`]. (A bare [`Upstream`] is for probes such as `/version`
+/// at startup and for the CLI's own client.)
+#[derive(Clone)]
+pub struct Daemon {
+    upstream: Upstream,
+}
+
+impl Daemon {
+    pub fn new(upstream: Upstream) -> Self {
+        Daemon { upstream }
+    }
+
+    pub fn addr(&self) -> &UpstreamAddr {
+        self.upstream.addr()
+    }
+}
+
 /// What is handed to the forward stage: the request as it goes on, and the
 /// [`Permit`] the record stage gave it (no permit, no forwarding).
 pub struct Forwardable {
@@ -204,7 +222,7 @@ pub enum Forwarded {
 /// Send an allowed request to the daemon, pinned to the container that was
 /// decided on.
 pub async fn forward(
-    upstream: &Upstream,
+    daemon: &Daemon,
     request: &Classified,
     target: &Target,
     mut work: Forwardable,
@@ -218,7 +236,7 @@ pub async fn forward(
     let path = pinned_target(request, target, &raw);
     let body = work.take_body();
     tracing::trace!(decision = work.permit.decision_id(), path, "forwarding");
-    let resp = match upstream.send(work.parts, &path, body).await {
+    let resp = match daemon.upstream.send(work.parts, &path, body).await {
         Ok(r) => r,
         Err(e) => {
             let error = reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));

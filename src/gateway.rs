@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::classify::VersionRange;
 use crate::config::{Limits, Mode};
 use crate::decide::Decide;
-use crate::forward::Upstream;
+use crate::forward::Daemon;
 use crate::identify::Credentials;
 use crate::record::Record;
 use crate::resolve::Resolver;
@@ -19,7 +19,8 @@ use crate::services::Local;
 /// Everything the stages share.
 #[derive(Clone)]
 pub struct Gateway {
-    pub upstream: Upstream,
+    /// The daemon, reached only with a `Permit`.
+    pub daemon: Daemon,
     pub versions: VersionRange,
     pub admin_uids: Vec<u32>,
     pub credentials: Arc<dyn Credentials>,

@@ -159,7 +159,7 @@ async fn handle_request(
                 client_upgrade,
                 permit,
             };
-            match forward::forward(&gw.upstream, request, target, work).await {
+            match forward::forward(&gw.daemon, request, target, work).await {
                 Forwarded::Answer(answer) => filter::respond(gw.filter(), decided, answer).await,
                 Forwarded::Done(response) => response,
             }

@@ -163,7 +163,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         crate::metrics::serve(addr.clone(), metrics).await?;
     }
     let gateway = Arc::new(Gateway {
-        upstream,
+        daemon: crate::forward::Daemon::new(upstream),
         versions,
         admin_uids: config.admin_uids.clone(),
         credentials: parts.credentials,
@@ -227,7 +227,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Each worker forwards over its own connection pool (see `listen::serve`).
     let make_handler: HandlerFactory = Arc::new(move || -> Handler {
         let mut gw = (*gateway).clone();
-        gw.upstream = Upstream::new(gateway.upstream.addr().clone());
+        gw.daemon = crate::forward::Daemon::new(Upstream::new(gateway.daemon.addr().clone()));
         let gw = Arc::new(gw);
         Arc::new(move |req, conn| pipeline::handle(gw.clone(), req, conn).boxed())
     });

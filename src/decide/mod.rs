@@ -46,7 +46,37 @@ pub struct RequestInfo {
     pub version: Option<String>,
 }
 
-/// Everything a policy decides on.
+/// Everything a policy decides on: `input` in the Rego policies
+/// (`policies/README.md` documents each field).
+///
+/// ```
+/// use portcullis::classify::{classify, Action, VersionRange};
+/// use portcullis::decide::PolicyInput;
+/// use portcullis::identify::{Caller, Identification};
+/// use portcullis::inspect::Inspected;
+/// use portcullis::resolve::Target;
+///
+/// let request = classify("POST", "/v1.41/containers/web-1/start", &VersionRange::default())?;
+/// assert_eq!(request.action, Action::CONTAINER_START);
+/// let caller = Caller {
+///     name: "ci".into(),
+///     admin: false,
+///     identified: true,
+///     via: Identification::Listener { listener: "ci.sock".into() },
+/// };
+/// let target = Target::none(request.resource.kind, request.resource.name.as_deref());
+/// let input = PolicyInput::of(&caller, &request, &target, &Inspected::default(), None);
+///
+/// let input = serde_json::to_value(&input)?;
+/// assert_eq!(input["action"], "container.start");
+/// assert_eq!(input["caller"]["name"], "ci");
+/// assert_eq!(input["resource"], serde_json::json!({"kind": "container", "name": "web-1"}));
+/// assert_eq!(input["request"]["method"], "POST");
+/// assert_eq!(input["request"]["path"], "/containers/web-1/start");
+/// assert_eq!(input["request"]["version"], "1.41");
+/// assert_eq!(input["target"]["name"], "web-1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyInput {
     pub caller: Caller,

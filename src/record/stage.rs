@@ -163,6 +163,54 @@ impl Life {
 
 /// A decided request, as the steps after the decision see it (forward,
 /// filter, the admin and file APIs): everything it was decided on.
+///
+/// Its [`record`](Decided::record) is what the decision log keeps:
+///
+/// ```
+/// use portcullis::classify::{classify, VersionRange};
+/// use portcullis::decide::Decision;
+/// use portcullis::identify::{Caller, Identification};
+/// use portcullis::inspect::Inspected;
+/// use portcullis::record::{Decided, Life};
+/// use portcullis::resolve::Target;
+///
+/// let (parts, ()) = http::Request::post("/v1.41/containers/web-1/start")
+///     .body(())?
+///     .into_parts();
+/// let mut life = Life::begin(&parts);
+/// let request = classify("POST", &life.raw_target, &VersionRange::default())?;
+/// life.classified(&request, None);
+/// let caller = Caller {
+///     name: "ci".into(),
+///     admin: false,
+///     identified: true,
+///     via: Identification::Listener { listener: "ci.sock".into() },
+/// };
+/// let target = Target::none(request.resource.kind, request.resource.name.as_deref());
+/// let inspected = Inspected::default();
+/// let decided = Decided {
+///     caller: &caller,
+///     request: &request,
+///     target: &target,
+///     file: None,
+///     inspected: &inspected,
+///     life: &life,
+/// };
+/// let decision = Decision {
+///     allowed: true,
+///     reasons: vec!["trust t-1 grants container.start".into()],
+///     trust_id: Some("t-1".into()),
+///     policy_version: "p1".into(),
+/// };
+/// let record = decided.record(&decision, true);
+/// assert_eq!(record.action, "container.start");
+/// assert_eq!((record.caller.as_str(), record.method.as_str()), ("ci", "POST"));
+/// assert_eq!(record.path, "/containers/web-1/start");
+/// assert_eq!(record.target_name.as_deref(), Some("web-1"));
+/// assert!(record.allowed && record.enforced);
+/// assert_eq!(record.trust_id.as_deref(), Some("t-1"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Decided<'a> {
     pub caller: &'a Caller,

@@ -85,6 +85,27 @@ fn yes() -> bool {
 /// The fields an operator writes (POST body; PATCH bodies are partial).
 ///
 /// Defaults follow the seed: inspect, logs and stats on, everything else off.
+///
+/// ```
+/// use portcullis::trust::TrustSpec;
+/// use serde_json::json;
+///
+/// // `ci` may restart the `web-*` containers (and, by default, inspect them
+/// // and read their logs and stats), nothing more.
+/// let spec = TrustSpec::from_json(&json!({
+///     "caller_service": "ci",
+///     "target_container": "web-*",
+///     "can_restart": true,
+/// }))?;
+/// spec.validate()?;
+/// assert!(spec.can_restart && spec.can_inspect && spec.can_logs);
+/// assert!(!spec.can_exec && !spec.can_remove);
+///
+/// // A field the model does not know is refused, not ignored.
+/// let typo = json!({"caller_service": "ci", "target_container": "web-*", "can_restrat": true});
+/// assert!(TrustSpec::from_json(&typo).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSpec {

@@ -91,14 +91,9 @@ async fn handle_request(
     };
     // A volume made through portcullis carries its creator (see `volumes`),
     // and no other caller's name.
-    if let Some(why) = volumes::forged_creator(&caller, &request, &inspected.canonical) {
-        refuse_early!(StatusCode::FORBIDDEN, why);
-    }
     let headers = &mut parts.headers;
-    if let Err(e) = volumes::stamp_creator(&caller, &request, headers, &mut inspected) {
-        // Our own re-encoding failed to inspect: a bug, refused.
-        let status = StatusCode::INTERNAL_SERVER_ERROR;
-        refuse_early!(status, e.to_string());
+    if let Err((status, e)) = volumes::hold_creator(&caller, &request, headers, &mut inspected) {
+        refuse_early!(status, e);
     }
     life.classified(&request, Some(&inspected));
 

@@ -119,7 +119,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let record = crate::record::AuditRecord {
                 caller: "config".into(),
                 identified_by: format!("trust file {}", path.display()),
-                action: "trust.write".into(),
+                action: crate::classify::Action::TRUST_WRITE.to_string(),
                 method: "-".into(),
                 path: path.display().to_string(),
                 allowed: true,

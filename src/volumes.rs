@@ -391,6 +391,24 @@ pub fn stamp_creator(
     Ok(())
 }
 
+/// The inspect step's volume rule: refuse a body that names another caller
+/// as a volume's creator ([`forged_creator`]), then label a `volume.create`
+/// with its caller ([`stamp_creator`]). Errors are the refusal's status and
+/// reason.
+pub fn hold_creator(
+    caller: &Caller,
+    request: &Classified,
+    headers: &mut HeaderMap,
+    inspected: &mut Inspected,
+) -> Result<(), (http::StatusCode, String)> {
+    if let Some(why) = forged_creator(caller, request, &inspected.canonical) {
+        return Err((http::StatusCode::FORBIDDEN, why));
+    }
+    // Our own re-encoding failing to inspect is a bug: refused.
+    stamp_creator(caller, request, headers, inspected)
+        .map_err(|e| (http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 /// A container or service create whose volume mounts label a volume with
 /// someone else's [`CREATOR_LABEL`]: the daemon applies `VolumeOptions.Labels`
 /// when it makes the volume, so without this check a caller could create a

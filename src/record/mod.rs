@@ -100,7 +100,7 @@ pub mod store;
 pub mod testing;
 #[cfg(test)]
 mod tests;
-mod wal;
+pub(crate) mod wal;
 mod writer;
 
 use std::io::Write;

@@ -32,9 +32,9 @@
 //! to the operations, which keeps that window to what the container itself can
 //! change, and policies should treat containers' own writes as untrusted.
 //!
-//! The module is split along those seams: [`types`] (the API's request and
-//! answer shapes), [`walk`] (symlink resolution), [`archive`] (tar streaming:
-//! list, read, write) and [`delete`] (the exec-based delete). This file keeps
+//! The module is split along those seams: `types` (the API's request and
+//! answer shapes), `walk` (symlink resolution), `archive` (tar streaming:
+//! list, read, write) and `delete` (the exec-based delete). This file keeps
 //! the handle itself, stat, mounts and the daemon-error mapping they share.
 
 mod archive;

@@ -6,10 +6,11 @@
 use std::io::Read;
 
 use base64::Engine;
-use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{
     check_container_ref, decode_content, map_docker_error, ContainerFs, FileContent, Listing,
@@ -212,7 +213,7 @@ impl ContainerFs {
         &self,
         container: &str,
         path: &str,
-    ) -> Result<BlockingStreamReader, FileError> {
+    ) -> Result<ArchiveReader, FileError> {
         let options = DownloadFromContainerOptions {
             path: path.to_string(),
         };
@@ -225,11 +226,11 @@ impl ContainerFs {
             Some(Err(e)) => return Err(map_docker_error(e, container, path)),
             None => Bytes::new(),
         };
-        Ok(BlockingStreamReader {
-            stream,
-            current: first,
-            handle: tokio::runtime::Handle::current(),
-        })
+        let rest = stream.map(|item| item.map_err(|e| std::io::Error::other(e.to_string())));
+        let body = futures_util::stream::once(async move { Ok(first) })
+            .chain(rest)
+            .boxed();
+        Ok(SyncIoBridge::new(StreamReader::new(body)))
     }
 }
 
@@ -239,28 +240,8 @@ fn tar_error(error: std::io::Error) -> FileError {
 
 /// A blocking [`Read`] over the daemon's byte stream, for the `tar` crate. Used
 /// only inside `spawn_blocking`; dropping it drops the HTTP response, which stops
-/// the transfer early.
-struct BlockingStreamReader {
-    stream: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, BollardError>> + Send>>,
-    current: Bytes,
-    handle: tokio::runtime::Handle,
-}
-
-impl Read for BlockingStreamReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.handle.block_on(self.stream.next()) {
-                Some(Ok(bytes)) => self.current = bytes,
-                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
-        Ok(n)
-    }
-}
+/// the transfer early. Daemon errors come back as I/O errors (their message kept).
+type ArchiveReader = SyncIoBridge<StreamReader<BoxStream<'static, std::io::Result<Bytes>>, Bytes>>;
 
 /// Header facts of a tar entry in API form.
 #[derive(Debug)]

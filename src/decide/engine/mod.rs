@@ -10,9 +10,9 @@
 //! a decision in flight finishes on the state it started with, and a policy
 //! that does not compile never replaces a working one.
 //!
-//! Layout: [`load`] reads sources (templates, files), [`compile`] turns them
-//! into a [`compile::LoadedPolicy`], [`eval`] runs decisions on per-thread
-//! evaluators, [`watch`] reloads on file changes; this file holds the engine
+//! Layout: `load` reads sources (templates, files), `compile` turns them
+//! into a `compile::LoadedPolicy`, `eval` runs decisions on per-thread
+//! evaluators, `watch` reloads on file changes; this file holds the engine
 //! handle and its atomically swapped state.
 
 mod compile;

@@ -31,8 +31,8 @@
 //! a copy.
 
 //!
-//! Layout: this file reads the [`Subject`] and computes the [`Facts`];
-//! [`body`] reads what a request body names; [`document`] builds the input
+//! Layout: this file reads the `Subject` and computes the `Facts`;
+//! `body` reads what a request body names; `document` builds the input
 //! document regorus evaluates.
 
 mod body;

@@ -31,9 +31,9 @@
 //! one atomic batch. Queries read the postings up to `indexed` and scan the blobs
 //! after it, so answers are complete whatever the indexer's progress.
 //!
-//! Layout: [`keys`] holds the key bytes, this file the tree handle
-//! ([`Stores`]) and the head; [`pack`] packs blobs, [`postings`] encodes the
-//! indexes, [`checkpoint`] the prune checkpoint, [`verify`] walks the chain.
+//! Layout: `keys` holds the key bytes, this file the tree handle
+//! (`Stores`) and the head; `pack` packs blobs, `postings` encodes the
+//! indexes, `checkpoint` the prune checkpoint, `verify` walks the chain.
 
 mod checkpoint;
 mod keys;

@@ -50,10 +50,9 @@
 //! Layout: `types.rs` (what a Go type looks like to the decoder), `lexer.rs`
 //! (JSON tokens in Go's grammar), `semantics.rs` (Go's decoding and merge
 //! rules), `node.rs` (the value being built, with Go's memory), `fold.rs`
-//! (Go's key folding), `error.rs` and `fnv.rs` (the field-table hasher).
+//! (Go's key folding), and `error.rs`.
 
 mod error;
-mod fnv;
 mod fold;
 mod lexer;
 mod node;

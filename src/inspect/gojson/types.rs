@@ -1,12 +1,10 @@
 //! The shape of a Go type as decoding sees it ([`Schema`], [`StructSchema`]),
 //! and Go's field lookup by exact then folded name. The schemas themselves
-//! (the daemon's types) are data, in `inspect/schema.rs`.
+//! (the daemon's types) are data, in `inspect/schema/`.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
 
-use super::fnv::Fnv;
 use super::fold::fold_name;
 
 /// The shape of a Go type, as far as decoding cares.
@@ -55,7 +53,10 @@ pub struct StructSchema {
 #[derive(Debug, Default)]
 pub struct FieldIndex(OnceLock<(FastMap<&'static str>, FastMap<String>)>);
 
-pub(super) type FastMap<K> = HashMap<K, usize, BuildHasherDefault<Fnv>>;
+/// FNV-1a 64 (the `fnv` crate): field names are short, trusted keys (the
+/// schema's own), so a simple fast hash is fine here; keys from the body are
+/// only looked up.
+pub(super) type FastMap<K> = HashMap<K, usize, fnv::FnvBuildHasher>;
 
 impl FieldIndex {
     pub const fn new() -> Self {

@@ -239,6 +239,281 @@ pub fn upload(bytes: &[u8], dest: &str) {
     }
 }
 
+/// The WAL reader on one segment: `data` picks a valid segment of chained
+/// frames and one kind of damage to it (or, with a leading odd byte, is taken
+/// as the frames' bytes as they are). Whatever the input, the reader never
+/// turns damage into a silent cut:
+/// - the frames it accepts are contiguous from the header, and each record it
+///   would apply links to the one before (checked here independently);
+/// - a frame cut short is tolerated only at the end of the last segment; the
+///   same bytes in an earlier segment are a break at the same place;
+/// - a flipped byte anywhere after the segment header is a break at the frame
+///   that holds it, with every frame before it accepted;
+/// - a segment cut at a byte is read up to the last whole frame, and the rest is
+///   a torn frame (last segment) or a break (any other).
+pub fn wal_segment(data: &[u8]) {
+    use crate::record::codec::{self, chain_hash};
+    use crate::record::store::ChainHead;
+    use crate::record::wal::{self, scan_segment, SegmentEnd, SEGMENT_HEADER};
+
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    let head = ChainHead {
+        next_seq: 1 + u64::from(mode >> 5),
+        hash: [7u8; 32],
+    };
+    let mut segment = b"PCAWAL01".to_vec();
+    segment.extend_from_slice(&head.next_seq.to_be_bytes());
+    let header = SEGMENT_HEADER as usize;
+
+    // Arbitrary frame bytes: only the independent checks apply.
+    if mode & 1 == 1 {
+        segment.extend_from_slice(data);
+        let scan = scan_segment(&segment, head, true, "fuzz");
+        let end = check_accepted(&segment, head, &scan.frames);
+        let again = scan_segment(&segment, head, false, "fuzz");
+        match (&scan.end, &again.end) {
+            (SegmentEnd::Whole, SegmentEnd::Whole) => assert_eq!(end, segment.len()),
+            (SegmentEnd::Torn { at, .. }, SegmentEnd::Broken { at: b, .. }) => {
+                assert_eq!((*at, *b), (end, end), "a torn frame is a break elsewhere")
+            }
+            (SegmentEnd::Broken { at, .. }, SegmentEnd::Broken { at: b, .. }) => {
+                assert_eq!((*at, *b), (end, end))
+            }
+            (a, b) => panic!("last segment {a:?}, earlier segment {b:?}"),
+        }
+        return;
+    }
+
+    // A valid segment: frame sizes from the first bytes, damage from the rest.
+    let (sizes, damage) = data.split_at(data.len().min(4));
+    let mut frame_starts = Vec::new();
+    let mut chain = head;
+    for &n in sizes {
+        frame_starts.push(segment.len());
+        let mut frame = Vec::new();
+        wal::start_frame(&mut frame);
+        for i in 0..=(n % 4) {
+            // Canonical bytes start with the record's own seq.
+            let mut canonical = chain.next_seq.to_be_bytes().to_vec();
+            canonical.extend_from_slice(format!("record {i}").as_bytes());
+            let hash = chain_hash(&chain.hash, &canonical);
+            codec::push_entry(&mut frame, chain.next_seq, &hash, &canonical);
+            chain = ChainHead {
+                next_seq: chain.next_seq + 1,
+                hash,
+            };
+        }
+        wal::finish_frame(&mut frame);
+        segment.extend_from_slice(&frame);
+    }
+    let frame_of = |at: usize| frame_starts.iter().rposition(|&s| s <= at).unwrap_or(0);
+    let pick = |b: &[u8]| {
+        b.iter()
+            .fold(0usize, |acc, &x| acc.wrapping_mul(251) ^ x as usize)
+    };
+    let whole = segment.clone();
+
+    match damage.split_first() {
+        // No damage: every frame is read.
+        None => {
+            let scan = scan_segment(&segment, head, true, "fuzz");
+            assert!(matches!(scan.end, SegmentEnd::Whole), "{:?}", scan.end);
+            assert_eq!(scan.frames.len(), frame_starts.len());
+            assert_eq!(scan.head, chain);
+        }
+        // A flipped byte after the header: a break at its frame, in any segment.
+        Some((&flip, rest)) if flip != 0 && segment.len() > header => {
+            let at = header + pick(rest) % (segment.len() - header);
+            segment[at] ^= flip;
+            for last in [true, false] {
+                let scan = scan_segment(&segment, head, last, "fuzz");
+                let broken_at = match scan.end {
+                    SegmentEnd::Broken { at, .. } => at,
+                    other => panic!("byte {at} flipped by {flip:#x}: {other:?}"),
+                };
+                assert_eq!(broken_at, frame_starts[frame_of(at)], "flip at {at}");
+                assert_eq!(scan.frames.len(), frame_of(at));
+                check_accepted(&segment, head, &scan.frames);
+            }
+        }
+        // Cut at a byte: whole frames before it are read, the rest is torn.
+        Some((_, rest)) => {
+            let cut = header + pick(rest) % (whole.len() - header + 1);
+            let segment = &whole[..cut];
+            let boundary = cut == whole.len() || frame_starts.contains(&cut);
+            let kept = frame_starts.iter().filter(|&&s| s < cut).count() - usize::from(!boundary);
+            for last in [true, false] {
+                let scan = scan_segment(segment, head, last, "fuzz");
+                assert_eq!(scan.frames.len(), kept, "cut at {cut}");
+                check_accepted(segment, head, &scan.frames);
+                match (&scan.end, boundary, last) {
+                    (SegmentEnd::Whole, true, _) => {}
+                    (SegmentEnd::Torn { at, .. }, false, true) => {
+                        assert_eq!(*at, frame_starts[kept])
+                    }
+                    (SegmentEnd::Broken { at, .. }, false, false) => {
+                        assert_eq!(*at, frame_starts[kept])
+                    }
+                    (end, _, _) => panic!("cut at {cut} (last segment: {last}): {end:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// Independently of the reader: the accepted frames lie back to back after the
+/// segment header, and every record beyond `head` links to its predecessor.
+/// Returns the byte where the accepted frames end.
+fn check_accepted(
+    segment: &[u8],
+    head: crate::record::store::ChainHead,
+    frames: &[crate::record::wal::GoodFrame<'_>],
+) -> usize {
+    use crate::record::codec::{blob_entries, chain_hash, split_value};
+    let base = segment.as_ptr() as usize;
+    let mut at = crate::record::wal::SEGMENT_HEADER as usize;
+    let mut next = head.next_seq;
+    let mut prev = head.hash;
+    for frame in frames {
+        let start = frame.blob.as_ptr() as usize - base;
+        // The header before the payload: 16 bytes, or 12 in the first format.
+        assert!(
+            start == at + 16 || start == at + 12,
+            "frame payload at {start}, previous frame ended at {at}"
+        );
+        at = start + frame.blob.len();
+        let mut applied = 0;
+        for entry in blob_entries(frame.blob) {
+            let (seq, value) = entry.expect("an accepted frame reads whole");
+            if seq < next {
+                continue;
+            }
+            assert_eq!(seq, next, "records are contiguous");
+            let split = split_value(value).expect("an accepted record splits");
+            assert_eq!(
+                split.hash,
+                chain_hash(&prev, split.canonical),
+                "record {seq} links"
+            );
+            prev = split.hash;
+            next += 1;
+            applied += 1;
+        }
+        assert_eq!(applied, frame.count);
+        assert_eq!((frame.last.next_seq, frame.last.hash), (next, prev));
+    }
+    at
+}
+
+/// The `docker cp` download filter: `data` is a chunk size and a tar archive
+/// as the daemon might send it for `GET /containers/x/archive?path=/srv/app`.
+/// - what the filter passes on, read again by the same reader, is exactly the
+///   entries it judged allowed, in order, and filtering it again changes
+///   nothing;
+/// - no entry passed on maps to a path the rules refuse, or lies outside the
+///   requested directory; no hard link passed on points at a withheld entry;
+/// - the answer does not depend on how the stream was cut into chunks.
+pub fn download(data: &[u8]) {
+    use crate::files::download::{ArchiveEntry, DownloadScope, EntryKind, TarFilter, Withholder};
+    use bytes::BytesMut;
+
+    let Some((&chunk, tar)) = data.split_first() else {
+        return;
+    };
+    let scope = DownloadScope::new("/srv/app", "/srv/app", "/srv/real");
+    let refused = |path: &str| {
+        path.split('/')
+            .any(|c| c == "secret" || c.ends_with(".key"))
+    };
+
+    // Filter `tar` in chunks of `size`, judging with the rules.
+    let filter = |size: usize| {
+        let mut withholder = Withholder::new(scope.clone(), |req: &str, res: &str| {
+            !refused(req) && !refused(res)
+        });
+        let mut allowed: Vec<ArchiveEntry> = Vec::new();
+        let mut withheld = std::collections::HashSet::new();
+        let mut filter = TarFilter::new();
+        let mut out = BytesMut::new();
+        let mut judge = |e: &ArchiveEntry| {
+            let ok = withholder.judge(e);
+            if ok && e.kind == EntryKind::HardLink {
+                // A hard link names an entry before it in the archive.
+                let target = e.link_name.as_deref().unwrap_or("").trim_end_matches('/');
+                assert!(
+                    !withheld.contains(target),
+                    "{e:?} links to a withheld entry"
+                );
+            }
+            if ok {
+                allowed.push(e.clone());
+            } else if let Some(name) = &e.name {
+                withheld.insert(name.trim_end_matches('/').to_string());
+            }
+            ok
+        };
+        let mut result = Ok(());
+        for piece in tar.chunks(size.max(1)) {
+            result = filter.push(piece, &mut out, &mut judge);
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = filter.finish();
+        }
+        (result, out, allowed)
+    };
+
+    let (result, out, allowed) = filter(tar.len());
+    let (chunked_result, chunked_out, chunked_allowed) = filter(usize::from(chunk) + 1);
+    assert_eq!(
+        result.is_ok(),
+        chunked_result.is_ok(),
+        "{result:?} / {chunked_result:?}"
+    );
+    if result.is_err() {
+        return;
+    }
+    assert_eq!(out, chunked_out, "chunking changed the output");
+    assert_eq!(allowed, chunked_allowed);
+
+    // Read what was passed on, letting everything through.
+    let mut seen: Vec<ArchiveEntry> = Vec::new();
+    let mut again = BytesMut::new();
+    let mut reread = TarFilter::new();
+    reread
+        .push(&out, &mut again, &mut |e: &ArchiveEntry| {
+            seen.push(e.clone());
+            true
+        })
+        .expect("the filtered archive reads again");
+    reread.finish().expect("the filtered archive ends cleanly");
+    assert_eq!(
+        seen, allowed,
+        "the output holds exactly the allowed entries"
+    );
+    assert_eq!(again, out, "filtering is idempotent");
+
+    for entry in &seen {
+        let name = entry.name.as_deref().expect("non-UTF-8 names are withheld");
+        let (requested, resolved) = scope.paths(name).expect("inside the requested directory");
+        assert!(
+            !refused(&requested) && !refused(&resolved),
+            "{entry:?} was passed on"
+        );
+        if entry.kind == EntryKind::HardLink {
+            let target = entry
+                .link_name
+                .as_deref()
+                .expect("a hard link names its target");
+            assert!(scope.paths(target).is_some(), "{entry:?} links outside");
+        }
+    }
+}
+
 /// A JSON value's nesting depth, for generators that must stay under the
 /// decoder's limit.
 #[cfg(test)]
@@ -400,6 +675,88 @@ mod tests {
         fn form_holds(s in "[a-z=&%+;0-9A-F]{0,24}") {
             form(s.as_bytes());
         }
+
+        #[test]
+        fn wal_reader_holds(
+            mode in any::<u8>(),
+            sizes in proptest::collection::vec(any::<u8>(), 0..5),
+            damage in proptest::collection::vec(any::<u8>(), 0..4),
+        ) {
+            // Even modes build a valid segment from `sizes` and damage it.
+            let mut data = vec![mode & !1];
+            data.extend_from_slice(&sizes);
+            data.extend_from_slice(&damage);
+            wal_segment(&data);
+        }
+
+        #[test]
+        fn wal_reader_holds_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let mut data = vec![1u8];
+            data.extend_from_slice(&bytes);
+            wal_segment(&data);
+        }
+
+        #[test]
+        fn download_filter_holds(
+            chunk in any::<u8>(),
+            entries in proptest::collection::vec(download_entry(), 0..8),
+        ) {
+            let mut data = vec![chunk];
+            data.extend_from_slice(&download_tar(&entries));
+            download(&data);
+        }
+    }
+
+    /// An entry of a daemon's archive for `/srv/app`: a kind, a name under
+    /// `app/` (some refused by the rules, some odd) and a link target.
+    fn download_entry() -> impl Strategy<Value = (u8, String, String)> {
+        let name = prop_oneof![
+            Just("app".to_string()),
+            Just("app/".to_string()),
+            "app/(ok|secret|id\\.key|sub|\\.\\.|\\.)(/(ok|secret|x\\.key|z)){0,2}/?",
+            "[a-z./]{0,12}",
+            Just(format!("app/{}", "d".repeat(120))),
+        ];
+        (0u8..5, name.clone(), name)
+    }
+
+    /// A tar of `entries` as the `tar` crate writes it (long names through
+    /// GNU extensions).
+    fn download_tar(entries: &[(u8, String, String)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (kind, name, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            let data: &[u8] = match kind {
+                0 => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    b"data"
+                }
+                1 => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    b""
+                }
+                2 | 3 => {
+                    let t = if *kind == 2 {
+                        tar::EntryType::Symlink
+                    } else {
+                        tar::EntryType::Link
+                    };
+                    h.set_entry_type(t);
+                    if b.append_link(&mut h, name, link).is_err() {
+                        continue;
+                    }
+                    continue;
+                }
+                _ => {
+                    h.set_entry_type(tar::EntryType::Fifo);
+                    b""
+                }
+            };
+            h.set_size(data.len() as u64);
+            let _ = b.append_data(&mut h, name, data);
+        }
+        b.into_inner().unwrap_or_default()
     }
 
     /// Every seed of the fuzz corpora, run through its property: the corpora
@@ -414,6 +771,8 @@ mod tests {
             ("form", &form),
             ("upload", &|b: &[u8]| upload(b, "/app")),
             ("request_head", &request_head_seed),
+            ("wal_segment", &wal_segment),
+            ("download", &download),
         ] {
             let Ok(dir) = std::fs::read_dir(root.join(target)) else {
                 continue;

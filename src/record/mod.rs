@@ -98,20 +98,20 @@ pub mod query;
 mod sled_guard;
 mod stage;
 pub mod store;
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
 mod tests;
-mod wal;
+mod types;
+pub(crate) mod wal;
 mod writer;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use format::{format_json, format_jsonl, format_table, record_json};
@@ -121,173 +121,15 @@ pub use query::{AuditFilter, AuditPage, FilterError, Order};
 pub use sled_guard::{open_sled, without_panic};
 pub use stage::{log_unavailable, Decided, Life, Record};
 pub use store::{BreakKind, ChainBreak, Checkpoint, VerifyReport};
+#[cfg(any(test, feature = "test-hooks"))]
+#[doc(hidden)]
+pub use testing::FailPoint;
+pub use types::{
+    AuditFsync, AuditOptions, AuditRecord, AuditStats, PrunePolicy, PruneReport, RecordError,
+    STARTUP_VERIFY_TAIL,
+};
 
 use store::{Stores, VerifyScope};
-
-/// One decision, as recorded. Secrets never enter it: no tokens, no body contents.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// Monotonic sequence id, assigned on append.
-    pub seq: u64,
-    /// RFC 3339 UTC time, assigned on append if empty.
-    pub time: String,
-    pub request_id: String,
-    pub caller: String,
-    /// How the caller was identified (`listener:x`, `uid:1000 pid:42`, `token:abc`, `cert:CN`).
-    pub identified_by: String,
-    pub action: String,
-    pub target_id: Option<String>,
-    pub target_name: Option<String>,
-    pub resource_path: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub allowed: bool,
-    /// False in dry-run (`--mode audit-only`): the decision was not enforced.
-    pub enforced: bool,
-    pub reasons: Vec<String>,
-    pub trust_id: Option<String>,
-    pub policy_version: String,
-    /// SHA-256 (hex) of the inspected body bytes that were forwarded.
-    pub body_sha256: Option<String>,
-}
-
-/// Everything that can go wrong in the log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
-    /// The log cannot be written right now; the request must not be served (503).
-    #[error("audit log unavailable: {0}")]
-    Unavailable(String),
-    /// Startup found a broken chain and `allow_broken_chain` is not set.
-    #[error("audit chain is broken ({0}); run `portcullis audit verify` and investigate, or start with allow_broken_chain")]
-    BrokenChain(ChainBreak),
-    /// The record or an argument is unacceptable (too large, bad time, bad option).
-    #[error("invalid audit input: {0}")]
-    Invalid(String),
-    /// Stored bytes that cannot be read as what they should be.
-    #[error("audit data corrupt: {0}")]
-    Corrupt(String),
-    /// sled reported an error.
-    #[error("audit store error: {0}")]
-    Store(String),
-    /// Opening the data directory offline failed (missing, or locked by a running portcullis).
-    #[error("cannot open audit data dir: {0}")]
-    Open(String),
-}
-
-/// Records whose links a normal start checks (plus the checkpoint link and the
-/// stored head); `serve --verify-full` checks them all ([`verify_full`]).
-pub const STARTUP_VERIFY_TAIL: u64 = 1000;
-
-/// Extra syncing of the WAL beyond the page cache (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuditFsync {
-    #[default]
-    Never,
-    EveryBatch,
-    Interval(Duration),
-}
-
-/// How the log runs. `Default` suits production except `data_dir`, which should be set
-/// (it enables the WAL, the disk-space guard and fsync).
-#[derive(Debug, Clone)]
-pub struct AuditOptions {
-    /// Start even though verification found a break (logged at error level).
-    pub allow_broken_chain: bool,
-    /// Records checked by `open` at the tail; 0 = the whole chain.
-    pub verify_tail: u64,
-    /// Most records per group commit (1..=10000). A group only grows while a write
-    /// is in progress, so a high cap costs no latency at low load.
-    pub max_batch: usize,
-    /// Directory of the sled db. Set, it holds the WAL (`audit-wal/`) and enables
-    /// the free-space guard and fsync; unset, batches are written to sled directly.
-    pub data_dir: Option<PathBuf>,
-    /// Warn when free space is below this.
-    pub low_disk_warn_bytes: u64,
-    /// Refuse appends when free space is below this (keeps sled away from ENOSPC).
-    pub min_free_bytes: u64,
-    /// Least time between two low-space warnings (free space itself is read at
-    /// least every 10 ms of writing, and before every batch near the reserve).
-    pub disk_check_interval: Duration,
-    pub fsync: AuditFsync,
-    /// Buffer of the `subscribe` broadcast; slower followers see `Lagged`.
-    pub subscribe_capacity: usize,
-    /// Records per index chunk (1..=2^20): the indexer posts records once this many
-    /// are unindexed, and queries scan at most about this many unindexed records.
-    pub index_chunk: u64,
-    /// Size after which the WAL starts a new segment (old ones are deleted once
-    /// sled holds their records).
-    pub wal_segment_bytes: u64,
-}
-
-impl Default for AuditOptions {
-    fn default() -> Self {
-        AuditOptions {
-            allow_broken_chain: false,
-            verify_tail: STARTUP_VERIFY_TAIL,
-            max_batch: 1000,
-            data_dir: None,
-            low_disk_warn_bytes: 1 << 30,
-            min_free_bytes: 64 << 20,
-            disk_check_interval: Duration::from_secs(5),
-            fsync: AuditFsync::Never,
-            subscribe_capacity: 4096,
-            index_chunk: index::DEFAULT_INDEX_CHUNK,
-            wal_segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
-        }
-    }
-}
-
-/// Which old records [`AuditLog::prune`] removes. Pruning removes whole blobs
-/// (see [`store`]), so it may keep a few records more than asked, never fewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrunePolicy {
-    /// Remove every record with seq < this.
-    BeforeSeq(u64),
-    /// Keep at most this many newest records (rounded up to a batch boundary).
-    MaxRecords(u64),
-    /// Remove records older than this (stops at the first record that is not).
-    MaxAge(Duration),
-}
-
-/// What a prune did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PruneReport {
-    pub removed: u64,
-    pub checkpoint: Checkpoint,
-}
-
-/// Counters and health of the writer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditStats {
-    pub records_committed: u64,
-    /// Group commits (writes) that succeeded; < records_committed under concurrency.
-    pub batches_committed: u64,
-    /// Group commits refused (a failed write also refuses the groups queued after it).
-    pub batches_failed: u64,
-    /// Appends are accepted (the log is neither closed nor stopped by a fault).
-    pub writer_alive: bool,
-    /// The error of the last failed batch, cleared by the next success.
-    pub last_error: Option<String>,
-    /// Last seq the store (sled) holds; behind `head()` while the applier catches up.
-    pub applied_seq: u64,
-    /// Why the store stopped taking records from the WAL (they stay in the WAL and
-    /// are replayed at the next start); readers fail until then.
-    pub apply_error: Option<String>,
-}
-
-/// Test-only failure injection points for [`AuditLog::testing_inject_failure`].
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailPoint {
-    None,
-    /// The write fails: nothing is kept (with the WAL: a short write, truncated back).
-    Write,
-    /// The write lands but the flush (WAL: fdatasync) fails; sled keeps the records,
-    /// the WAL truncates them away.
-    Flush,
-    /// `Write`, for the next write only.
-    WriteOnce,
-}
 
 /// Rows removed per prune transaction (each step leaves a valid checkpoint).
 const PRUNE_CHUNK: u64 = 10_000;
@@ -594,30 +436,6 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         prune(&self.inner.stores, policy)
-    }
-
-    /// Index every committed record now, however few (tests of the index path).
-    #[doc(hidden)]
-    pub fn testing_index_all(&self) -> Result<(), RecordError> {
-        self.caught_up(u64::MAX)?;
-        while index::index_one_chunk(&self.inner.stores, 1, &self.inner.index_lock, true)? {}
-        Ok(())
-    }
-
-    /// Make the writer fail on purpose (tests of the 503 path).
-    #[doc(hidden)]
-    pub fn testing_inject_failure(&self, point: FailPoint) {
-        let v = match point {
-            FailPoint::None => writer::FAIL_NONE,
-            FailPoint::Write => writer::FAIL_WRITE,
-            FailPoint::Flush => writer::FAIL_FLUSH,
-            FailPoint::WriteOnce => writer::FAIL_WRITE_ONCE,
-        };
-        self.inner
-            .committer
-            .shared
-            .fail_point
-            .store(v, Ordering::SeqCst);
     }
 }
 

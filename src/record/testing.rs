@@ -1,11 +1,18 @@
 //! Test hooks that damage a stored log on purpose, so tests can prove that
 //! verification notices. They bypass the log's API by design; nothing in the
 //! product calls them. Each rewrites the blob holding the record, the
-//! way someone editing the db file would.
+//! way someone editing the db file would. Also here: making the writer fail
+//! on purpose ([`FailPoint`]) and indexing on demand.
+//!
+//! Compiled only for tests: unit tests, and integration tests through the
+//! `test-hooks` feature (a dev-dependency of the crate on itself); the
+//! product never contains them.
+
+use std::sync::atomic::Ordering;
 
 use super::codec;
 use super::store::{blob_key, parse_blob_key, PREFIX_INDEX, TREE_LOG};
-use super::RecordError;
+use super::{index, writer, AuditLog, RecordError};
 
 fn log_tree(db: &sled::Db) -> Result<sled::Tree, RecordError> {
     db.open_tree(TREE_LOG)
@@ -114,4 +121,44 @@ pub fn indexed_seqs(db: &sled::Db) -> Result<Vec<u64>, RecordError> {
         out.extend(super::store::posting_seqs(&v)?);
     }
     Ok(out)
+}
+
+/// Test-only failure injection points for [`AuditLog::testing_inject_failure`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    None,
+    /// The write fails: nothing is kept (with the WAL: a short write, truncated back).
+    Write,
+    /// The write lands but the flush (WAL: fdatasync) fails; sled keeps the records,
+    /// the WAL truncates them away.
+    Flush,
+    /// `Write`, for the next write only.
+    WriteOnce,
+}
+
+impl AuditLog {
+    /// Index every committed record now, however few (tests of the index path).
+    #[doc(hidden)]
+    pub fn testing_index_all(&self) -> Result<(), RecordError> {
+        self.caught_up(u64::MAX)?;
+        while index::index_one_chunk(&self.inner.stores, 1, &self.inner.index_lock, true)? {}
+        Ok(())
+    }
+
+    /// Make the writer fail on purpose (tests of the 503 path).
+    #[doc(hidden)]
+    pub fn testing_inject_failure(&self, point: FailPoint) {
+        let v = match point {
+            FailPoint::None => writer::FAIL_NONE,
+            FailPoint::Write => writer::FAIL_WRITE,
+            FailPoint::Flush => writer::FAIL_FLUSH,
+            FailPoint::WriteOnce => writer::FAIL_WRITE_ONCE,
+        };
+        self.inner
+            .committer
+            .shared
+            .fail_point
+            .store(v, Ordering::SeqCst);
+    }
 }

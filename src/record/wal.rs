@@ -325,55 +325,38 @@ pub(crate) fn recover(
             out.broken_at = Some((path.clone(), 0));
             break;
         }
-        let mut pos = SEGMENT_HEADER as usize;
-        while pos < bytes.len() {
-            let (frame, frame_len) = match read_frame(&bytes[pos..]) {
-                Ok(f) => f,
-                Err(BadFrame::Incomplete(why)) if last_segment => {
-                    // The end of the last segment: a write the kill cut short. It was
-                    // never acknowledged (acknowledgement follows the whole write).
-                    let cut = (bytes.len() - pos) as u64;
-                    tracing::warn!(segment = %name, at = pos, bytes = cut, %why, "audit WAL: cutting off a torn last frame");
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(|e| io("open to cut", e))?;
-                    f.set_len(pos as u64).map_err(|e| io("cut torn frame", e))?;
-                    f.sync_all().map_err(|e| io("sync cut", e))?;
-                    out.torn_bytes += cut;
-                    break 'segments;
-                }
-                Err(BadFrame::Incomplete(why) | BadFrame::Corrupt(why)) => {
-                    // Anywhere else, and any frame whose bytes are all there, was
-                    // acknowledged: a break, kept as evidence, never cut off.
-                    out.broken = Some(wal_break(
-                        head.next_seq,
-                        BreakKind::Changed,
-                        format!("{name} at byte {pos}: {why}"),
-                    ));
-                    out.broken_at = Some((path.clone(), pos as u64));
-                    break 'segments;
-                }
-            };
-            let at = format!("{name} at byte {pos}");
-            let frame_start = pos;
-            pos += frame_len;
-            match check_frame(frame, &head) {
-                Ok(Frame::Applied) => {}
-                Ok(Frame::Next { count, last }) => {
-                    pending.add(frame, last)?;
-                    if pending.blobs >= 64 {
-                        pending.commit(stores)?;
-                    }
-                    out.records += count;
-                    head = last;
-                }
-                Err(mut b) => {
-                    b.detail = format!("audit WAL {at}: {}", b.detail);
-                    out.broken = Some(b);
-                    out.broken_at = Some((path.clone(), frame_start as u64));
-                    break 'segments;
-                }
+        let scan = scan_segment(&bytes, head, last_segment, &name.to_string());
+        for frame in &scan.frames {
+            if frame.count == 0 {
+                continue;
+            }
+            pending.add(frame.blob, frame.last)?;
+            if pending.blobs >= 64 {
+                pending.commit(stores)?;
+            }
+            out.records += frame.count;
+        }
+        head = scan.head;
+        match scan.end {
+            SegmentEnd::Whole => {}
+            SegmentEnd::Torn { at, why } => {
+                // The end of the last segment: a write the kill cut short. It was
+                // never acknowledged (acknowledgement follows the whole write).
+                let cut = (bytes.len() - at) as u64;
+                tracing::warn!(segment = %name, at, bytes = cut, %why, "audit WAL: cutting off a torn last frame");
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io("open to cut", e))?;
+                f.set_len(at as u64).map_err(|e| io("cut torn frame", e))?;
+                f.sync_all().map_err(|e| io("sync cut", e))?;
+                out.torn_bytes += cut;
+                break 'segments;
+            }
+            SegmentEnd::Broken { at, chain_break } => {
+                out.broken = Some(chain_break);
+                out.broken_at = Some((path.clone(), at as u64));
+                break 'segments;
             }
         }
     }
@@ -405,6 +388,98 @@ pub(crate) fn recover(
         );
     }
     Ok(out)
+}
+
+/// A frame of a segment that continues the chain (`count` 0: every record in it
+/// is already at or below the head).
+pub(crate) struct GoodFrame<'a> {
+    pub blob: &'a [u8],
+    pub count: u64,
+    /// The head after this frame.
+    pub last: ChainHead,
+}
+
+/// How reading a segment ended.
+#[derive(Debug)]
+pub(crate) enum SegmentEnd {
+    /// Every byte after the header belongs to a frame that continues the chain.
+    Whole,
+    /// The last segment ends inside a frame from byte `at` on: the prefix of a
+    /// write that a kill cut short, never acknowledged.
+    Torn { at: usize, why: String },
+    /// The frame at byte `at` is damaged or does not continue the chain.
+    Broken { at: usize, chain_break: ChainBreak },
+}
+
+/// What [`scan_segment`] read.
+pub(crate) struct SegmentScan<'a> {
+    pub frames: Vec<GoodFrame<'a>>,
+    /// The head after the last good frame.
+    pub head: ChainHead,
+    pub end: SegmentEnd,
+}
+
+/// Read the frames of one segment (`bytes` is the whole file, its header
+/// already checked) from `head` on. Pure, so that it can be fuzzed: a torn
+/// frame is only ever tolerated at the end of the `last_segment`; every other
+/// defect is a [`SegmentEnd::Broken`] naming where it is.
+pub(crate) fn scan_segment<'a>(
+    bytes: &'a [u8],
+    mut head: ChainHead,
+    last_segment: bool,
+    name: &str,
+) -> SegmentScan<'a> {
+    let mut frames = Vec::new();
+    let mut pos = SEGMENT_HEADER as usize;
+    let end = loop {
+        if pos >= bytes.len() {
+            break SegmentEnd::Whole;
+        }
+        let (frame, frame_len) = match read_frame(&bytes[pos..]) {
+            Ok(f) => f,
+            Err(BadFrame::Incomplete(why)) if last_segment => {
+                break SegmentEnd::Torn { at: pos, why };
+            }
+            Err(BadFrame::Incomplete(why) | BadFrame::Corrupt(why)) => {
+                // Anywhere else, and any frame whose bytes are all there, was
+                // acknowledged: a break, kept as evidence, never cut off.
+                let chain_break = wal_break(
+                    head.next_seq,
+                    BreakKind::Changed,
+                    format!("{name} at byte {pos}: {why}"),
+                );
+                break SegmentEnd::Broken {
+                    at: pos,
+                    chain_break,
+                };
+            }
+        };
+        match check_frame(frame, &head) {
+            Ok(Frame::Applied) => frames.push(GoodFrame {
+                blob: frame,
+                count: 0,
+                last: head,
+            }),
+            Ok(Frame::Next { count, last }) => {
+                frames.push(GoodFrame {
+                    blob: frame,
+                    count,
+                    last,
+                });
+                head = last;
+            }
+            Err(mut chain_break) => {
+                chain_break.detail =
+                    format!("audit WAL {name} at byte {pos}: {}", chain_break.detail);
+                break SegmentEnd::Broken {
+                    at: pos,
+                    chain_break,
+                };
+            }
+        }
+        pos += frame_len;
+    };
+    SegmentScan { frames, head, end }
 }
 
 fn wal_break(seq: u64, kind: BreakKind, detail: String) -> ChainBreak {

@@ -1,0 +1,183 @@
+//! Loading policy sources: the built-in templates and `*.rego` files on disk.
+//!
+//! Why apart: reading sources is plain file IO with no regorus in it; the
+//! compiler ([`super::compile`]) takes whatever this returns.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::compile::CompileError;
+
+/// A built-in policy set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Template {
+    /// Container rights only; dangerous rights need a named target; no tunnels.
+    Strict,
+    /// The seed semantics with every extension (the default).
+    #[default]
+    Standard,
+    /// Standard, plus read-only system/image/network/volume actions for every
+    /// identified caller.
+    Permissive,
+}
+
+impl std::str::FromStr for Template {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(Template::Strict),
+            "standard" => Ok(Template::Standard),
+            "permissive" => Ok(Template::Permissive),
+            other => Err(format!(
+                "unknown policy template {other:?} (strict, standard, permissive)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Template::Strict => "strict",
+            Template::Standard => "standard",
+            Template::Permissive => "permissive",
+        })
+    }
+}
+
+const COMMON: &[(&str, &str)] = &[
+    (
+        "portcullis.rego",
+        include_str!("../../../policies/portcullis.rego"),
+    ),
+    (
+        "actions.rego",
+        include_str!("../../../policies/actions.rego"),
+    ),
+    (
+        "hardening.rego",
+        include_str!("../../../policies/hardening.rego"),
+    ),
+    (
+        "settings.rego",
+        include_str!("../../../policies/settings.rego"),
+    ),
+];
+
+const STRICT: (&str, &str) = (
+    "templates/strict.rego",
+    include_str!("../../../policies/templates/strict.rego"),
+);
+const PERMISSIVE: (&str, &str) = (
+    "templates/permissive.rego",
+    include_str!("../../../policies/templates/permissive.rego"),
+);
+
+const TESTLIB: (&str, &str) = (
+    "testlib_test.rego",
+    include_str!("../../../policies/testlib_test.rego"),
+);
+
+const STANDARD_TESTS: &[(&str, &str)] = &[
+    (
+        "portcullis_test.rego",
+        include_str!("../../../policies/portcullis_test.rego"),
+    ),
+    (
+        "hardening_test.rego",
+        include_str!("../../../policies/hardening_test.rego"),
+    ),
+];
+const STRICT_TESTS: &[(&str, &str)] = &[(
+    "templates/strict_test.rego",
+    include_str!("../../../policies/templates/strict_test.rego"),
+)];
+const PERMISSIVE_TESTS: &[(&str, &str)] = &[(
+    "templates/permissive_test.rego",
+    include_str!("../../../policies/templates/permissive_test.rego"),
+)];
+
+impl Template {
+    /// The policy files of this template: (file name, source).
+    pub fn files(self) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = COMMON
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        match self {
+            Template::Strict => files.push((STRICT.0.into(), STRICT.1.into())),
+            Template::Permissive => files.push((PERMISSIVE.0.into(), PERMISSIVE.1.into())),
+            Template::Standard => {}
+        }
+        files
+    }
+
+    /// The `*_test.rego` files that test this template.
+    pub fn test_files(self) -> Vec<(String, String)> {
+        let tests = match self {
+            Template::Strict => STRICT_TESTS,
+            Template::Standard => STANDARD_TESTS,
+            Template::Permissive => PERMISSIVE_TESTS,
+        };
+        std::iter::once(&TESTLIB)
+            .chain(tests)
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect()
+    }
+}
+
+/// Where the policies come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Embedded(Template),
+    /// Every `*.rego` directly in the directory, except `*_test.rego`.
+    Dir(PathBuf),
+}
+
+/// Read the policy files of a source.
+pub fn read_source(source: &PolicySource) -> Result<Vec<(String, String)>, Vec<CompileError>> {
+    match source {
+        PolicySource::Embedded(template) => Ok(template.files()),
+        PolicySource::Dir(dir) => read_dir(dir, false),
+    }
+}
+
+/// `*.rego` files directly in `dir`, sorted; with or without `*_test.rego`.
+pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, Vec<CompileError>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![CompileError {
+            file: dir.display().to_string(),
+            line: None,
+            column: None,
+            message: format!("cannot read policy directory: {e}"),
+        }]
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            p.is_file() && name.ends_with(".rego") && (with_tests || !name.ends_with("_test.rego"))
+        })
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((path.display().to_string(), text)),
+            Err(e) => errors.push(CompileError {
+                file: path.display().to_string(),
+                line: None,
+                column: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}

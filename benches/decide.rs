@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::classify::{Resource, ResourceKind};
+use portcullis::classify::{Action, Resource, ResourceKind};
 use portcullis::decide::{
     Decide, FileContext, PolicyEngine, PolicyInput, PolicySource, RequestInfo, Template,
 };
@@ -59,7 +59,7 @@ fn snapshot() -> TrustSnapshot {
     }
 }
 
-fn input(action: &str, body: serde_json::Value, file: Option<FileContext>) -> PolicyInput {
+fn input(action: Action, body: serde_json::Value, file: Option<FileContext>) -> PolicyInput {
     PolicyInput {
         caller: Caller {
             name: "svc-42".into(),
@@ -69,7 +69,7 @@ fn input(action: &str, body: serde_json::Value, file: Option<FileContext>) -> Po
                 token_id: "t".into(),
             },
         },
-        action: action.into(),
+        action,
         resource: Resource {
             kind: ResourceKind::Container,
             name: Some("app-3-web".into()),
@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
         ),
     ];
     let write = input(
-        "file.write",
+        Action::FILE_WRITE,
         serde_json::Value::Null,
         Some(FileContext {
             path: "/app/config/instructions/CLAUDE.md".into(),
@@ -125,12 +125,12 @@ fn bench(c: &mut Criterion) {
         }),
     );
     let create = input(
-        "container.create",
+        Action::CONTAINER_CREATE,
         json!({"Image": "registry.local/app-3:v2.4", "HostConfig": {
             "Binds": ["/srv/shared/a:/a"], "CapAdd": ["NET_BIND_SERVICE"], "Memory": 1000000}}),
         None,
     );
-    let restart = input("container.restart", serde_json::Value::Null, None);
+    let restart = input(Action::CONTAINER_RESTART, serde_json::Value::Null, None);
     if let Some((action, count)) = instruction_count_run() {
         // Only decisions, a known number of them: for callgrind (see the
         // module docs), which counts instructions whatever the machine's noise.

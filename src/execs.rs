@@ -76,7 +76,7 @@ pub async fn second_look(
         ..Inspected::default()
     };
     let mut input = PolicyInput::of(caller, request, target, &inspected, None);
-    input.action = Action::CONTAINER_EXEC.to_string();
+    input.action = Action::CONTAINER_EXEC;
     let as_created = decider.decide(&input);
     if as_created.allowed {
         return decision;

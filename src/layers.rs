@@ -47,11 +47,7 @@ const STAGES: &[(&str, u8)] = &[
 
 /// Imports that point up today, each with why it is still there. The test
 /// also fails when one of these is gone, so the list stays true.
-const KNOWN: &[(&str, &str)] = &[
-    // `referenced_containers` (a create's `VolumesFrom`/links) lives with the
-    // decide stage's facts; the resolve stage resolves those names.
-    ("resolve", "decide"),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 fn rank(module: &str) -> Option<u8> {
     STAGES.iter().find(|(m, _)| *m == module).map(|(_, r)| *r)

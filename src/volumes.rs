@@ -280,12 +280,16 @@ fn push_mount_needs(mounts: Option<&Value>, out: &mut Vec<String>) {
 /// request would use: the driver of a `volume.create`, a create's
 /// `VolumeDriver` and mount driver configs, and the existing volumes it
 /// mounts (`volumes`).
-pub fn needed_drivers(action: &str, body: &Value, volumes: &[MountedVolume]) -> Vec<String> {
+pub fn needed_drivers(
+    action: Option<Action>,
+    body: &Value,
+    volumes: &[MountedVolume],
+) -> Vec<String> {
     let mut out: Vec<String> = volumes
         .iter()
         .filter_map(MountedVolume::plugin_need)
         .collect();
-    match Action::from_name(action) {
+    match action {
         Some(Action::VOLUME_CREATE) => {
             out.extend(driver_config_need(Some(&serde_json::json!({
                 "Name": body.get("Driver").cloned().unwrap_or(Value::Null),

@@ -80,7 +80,7 @@ pub struct RequestInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyInput {
     pub caller: Caller,
-    pub action: String,
+    pub action: Action,
     pub resource: Resource,
     pub target: Target,
     pub request: RequestInfo,
@@ -106,7 +106,7 @@ impl PolicyInput {
     ) -> Self {
         PolicyInput {
             caller: caller.clone(),
-            action: action.to_string(),
+            action,
             resource,
             target: target.clone(),
             request,
@@ -157,7 +157,7 @@ pub fn may(
     action: Action,
 ) -> bool {
     let mut input = PolicyInput::of(caller, request, target, &Inspected::default(), None);
-    input.action = action.to_string();
+    input.action = action;
     input.body = Value::Null;
     decider.decide(&input).allowed
 }

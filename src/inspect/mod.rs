@@ -8,7 +8,7 @@
 //! last scalar wins, duplicate objects merged; non-ASCII spellings of field
 //! names, which Go versions fold differently, refused), and the same `Bytes`
 //! are forwarded, with the headers they were read by (`Connection` may not
-//! name an end-to-end header, see [`crate::forward::check_connection_header`]).
+//! name an end-to-end header, see [`check_connection_header`]).
 //!
 //! Where the rules come from (the daemon's `httputils`):
 //! * a non-empty JSON body needs `Content-Type: application/json` (media type
@@ -132,7 +132,7 @@ pub fn inspect(
             let canonical = if bytes.is_empty() {
                 Value::Null
             } else {
-                decode(&bytes, schema_for(route.action.as_str()))?
+                decode(&bytes, schema_for(route.action))?
             };
             let sha256 = Some(sha256_hex(&bytes));
             Ok(Inspected {

@@ -17,7 +17,7 @@ mod exec_creators;
 mod stage;
 
 pub use exec_creators::{ExecCreators, EXEC_CREATORS_CAPACITY};
-pub use stage::{file_write_request, target};
+pub use stage::{file_write_request, referenced_containers, target};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::{FileContext, Freshness, ResolveError, Resolver, Target};
 use crate::classify::{Action, BodyRule, Classified, FileOp, Handler, ResourceKind, Service};
-use crate::decide::facts::referenced_containers;
 use crate::files::{self, ContainerFs, FileError, WriteRequest};
 use crate::inspect::Inspected;
 
@@ -45,8 +44,7 @@ pub async fn target(
             .and_then(Value::as_str)
             .map(str::to_string);
         // Always fresh: the decision depends on the referenced names.
-        let action = request.action.as_str();
-        for reference in referenced_containers(action, &inspected.canonical) {
+        for reference in referenced_containers(request.action, &inspected.canonical) {
             let resolved = resolver
                 .container(&reference, Freshness::Fresh)
                 .await
@@ -70,6 +68,53 @@ pub async fn target(
     }
     let file = file_context(fs, request, &target, inspected).await?;
     Ok((target, file))
+}
+
+/// Containers a create body joins (namespaces), borrows volumes from, or links to.
+pub fn referenced_containers(action: Action, body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if action != Action::CONTAINER_CREATE {
+        return out;
+    }
+    let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
+    for field in ["NetworkMode", "PidMode", "IpcMode"] {
+        if let Some(mode) = host_config.get(field).and_then(Value::as_str) {
+            if let Some(name) = mode.strip_prefix("container:") {
+                out.push(name.trim_start_matches('/').to_string());
+            }
+        }
+    }
+    for from in host_config
+        .get("VolumesFrom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let name = from.split(':').next().unwrap_or("");
+        out.push(name.trim_start_matches('/').to_string());
+    }
+    // A link (`name:alias`) hands the new container the linked one's
+    // environment (its secrets) and a network alias: it borrows as much.
+    for link in host_config
+        .get("Links")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        out.push(link_container(link).to_string());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The container a `Links` entry names: the part before `:alias` (the
+/// daemon's `opts.ParseLink`), without its leading `/`.
+fn link_container(link: &str) -> &str {
+    let name = link.split_once(':').map_or(link, |(name, _alias)| name);
+    name.trim_start_matches('/')
 }
 
 /// `DELETE /containers/{parent}/{alias}?link=1` (`docker rm --link`) removes

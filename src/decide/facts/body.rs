@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::{str_at, Subject};
+use crate::classify::Action;
 use crate::trust::compiled::clean_path;
 use crate::volumes;
 
@@ -15,9 +16,9 @@ use crate::volumes;
 pub fn requested_image(subject: &Subject) -> Option<String> {
     let body = subject.body;
     match subject.action {
-        "container.create" => str_at(body, &["Image"]).map(str::to_string),
-        "image.pull" => subject.resource_name.map(str::to_string),
-        "service.create" | "service.update" => {
+        Some(Action::CONTAINER_CREATE) => str_at(body, &["Image"]).map(str::to_string),
+        Some(Action::IMAGE_PULL) => subject.resource_name.map(str::to_string),
+        Some(Action::SERVICE_CREATE | Action::SERVICE_UPDATE) => {
             str_at(body, &["TaskTemplate", "ContainerSpec", "Image"]).map(str::to_string)
         }
         _ => None,
@@ -62,10 +63,10 @@ pub fn service_mounts(body: &Value) -> Option<&Value> {
 }
 
 /// Host paths the request body would mount into a container.
-pub fn host_paths(action: &str, body: &Value) -> Vec<String> {
+pub fn host_paths(action: Option<Action>, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
     match action {
-        "container.create" => {
+        Some(Action::CONTAINER_CREATE) => {
             let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
             // Sources without a leading `/` are named volumes.
             out.extend(
@@ -75,8 +76,10 @@ pub fn host_paths(action: &str, body: &Value) -> Vec<String> {
             );
             push_mounts(host_config.get("Mounts"), &mut out);
         }
-        "service.create" | "service.update" => push_mounts(service_mounts(body), &mut out),
-        "volume.create" => {
+        Some(Action::SERVICE_CREATE | Action::SERVICE_UPDATE) => {
+            push_mounts(service_mounts(body), &mut out)
+        }
+        Some(Action::VOLUME_CREATE) => {
             out.extend(volumes::json_option_host_paths(body.get("DriverOpts")));
         }
         _ => {}
@@ -84,51 +87,4 @@ pub fn host_paths(action: &str, body: &Value) -> Vec<String> {
     out.sort();
     out.dedup();
     out
-}
-
-/// Containers a create body joins (namespaces), borrows volumes from, or links to.
-pub fn referenced_containers(action: &str, body: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    if action != "container.create" {
-        return out;
-    }
-    let host_config = body.get("HostConfig").unwrap_or(&Value::Null);
-    for field in ["NetworkMode", "PidMode", "IpcMode"] {
-        if let Some(mode) = host_config.get(field).and_then(Value::as_str) {
-            if let Some(name) = mode.strip_prefix("container:") {
-                out.push(name.trim_start_matches('/').to_string());
-            }
-        }
-    }
-    for from in host_config
-        .get("VolumesFrom")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        let name = from.split(':').next().unwrap_or("");
-        out.push(name.trim_start_matches('/').to_string());
-    }
-    // A link (`name:alias`) hands the new container the linked one's
-    // environment (its secrets) and a network alias: it borrows as much.
-    for link in host_config
-        .get("Links")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        out.push(link_container(link).to_string());
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The container a `Links` entry names: the part before `:alias` (the
-/// daemon's `opts.ParseLink`), without its leading `/`.
-fn link_container(link: &str) -> &str {
-    let name = link.split_once(':').map_or(link, |(name, _alias)| name);
-    name.trim_start_matches('/')
 }

@@ -47,20 +47,27 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{FileContext, PolicyInput};
+use crate::classify::Action;
 use crate::trust::{CompiledRelationship, CompiledTrust};
 use crate::volumes::{self, MountedVolume};
 
-pub use body::{bind_sources, host_paths, referenced_containers, requested_image, service_mounts};
+pub use body::{bind_sources, host_paths, requested_image, service_mounts};
+// Read by the resolve stage, which resolves the containers a create names.
+pub use crate::resolve::referenced_containers;
 pub use document::{json_to_value, policy_value, to_policy_value, MatchTemplate};
 
 /// Actions whose target is the container the request names; anything else
 /// (images, networks, system, ...) is granted per caller, whatever the target.
-fn is_container_targeted(action: &str) -> bool {
-    !matches!(action, "container.list" | "container.prune")
-        && (action.starts_with("container.")
-            || action.starts_with("exec.")
-            || action.starts_with("file.")
-            || action.starts_with("checkpoint."))
+fn is_container_targeted(name: &str, action: Option<Action>) -> bool {
+    // By family, so that an action name `policy eval` is given but no route
+    // has is judged as before.
+    !matches!(
+        action,
+        Some(Action::CONTAINER_LIST | Action::CONTAINER_PRUNE)
+    ) && (name.starts_with("container.")
+        || name.starts_with("exec.")
+        || name.starts_with("file.")
+        || name.starts_with("checkpoint."))
 }
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -89,7 +96,9 @@ pub struct ReferencedView<'a> {
 
 /// The fields of the input the facts depend on.
 pub struct Subject<'a> {
-    action: &'a str,
+    /// The action as the input names it, and the [`Action`] it is, if any.
+    action_name: &'a str,
+    action: Option<Action>,
     caller: &'a str,
     resource_name: Option<&'a str>,
     target_name: Option<&'a str>,
@@ -108,7 +117,8 @@ impl<'a> Subject<'a> {
     /// From a typed input (serving).
     pub fn from_input(input: &'a PolicyInput) -> Self {
         Subject {
-            action: &input.action,
+            action_name: input.action.as_str(),
+            action: Some(input.action),
             caller: &input.caller.name,
             resource_name: input.resource.name.as_deref(),
             target_name: input.target.name.as_deref(),
@@ -154,8 +164,10 @@ impl<'a> Subject<'a> {
                     .map(Value::as_str)
                     .collect(),
             });
+        let action_name = input.get("action").and_then(Value::as_str).unwrap_or("");
         Subject {
-            action: input.get("action").and_then(Value::as_str).unwrap_or(""),
+            action_name,
+            action: Action::from_name(action_name),
             caller: str_at(input, &["caller", "name"]).unwrap_or(""),
             resource_name: str_at(input, &["resource", "name"]),
             target_name: str_at(target, &["name"]),
@@ -211,7 +223,7 @@ fn target_identity<'s>(
         .or(subject.target_reference)
         .map(|n| n.trim_start_matches('/'));
     let mut labels = Cow::Borrowed(subject.target_labels.as_ref());
-    if subject.action == "container.create" {
+    if subject.action == Some(Action::CONTAINER_CREATE) {
         // A container being created carries the labels of its body.
         let body_labels = labels_of(subject.body.get("Labels"));
         if !body_labels.is_empty() {
@@ -280,14 +292,20 @@ fn match_fact<'a>(
     rel: &'a CompiledRelationship,
     target_match: &'static str,
     file: Option<&FileView>,
-    action: &str,
+    action: Option<Action>,
     image: Option<&str>,
     host_paths: &[String],
 ) -> MatchFact<'a> {
     // Only the side the action needs is matched: globs are the costly part.
-    let reading = matches!(action, "file.read" | "file.list" | "file.stat");
+    let reading = matches!(
+        action,
+        Some(Action::FILE_READ | Action::FILE_LIST | Action::FILE_STAT)
+    );
     // A stat is granted by either side (actions.rego).
-    let writing = matches!(action, "file.write" | "file.delete" | "file.stat");
+    let writing = matches!(
+        action,
+        Some(Action::FILE_WRITE | Action::FILE_DELETE | Action::FILE_STAT)
+    );
     MatchFact {
         relationship: rel,
         target_match,
@@ -315,9 +333,9 @@ pub fn compute<'a>(subject: &Subject, trust: &'a CompiledTrust, now_ns: i128) ->
         host_paths.dedup();
     }
     let volume_drivers = volumes::needed_drivers(action, body, &subject.volumes);
-    let refs = referenced_containers(action, body);
+    let refs = action.map_or_else(Vec::new, |a| referenced_containers(a, body));
     let file = subject.file.as_ref();
-    let targeted = is_container_targeted(action);
+    let targeted = is_container_targeted(subject.action_name, action);
     let no_labels = BTreeMap::new();
     let (name, labels) = if targeted {
         target_identity(subject)

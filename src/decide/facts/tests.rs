@@ -104,7 +104,7 @@ fn links_reference_the_linked_container() {
     let body = json!({"Image": "busybox", "HostConfig": {
         "Links": ["db:database", "/cache:c", "plain"]}});
     assert_eq!(
-        referenced_containers("container.create", &body),
+        referenced_containers(Action::CONTAINER_CREATE, &body),
         ["cache", "db", "plain"]
     );
 }
@@ -189,7 +189,7 @@ fn typed_and_json_inputs_give_the_same_document() {
                 pid: None,
             },
         },
-        action: "file.write".into(),
+        action: Action::FILE_WRITE,
         resource: Resource {
             kind: ResourceKind::Container,
             name: Some("/web-1".into()),
@@ -222,7 +222,7 @@ fn typed_and_json_inputs_give_the_same_document() {
         now: "2025-01-01T00:00:00Z".into(),
     };
     let mut create = base.clone();
-    create.action = "container.create".into();
+    create.action = Action::CONTAINER_CREATE;
     create.file = None;
     create.body = json!({"Image": "busybox", "Labels": {"tier": "db", "x": "y"},
         "HostConfig": {"Binds": ["/srv/a:/a", "/etc:/e"], "NetworkMode": "container:db",
@@ -257,7 +257,7 @@ fn typed_and_json_inputs_give_the_same_document() {
         ..Default::default()
     }];
     let mut list = base.clone();
-    list.action = "image.list".into();
+    list.action = Action::IMAGE_LIST;
     for input in [base, create, list] {
         let json = serde_json::to_value(&input).unwrap();
         let from_json = to_policy_value(&json, &t, 7).unwrap();

@@ -3,6 +3,7 @@
 //! what a real daemon stored (`daemon_cases.json`).
 
 use super::*;
+use crate::classify::Action;
 use crate::inspect::schema::{self, CONTAINER_CREATE, GENERIC};
 use serde_json::json;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 fn other_schemas() {
     let v = decode(
         br#"{"cmd":"sh","privileged":true,"ENV":["A=1"],"consolesize":[1,2]}"#,
-        schema_for("container.exec"),
+        schema_for(Action::CONTAINER_EXEC),
     )
     .unwrap();
     assert_eq!(
@@ -19,7 +20,7 @@ fn other_schemas() {
     );
     let v = decode(
         br#"{"TaskTemplate":{"ContainerSpec":{"Image":"x","privileges":{"seccomp":{"mode":"unconfined"}},"capabilityadd":["ALL"]}},"taskTemplate":{"PluginSpec":{"Remote":"r"}}}"#,
-        schema_for("service.update"),
+        schema_for(Action::SERVICE_UPDATE),
     )
     .unwrap();
     assert_eq!(
@@ -30,12 +31,12 @@ fn other_schemas() {
     );
     assert!(decode(
         br#"{"TaskTemplate":{"ContainerSpec":{"Privileges":{"Seccomp":{"Profile":"!!"}}}}}"#,
-        schema_for("service.create")
+        schema_for(Action::SERVICE_CREATE)
     )
     .is_err());
     let v = decode(
         br#"[{"name":"network","Value":["host"]},{"Name":"mount","value":["/var/lib"]}]"#,
-        schema_for("plugin.install"),
+        schema_for(Action::PLUGIN_INSTALL),
     )
     .unwrap();
     assert_eq!(
@@ -43,13 +44,13 @@ fn other_schemas() {
         json!([{"Name": "network", "Value": ["host"]}, {"Name": "mount", "Value": ["/var/lib"]}])
     );
     assert_eq!(
-        decode(br#"["A=1","B=2"]"#, schema_for("plugin.set")).unwrap(),
+        decode(br#"["A=1","B=2"]"#, schema_for(Action::PLUGIN_SET)).unwrap(),
         json!(["A=1", "B=2"])
     );
-    assert!(decode(br#"{"A":"1"}"#, schema_for("plugin.set")).is_err());
+    assert!(decode(br#"{"A":"1"}"#, schema_for(Action::PLUGIN_SET)).is_err());
     let v = decode(
         br#"{"name":"n","driver":"bridge","options":{"com.docker.network.bridge.name":"docker0"},"IPAM":{"config":[{"subnet":"10.0.0.0/8"}]}}"#,
-        schema_for("network.create"),
+        schema_for(Action::NETWORK_CREATE),
     )
     .unwrap();
     assert_eq!(
@@ -59,7 +60,7 @@ fn other_schemas() {
     assert_eq!(v["IPAM"]["Config"], json!([{"Subnet": "10.0.0.0/8"}]));
     let v = decode(
         br#"{"container":"c","endpointconfig":{"driveropts":{"com.docker.network.endpoint.sysctls":"net.ipv4.ip_forward=1"}}}"#,
-        schema_for("network.connect"),
+        schema_for(Action::NETWORK_CONNECT),
     )
     .unwrap();
     assert_eq!(
@@ -68,7 +69,7 @@ fn other_schemas() {
     );
     let v = decode(
         br#"{"name":"v","driver":"local","driveropts":{"o":"bind","device":"/etc","type":"none"}}"#,
-        schema_for("volume.create"),
+        schema_for(Action::VOLUME_CREATE),
     )
     .unwrap();
     assert_eq!(
@@ -77,18 +78,18 @@ fn other_schemas() {
     );
     let v = decode(
         br#"{"memory":1024,"restartpolicy":{"name":"always"}}"#,
-        schema_for("container.update"),
+        schema_for(Action::CONTAINER_UPDATE),
     )
     .unwrap();
     assert_eq!(
         v,
         json!({"Memory": 1024, "RestartPolicy": {"Name": "always"}})
     );
-    assert!(std::ptr::eq(schema_for("container.list"), &GENERIC));
+    assert!(std::ptr::eq(schema_for(Action::CONTAINER_LIST), &GENERIC));
     // Legacy start bodies (API < 1.24) use the create wrapper.
     let v = decode(
         br#"{"privileged":true,"Binds":["/:/h"]}"#,
-        schema_for("container.start"),
+        schema_for(Action::CONTAINER_START),
     )
     .unwrap();
     assert_eq!(

@@ -2,6 +2,7 @@
 //! arrays, type and syntax errors, limits, field lookup.
 
 use super::*;
+use crate::classify::Action;
 use crate::inspect::schema::{CONTAINER_CREATE, GENERIC};
 use serde_json::json;
 
@@ -339,7 +340,7 @@ fn fixed_arrays_like_go() {
     assert_eq!(v["HostConfig"]["ConsoleSize"], json!([1, 2]));
     let v = create(r#"{"HostConfig":{"ConsoleSize":[1,2],"ConsoleSize":null}}"#);
     assert_eq!(v["HostConfig"]["ConsoleSize"], json!([1, 2]));
-    let v = decode(br#"{"ConsoleSize":[3]}"#, schema_for("exec.start")).unwrap();
+    let v = decode(br#"{"ConsoleSize":[3]}"#, schema_for(Action::EXEC_START)).unwrap();
     assert_eq!(v["ConsoleSize"], json!([3, 0]));
 }
 

@@ -22,6 +22,7 @@
 //! `legacy.rs` the daemon's post-decode step for create bodies.
 
 use super::gojson::{Field, FieldIndex, Schema, StructSchema};
+use crate::classify::Action;
 
 const BOOL: Schema = Schema::Bool;
 const INT: Schema = Schema::Int(64);
@@ -105,23 +106,23 @@ pub static VOLUME_CREATE_SCHEMA: Schema = Schema::Ptr(&Schema::Struct(&VOLUME_CR
 
 /// The schema of the JSON body for an action (names from ACTIONS.md); the
 /// permissive [`GENERIC`] schema for every other action.
-pub fn schema_for(action: &str) -> &'static Schema {
+pub fn schema_for(action: Action) -> &'static Schema {
     match action {
-        "container.create" => &CONTAINER_CREATE,
+        Action::CONTAINER_CREATE => &CONTAINER_CREATE,
         // API < 1.24 only: daemons up to 20.10 (min API 1.12) still apply a
         // HostConfig sent with start, decoded through the same wrapper type.
-        "container.start" => &CONTAINER_CREATE,
-        "container.commit" => &CONTAINER_COMMIT,
-        "container.update" => &CONTAINER_UPDATE,
-        "container.exec" => &EXEC_CREATE,
-        "exec.start" => &EXEC_START_SCHEMA,
-        "service.create" | "service.update" => &SERVICE,
-        "plugin.install" | "plugin.upgrade" => &PLUGIN_PRIVILEGES,
-        "plugin.set" => &PLUGIN_SET,
-        "network.create" => &NETWORK_CREATE_SCHEMA,
-        "network.connect" => &NETWORK_CONNECT_SCHEMA,
-        "network.disconnect" => &NETWORK_DISCONNECT_SCHEMA,
-        "volume.create" => &VOLUME_CREATE_SCHEMA,
+        Action::CONTAINER_START => &CONTAINER_CREATE,
+        Action::CONTAINER_COMMIT => &CONTAINER_COMMIT,
+        Action::CONTAINER_UPDATE => &CONTAINER_UPDATE,
+        Action::CONTAINER_EXEC => &EXEC_CREATE,
+        Action::EXEC_START => &EXEC_START_SCHEMA,
+        Action::SERVICE_CREATE | Action::SERVICE_UPDATE => &SERVICE,
+        Action::PLUGIN_INSTALL | Action::PLUGIN_UPGRADE => &PLUGIN_PRIVILEGES,
+        Action::PLUGIN_SET => &PLUGIN_SET,
+        Action::NETWORK_CREATE => &NETWORK_CREATE_SCHEMA,
+        Action::NETWORK_CONNECT => &NETWORK_CONNECT_SCHEMA,
+        Action::NETWORK_DISCONNECT => &NETWORK_DISCONNECT_SCHEMA,
+        Action::VOLUME_CREATE => &VOLUME_CREATE_SCHEMA,
         _ => &GENERIC,
     }
 }

@@ -10,6 +10,7 @@
 //! Counters that other parts keep (webhook deliveries, the policy's version
 //! and reloads) are read at scrape time by a collector.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +28,7 @@ use prometheus_client::registry::Registry;
 use crate::decide::engine::PolicyEngine;
 use crate::decide::{Decide, Decision, PolicyInput};
 use crate::notify::NotifyCounters;
-use crate::record::{AuditRecord, Record};
+use crate::record::{AuditLog, AuditRecord, Record};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -43,10 +44,24 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     record_failures: Counter,
     decision_seconds: Histogram,
+    append_seconds: Histogram,
+}
+
+/// The audit log as the metrics read it at each scrape.
+pub struct AuditWatch {
+    pub log: AuditLog,
+    /// Where the log lives, for its free space.
+    pub data_dir: PathBuf,
+    /// Free space under which appends are refused (`--audit-min-free`).
+    pub reserve_bytes: u64,
 }
 
 impl Metrics {
-    pub fn new(engine: Arc<PolicyEngine>, notify: Option<Arc<NotifyCounters>>) -> Arc<Metrics> {
+    pub fn new(
+        engine: Arc<PolicyEngine>,
+        notify: Option<Arc<NotifyCounters>>,
+        audit: Option<AuditWatch>,
+    ) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -68,10 +83,18 @@ impl Metrics {
             "Time to decide one request (policy input built and evaluated)",
             decision_seconds.clone(),
         );
+        // 1 µs .. ~16 ms.
+        let append_seconds = Histogram::new(exponential_buckets(1e-6, 2.0, 15));
+        registry.register(
+            "audit_append_seconds",
+            "Time from handing a record to the log until it is durable (the request waits for it)",
+            append_seconds.clone(),
+        );
         let listeners = Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(Collected {
             engine,
             notify,
+            audit,
             listeners: listeners.clone(),
         }));
         Arc::new(Metrics {
@@ -80,6 +103,7 @@ impl Metrics {
             requests,
             record_failures,
             decision_seconds,
+            append_seconds,
         })
     }
 
@@ -101,6 +125,7 @@ impl Metrics {
 struct Collected {
     engine: Arc<PolicyEngine>,
     notify: Option<Arc<NotifyCounters>>,
+    audit: Option<AuditWatch>,
     /// The listeners' control, known once they are built (after the gateway).
     listeners: Arc<std::sync::OnceLock<Arc<crate::listen::Control>>>,
 }
@@ -162,6 +187,16 @@ impl Collector for Collected {
             )?;
             open.encode(m)?;
             let mut family = encoder.encode_descriptor(
+                "listener_open_connections",
+                "Connections open, by listener",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (listener, n) in control.open_by_listener() {
+                ConstGauge::new(n as i64)
+                    .encode(family.encode_family(&[("listener", listener.as_str())])?)?;
+            }
+            let mut family = encoder.encode_descriptor(
                 "refused_without_request",
                 "Connections refused before a request existed, by why (h2_preface, \
                  head_too_large and malformed_head are also recorded in the log; busy, \
@@ -172,6 +207,9 @@ impl Collector for Collected {
             for (why, n) in control.refusals.snapshot() {
                 ConstCounter::new(n).encode(family.encode_family(&[("why", why)])?)?;
             }
+        }
+        if let Some(audit) = &self.audit {
+            encode_audit(audit, &mut encoder)?;
         }
         if let Some(n) = &self.notify {
             for (name, help, value) in [
@@ -200,6 +238,86 @@ impl Collector for Collected {
     }
 }
 
+/// The audit log's group commits, its lag and its disk.
+fn encode_audit(audit: &AuditWatch, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    let stats = audit.log.stats();
+    for (name, help, value) in [
+        (
+            "audit_appended_records",
+            "Records made durable by the log",
+            stats.records_committed,
+        ),
+        (
+            "audit_group_commits",
+            "Group commits (one write each) that made records durable",
+            stats.batches_committed,
+        ),
+        (
+            "audit_group_commits_failed",
+            "Group commits that failed (their requests were refused)",
+            stats.batches_failed,
+        ),
+    ] {
+        let c = ConstCounter::new(value);
+        c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+    }
+    let mut buckets = Vec::with_capacity(stats.group_sizes.len());
+    for (i, &n) in stats.group_sizes.iter().enumerate() {
+        let upper = if i + 1 == stats.group_sizes.len() {
+            f64::INFINITY
+        } else {
+            (1u64 << i) as f64
+        };
+        buckets.push((upper, n));
+    }
+    let mut m = encoder.encode_descriptor(
+        "audit_group_size",
+        "Records per group commit",
+        None,
+        prometheus_client::metrics::MetricType::Histogram,
+    )?;
+    m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        stats.records_committed as f64,
+        stats.batches_committed,
+        &buckets,
+        None,
+    )?;
+    let free = nix::sys::statvfs::statvfs(&audit.data_dir)
+        .map(|s| s.blocks_available() as i64 * s.fragment_size() as i64)
+        .unwrap_or(-1);
+    for (name, help, value) in [
+        (
+            "audit_durable_seq",
+            "Last record acknowledged as durable",
+            stats.durable_seq as i64,
+        ),
+        (
+            "audit_durable_lag_records",
+            "Durable records not yet in the queryable store (the WAL is ahead of sled by this many)",
+            stats.durable_seq.saturating_sub(stats.applied_seq) as i64,
+        ),
+        (
+            "audit_disk_free_bytes",
+            "Free space where the log lives (-1 when it cannot be read)",
+            free,
+        ),
+        (
+            "audit_disk_reserve_bytes",
+            "Free space under which every append, and so every request, is refused",
+            audit.reserve_bytes as i64,
+        ),
+        (
+            "audit_writer_alive",
+            "1 while the log accepts appends",
+            i64::from(stats.writer_alive),
+        ),
+    ] {
+        let g = ConstGauge::new(value);
+        g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+    }
+    Ok(())
+}
+
 /// The record stage, counted: each record is one request with its caller,
 /// action and decision.
 pub struct Counted {
@@ -223,7 +341,11 @@ impl Record for Counted {
             },
         };
         async move {
+            let start = Instant::now();
             let outcome = self.inner.append(record).await;
+            self.metrics
+                .append_seconds
+                .observe(start.elapsed().as_secs_f64());
             match &outcome {
                 Ok(_) => {
                     self.metrics.requests.get_or_create(&labels).inc();

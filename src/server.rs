@@ -135,6 +135,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     // Optional layers over the decide and record stages (see `notify`, `metrics`).
+    let audit_log = (*parts.recorder).clone();
     let mut decider: Arc<dyn crate::decide::Decide> = parts.decider.clone();
     let mut recorder: Arc<dyn crate::record::Record> = parts.recorder;
     let mut notify_counters = None;
@@ -150,7 +151,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let mut metrics_handle = None;
     if let Some(addr) = &config.metrics {
-        let metrics = crate::metrics::Metrics::new(parts.decider.clone(), notify_counters);
+        let audit = crate::metrics::AuditWatch {
+            log: audit_log,
+            data_dir: config.data_dir.clone(),
+            reserve_bytes: config.audit_min_free,
+        };
+        let metrics =
+            crate::metrics::Metrics::new(parts.decider.clone(), notify_counters, Some(audit));
         metrics_handle = Some(metrics.clone());
         decider = Arc::new(crate::metrics::Timed {
             inner: decider,

@@ -94,7 +94,11 @@ fn metrics_parse_and_match_the_log() {
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
 
+    // An idle connection on the agent's listener, open while we scrape.
+    let idle = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let (head, body) = scrape(&addr);
+    drop(idle);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -141,6 +145,68 @@ fn metrics_parse_and_match_the_log() {
     assert!(
         matches!(h2.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 1.0),
         "{body}"
+    );
+
+    // The log's group commits, lag and disk. The data directory is fresh, so
+    // every durable record was appended by this process.
+    let value = |metric: &str| {
+        let s = parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == metric)
+            .unwrap_or_else(|| panic!("no {metric}: {body}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric}: {other:?}"),
+        }
+    };
+    let appended = value("portcullis_audit_appended_records_total");
+    assert!(appended >= records.len() as f64, "{body}");
+    assert_eq!(appended, value("portcullis_audit_durable_seq"), "{body}");
+    let groups = value("portcullis_audit_group_commits_total");
+    assert!(groups >= 1.0 && groups <= appended, "{body}");
+    let group_sizes = parsed
+        .samples
+        .iter()
+        .find(|s| s.metric == "portcullis_audit_group_size")
+        .unwrap_or_else(|| panic!("no group size histogram: {body}"));
+    match &group_sizes.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let all = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+            assert_eq!(all, groups, "{body}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        value("portcullis_audit_durable_lag_records") >= 0.0,
+        "{body}"
+    );
+    assert!(
+        value("portcullis_audit_disk_free_bytes") > value("portcullis_audit_disk_reserve_bytes"),
+        "{body}"
+    );
+    assert!(
+        parsed
+            .samples
+            .iter()
+            .any(|s| s.metric == "portcullis_audit_append_seconds_count"),
+        "{body}"
+    );
+    let open_on_agent = parsed
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "portcullis_listener_open_connections"
+                && s.labels
+                    .get("listener")
+                    .is_some_and(|l| l.contains("agent.sock"))
+        })
+        .unwrap_or_else(|| panic!("no per-listener count for the agent's socket: {body}"));
+    assert!(
+        matches!(open_on_agent.value, prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) if v >= 1.0),
+        "the idle connection is counted: {body}"
     );
 
     // Nothing else is served there, and the Docker socket has no /metrics.

@@ -28,6 +28,7 @@ pub(super) async fn accept_loop(
 ) {
     let label = listener.label();
     let pinned = listener.spec.caller.clone();
+    let open_here = control.listener_count(&label);
     let mut stopping = control.stopping();
     loop {
         let accept = async {
@@ -54,12 +55,13 @@ pub(super) async fn accept_loop(
             }
         };
         let permit = control.slots.clone().try_acquire_owned();
-        let (label, pinned, limits, handler, control) = (
+        let (label, pinned, limits, handler, control, open_here) = (
             label.clone(),
             pinned.clone(),
             limits.clone(),
             handler.clone(),
             control.clone(),
+            open_here.clone(),
         );
         tokio::spawn(async move {
             let Ok(permit) = permit else {
@@ -82,6 +84,7 @@ pub(super) async fn accept_loop(
                     .await;
                 return;
             };
+            let _open = super::control::OpenOnListener::new(&open_here);
             serve_accepted(accepted, label, pinned, &limits, handler, &control, permit).await
         });
     }

@@ -3,6 +3,7 @@
 //! across all listeners and workers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,24 @@ pub struct Control {
     stop: watch::Sender<bool>,
     pub refusals: Arc<Refusals>,
     recorder: Option<RefusalRecorder>,
+    /// Connections open on each listener, by its label (for `/metrics`).
+    by_listener: Mutex<Vec<(String, Arc<AtomicUsize>)>>,
+}
+
+/// Counts a connection as open on its listener while it lives.
+pub(super) struct OpenOnListener(Arc<AtomicUsize>);
+
+impl OpenOnListener {
+    pub(super) fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenOnListener(count.clone())
+    }
+}
+
+impl Drop for OpenOnListener {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Control {
@@ -41,7 +60,27 @@ impl Control {
             },
             stop: watch::channel(false).0,
             refusals: Arc::new(Refusals::default()),
+            by_listener: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The open-connection count of the listener `label` (made at its first use).
+    pub(super) fn listener_count(&self, label: &str) -> Arc<AtomicUsize> {
+        let mut all = self.by_listener.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = all.iter().find(|(l, _)| l == label) {
+            return n.clone();
+        }
+        let n = Arc::new(AtomicUsize::new(0));
+        all.push((label.to_string(), n.clone()));
+        n
+    }
+
+    /// Connections open on each listener.
+    pub fn open_by_listener(&self) -> Vec<(String, usize)> {
+        let all = self.by_listener.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .map(|(l, n)| (l.clone(), n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Stop accepting, and ask every connection to close once its request in

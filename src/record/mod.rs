@@ -369,6 +369,12 @@ impl AuditLog {
             records_committed: s.records_committed.load(Ordering::Relaxed),
             batches_committed: s.batches_committed.load(Ordering::Relaxed),
             batches_failed: s.batches_failed.load(Ordering::Relaxed),
+            group_sizes: s
+                .group_sizes
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            durable_seq: self.inner.committer.durable().next_seq - 1,
             writer_alive: self.inner.committer.alive(),
             last_error: s
                 .last_error

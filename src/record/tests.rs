@@ -444,3 +444,21 @@ fn segments_rotate_and_covered_ones_are_deleted() {
     }
     assert!(log.verify().unwrap().is_ok());
 }
+
+#[test]
+fn group_commits_land_in_power_of_two_size_buckets() {
+    use super::writer::{group_size_bucket, GROUP_SIZE_BUCKETS};
+    let cases = [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 2),
+        (5, 3),
+        (1024, 10),
+        (1025, 11),
+    ];
+    for (size, bucket) in cases {
+        assert_eq!(group_size_bucket(size), bucket, "size {size}");
+    }
+    assert_eq!(group_size_bucket(u64::MAX), GROUP_SIZE_BUCKETS - 1);
+}

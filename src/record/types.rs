@@ -151,6 +151,11 @@ pub struct AuditStats {
     pub batches_committed: u64,
     /// Group commits refused (a failed write also refuses the groups queued after it).
     pub batches_failed: u64,
+    /// Group commits by size: `group_sizes[i]` counts those of at most `2^i`
+    /// records and more than `2^(i-1)`; the last bucket, any larger.
+    pub group_sizes: Vec<u64>,
+    /// Last seq acknowledged as durable (in the WAL, or sled without one).
+    pub durable_seq: u64,
     /// Appends are accepted (the log is neither closed nor stopped by a fault).
     pub writer_alive: bool,
     /// The error of the last failed batch, cleared by the next success.

@@ -49,11 +49,22 @@ pub(crate) const FAIL_FLUSH: u8 = 2;
 /// `FAIL_WRITE` for the next write only.
 pub(crate) const FAIL_WRITE_ONCE: u8 = 3;
 
+/// Buckets of the group-commit size histogram: up to 1, 2, 4 … 1024, more.
+pub(crate) const GROUP_SIZE_BUCKETS: usize = 12;
+
+/// The bucket of a group commit of `count` records.
+pub(crate) fn group_size_bucket(count: u64) -> usize {
+    let bits = u64::BITS - count.saturating_sub(1).leading_zeros();
+    (bits as usize).min(GROUP_SIZE_BUCKETS - 1)
+}
+
 /// Counters and the event stream, shared with the `AuditLog` handles.
 pub(crate) struct Shared {
     pub records_committed: AtomicU64,
     pub batches_committed: AtomicU64,
     pub batches_failed: AtomicU64,
+    /// Group commits by size: bucket `i` counts sizes up to `2^i` (the last, any).
+    pub group_sizes: [AtomicU64; GROUP_SIZE_BUCKETS],
     pub fail_point: AtomicU8,
     pub last_error: Mutex<Option<String>>,
     pub events: broadcast::Sender<AuditRecord>,
@@ -65,6 +76,7 @@ pub(crate) fn shared(capacity: usize) -> Arc<Shared> {
         records_committed: AtomicU64::new(0),
         batches_committed: AtomicU64::new(0),
         batches_failed: AtomicU64::new(0),
+        group_sizes: Default::default(),
         fail_point: AtomicU8::new(FAIL_NONE),
         last_error: Mutex::new(None),
         events,
@@ -465,6 +477,8 @@ impl Committer {
                         .fetch_add(batch.count, Ordering::Relaxed);
                     self.shared
                         .batches_committed
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.group_sizes[group_size_bucket(batch.count)]
                         .fetch_add(1, Ordering::Relaxed);
                     if own_result.is_none() {
                         own_result = Some(Ok(own));

@@ -19,7 +19,12 @@ use std::fmt;
 /// assert_eq!(Action::from_name("container.exce"), None);
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
+/// // A typo does not compile.
+/// let typo = portcullis::classify::Action::CONTAINER_EXCE;
+/// ```
+///
+/// ```compile_fail,E0423
 /// // No one outside the classify stage can make a new action.
 /// let typo = portcullis::classify::Action("container.exce");
 /// ```

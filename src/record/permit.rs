@@ -13,12 +13,12 @@ use super::AuditRecord;
 ///
 /// Only the record stage makes one:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0451
 /// // Outside the record stage a Permit cannot be made …
 /// let permit = portcullis::record::Permit { decision_id: 1 };
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// // … nor copied into a second use.
 /// fn twice(p: portcullis::record::Permit) -> (portcullis::record::Permit, portcullis::record::Permit) {
 ///     (p.clone(), p)

@@ -80,3 +80,52 @@ pub async fn record_decision(
         Recorded::Refused { decision_id }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::BoxFuture;
+
+    use super::{record_decision, Recorded};
+    use crate::record::{AuditRecord, Record};
+
+    /// A log that answers with `answer` to every append.
+    struct Log(Result<u64, String>);
+
+    impl Record for Log {
+        fn append(&self, _: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
+            let answer = self.0.clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn decided(allowed: bool, enforced: bool) -> AuditRecord {
+        AuditRecord {
+            allowed,
+            enforced,
+            ..AuditRecord::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_durable_servable_decision_is_permitted() {
+        let log = Log(Ok(7));
+        match record_decision(&log, decided(true, true)).await {
+            Ok(Recorded::Permit(p)) => assert_eq!(p.decision_id(), 7),
+            other => panic!("an allowed decision: {other:?}"),
+        }
+        // Audit-only mode: a would-be denial is recorded, then served.
+        match record_decision(&log, decided(false, false)).await {
+            Ok(Recorded::Permit(p)) => assert_eq!(p.decision_id(), 7),
+            other => panic!("an audit-only denial: {other:?}"),
+        }
+        match record_decision(&log, decided(false, true)).await {
+            Ok(Recorded::Refused { decision_id: 7 }) => {}
+            other => panic!("an enforced denial: {other:?}"),
+        }
+        let broken = Log(Err("disk full".into()));
+        assert!(matches!(
+            record_decision(&broken, decided(true, true)).await,
+            Err(e) if e == "disk full"
+        ));
+    }
+}

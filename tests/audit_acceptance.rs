@@ -18,22 +18,23 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use common::{direct, engine, image, ok, stderr, stdout, unique, Cleanup, Proxy};
-use portcullis::fixture::FixtureUpstream;
+use common::{
+    cli_at, direct, engine, image, ok, request, stderr, stdout, unique, Cleanup, FixtureUpstream,
+    Proxy, ServeCmd,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
@@ -47,105 +48,12 @@ const LOAD_AGENT: &str = "portcullis-acceptance-load";
 // and restarted on the same one), plain HTTP over unix sockets, upstreams.
 // ---------------------------------------------------------------------------
 
-/// A `portcullis serve` child, SIGKILLed on drop.
-struct Server {
-    child: Child,
-    admin: PathBuf,
-    log: PathBuf,
-}
-
-fn serve_command(
-    admin: &Path,
-    data: &Path,
-    upstream: &Path,
-    extra: &[String],
-    log: &Path,
-) -> Command {
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--listen".into(),
-        format!("unix://{}", admin.display()),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--upstream".into(),
-        format!("unix://{}", upstream.display()),
-    ];
-    args.extend(extra.iter().cloned());
-    let out = std::fs::File::create(log).expect("create serve log");
-    let mut cmd = Command::new(BIN);
-    cmd.args(&args)
-        .env("PORTCULLIS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    cmd
-}
-
-impl Server {
-    /// Start and wait until the admin socket accepts connections.
-    fn start(admin: &Path, data: &Path, upstream: &Path, extra: &[String], log: &Path) -> Server {
-        let child = serve_command(admin, data, upstream, extra, log)
-            .spawn()
-            .expect("spawn portcullis serve");
-        let mut s = Server {
-            child,
-            admin: admin.to_path_buf(),
-            log: log.to_path_buf(),
-        };
-        s.wait_listening(admin);
-        s
-    }
-
-    fn wait_listening(&mut self, socket: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "portcullis exited during startup ({status}); log:\n{}",
-                    self.log_text()
-                );
-            }
-            if StdUnixStream::connect(socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "portcullis did not listen on {} in time; log:\n{}",
-            socket.display(),
-            self.log_text()
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL (std's `Child::kill` sends SIGKILL on unix) and reap.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The portcullis CLI against this server's admin socket.
-    fn cli(&self, args: &[&str]) -> Output {
-        cli_at(&self.admin, args)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn cli_at(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env("PORTCULLIS_HOST", format!("unix://{}", socket.display()))
-        .env_remove("PORTCULLIS_TOKEN")
-        .args(args)
-        .output()
-        .expect("run portcullis")
+/// `portcullis serve` on a data dir we choose (so it can be killed and
+/// restarted on the same one), forwarding to `upstream`.
+fn serve_on(admin: &Path, data: &Path, upstream: &Path, extra: &[String], log: &Path) -> ServeCmd {
+    ServeCmd::at(admin, data, log)
+        .upstream(upstream)
+        .args(extra)
 }
 
 fn cli_offline(args: &[&str]) -> Output {
@@ -156,76 +64,13 @@ fn cli_offline(args: &[&str]) -> Output {
         .expect("run portcullis")
 }
 
-/// Run `portcullis serve` expecting it to exit by itself; its status and log.
-fn serve_expecting_exit(
-    admin: &Path,
-    data: &Path,
-    upstream: &Path,
-    extra: &[String],
-    log: &Path,
-) -> (std::process::ExitStatus, String) {
-    let mut child = serve_command(admin, data, upstream, extra, log)
-        .spawn()
-        .expect("spawn portcullis serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status, std::fs::read_to_string(log).unwrap_or_default());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "portcullis kept running on a broken chain; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`: (status, body).
+/// One HTTP/1.1 request of this file's load: (status, body).
 fn http(socket: &Path, method: &str, path: &str) -> (u16, String) {
-    let mut s = StdUnixStream::connect(socket)
-        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: portcullis\r\nUser-Agent: {LOAD_AGENT}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    )
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
+    let answer = request(method, path)
+        .header("User-Agent", LOAD_AGENT)
+        .timeout(Duration::from_secs(30))
+        .send(socket);
+    (answer.status, answer.text())
 }
 
 fn json_of(text: &str) -> Value {
@@ -255,71 +100,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The repository's counting fixture upstream, served by `rt`.
+/// The fixture upstream, served by `rt`.
 fn fixture(rt: &tokio::runtime::Runtime, socket: &Path) -> FixtureUpstream {
     rt.block_on(async { FixtureUpstream::start(socket) })
         .expect("start fixture upstream")
 }
 
-/// A daemon stand-in that counts, at arrival, the requests of this file's load
-/// (tagged by [`LOAD_AGENT`]) and everything else separately.
-struct CountingUpstream {
-    load: Arc<AtomicU64>,
-    other: Arc<AtomicU64>,
-}
-
-impl CountingUpstream {
-    fn start(rt: &tokio::runtime::Runtime, socket: &Path) -> CountingUpstream {
-        let _ = std::fs::remove_file(socket);
-        let listener = rt
-            .block_on(async { tokio::net::UnixListener::bind(socket) })
-            .expect("bind upstream");
-        let (load, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (l2, o2) = (load.clone(), other.clone());
-        rt.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (load, other) = (l2.clone(), o2.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let tagged = req.headers().get("user-agent").is_some_and(|v| v == LOAD_AGENT);
-                        // Counted on arrival: this request reached the upstream.
-                        if tagged { &load } else { &other }.fetch_add(1, Ordering::SeqCst);
-                        let path = req.uri().path().to_string();
-                        async move {
-                            let _ = req.into_body().collect().await;
-                            let body: &'static [u8] = if path.ends_with("/_ping") {
-                                b"OK"
-                            } else if path.ends_with("/version") {
-                                br#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"counting"}"#
-                            } else if path.ends_with("/containers/json") {
-                                b"[]"
-                            } else {
-                                b"{}"
-                            };
-                            Ok::<_, Infallible>(
-                                hyper::Response::builder()
-                                    .header("content-type", "application/json")
-                                    .header("api-version", "1.41")
-                                    .body(Full::new(Bytes::from_static(body)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        CountingUpstream { load, other }
-    }
-
-    fn load_count(&self) -> u64 {
-        self.load.load(Ordering::SeqCst)
-    }
-
-    /// The proxy's own calls (`/version` at startup, the event feed).
-    fn other_count(&self) -> u64 {
-        self.other.load(Ordering::SeqCst)
-    }
+/// The fixture upstream counting, at arrival, the requests of this file's
+/// load (tagged by [`LOAD_AGENT`]) apart from the proxy's own.
+fn counting_upstream(rt: &tokio::runtime::Runtime, socket: &Path) -> FixtureUpstream {
+    rt.block_on(async { FixtureUpstream::start_tagged(socket, Some(LOAD_AGENT)) })
+        .expect("start counting upstream")
 }
 
 /// What a load run saw.
@@ -441,10 +232,12 @@ fn decision_ids(text: &str) -> Vec<u64> {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn denied_docker_commands_are_exactly_the_deny_records_and_ids_find_them() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let side = tempfile::tempdir().unwrap();
     let ci_sock = side.path().join("ci.sock");
@@ -618,14 +411,15 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
         "--listen".to_string(),
         format!("unix://{}?caller=stranger", pinned.display()),
     ];
-    let mut server = Server::start(
+    let mut server = serve_on(
         &admin,
         &data,
         &upstream,
         &extra,
         &dir.path().join("serve1.log"),
-    );
-    server.wait_listening(&pinned);
+    )
+    .start();
+    server.wait_for_socket(&pinned);
 
     for _ in 0..4 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
@@ -644,7 +438,7 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     assert!(report["broken"].is_null());
     assert!(report["checked"].as_u64().unwrap() >= 8);
 
-    server.kill9();
+    server.kill();
     let data_s = data.display().to_string();
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
     assert!(
@@ -677,13 +471,14 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     assert_eq!(report["last_good_seq"], victim - 1);
 
     // Startup refuses, with a message, and never listens.
-    let (status, log) = serve_expecting_exit(
+    let (status, log) = serve_on(
         &admin,
         &data,
         &upstream,
         &[],
         &dir.path().join("serve2.log"),
-    );
+    )
+    .run_to_exit();
     assert!(
         !status.success(),
         "serve must refuse a broken chain; log:\n{log}"
@@ -700,13 +495,14 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
 
     // Told otherwise, it serves; the damage stays on record.
     let flag = vec!["--allow-broken-chain".to_string()];
-    let server = Server::start(
+    let server = serve_on(
         &admin,
         &data,
         &upstream,
         &flag,
         &dir.path().join("serve3.log"),
-    );
+    )
+    .start();
     assert_eq!(
         http(&admin, "GET", "/_ping").0,
         200,
@@ -727,16 +523,17 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let upstream_sock = dir.path().join("upstream.sock");
-    let upstream = CountingUpstream::start(&rt, &upstream_sock);
+    let upstream = counting_upstream(&rt, &upstream_sock);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(
+    let mut server = serve_on(
         &admin,
         &data,
         &upstream_sock,
         &[],
         &dir.path().join("serve1.log"),
-    );
+    )
+    .start();
 
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(LoadStats::default());
@@ -747,7 +544,7 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let served_before_kill = stats.ok.load(Ordering::SeqCst);
-    server.kill9();
+    server.kill();
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::SeqCst);
     rt.block_on(async {
@@ -755,7 +552,7 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
             let _ = c.await;
         }
     });
-    let reached = upstream.load_count();
+    let reached = upstream.tagged_count();
     let (sent, served, failed) = (
         stats.sent.load(Ordering::SeqCst),
         stats.ok.load(Ordering::SeqCst),
@@ -782,13 +579,14 @@ fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
     assert!(passed, "offline verify after kill -9: {report}");
 
     // It restarts on the same data dir (startup verifies the chain).
-    let server = Server::start(
+    let server = serve_on(
         &admin,
         &data,
         &upstream_sock,
         &[],
         &dir.path().join("serve2.log"),
-    );
+    )
+    .start();
     let records = export(&admin);
     let load = load_records(&records);
     eprintln!("kill -9: {} load records", load.len());
@@ -867,16 +665,17 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
     }
     let _mount = Mount(mnt.clone());
     let upstream_sock = dir.path().join("upstream.sock");
-    let upstream = CountingUpstream::start(&rt, &upstream_sock);
+    let upstream = counting_upstream(&rt, &upstream_sock);
     let admin = dir.path().join("admin.sock");
     let data = mnt.join("data");
-    let mut server = Server::start(
+    let mut server = serve_on(
         &admin,
         &data,
         &upstream_sock,
         &[],
         &dir.path().join("serve.log"),
-    );
+    )
+    .start();
 
     for _ in 0..20 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
@@ -929,7 +728,7 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
         .unwrap_or_else(|| {
             panic!(
                 "no 503 after {served_while_filling} requests; log:\n{}",
-                server.log_text()
+                server.log()
             )
         });
     assert_eq!(ctype, "application/json", "Docker's error format");
@@ -944,7 +743,7 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
     assert_eq!(stats.other_status.load(Ordering::SeqCst), 0);
 
     // While full, every request is refused, and none reaches the upstream.
-    let reached = upstream.load_count();
+    let reached = upstream.tagged_count();
     for path in ["/_ping", "/containers/json"] {
         let (status, body) = http(&admin, "GET", path);
         assert_eq!(status, 503, "{path} while the disk is full: {body}");
@@ -954,7 +753,7 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
             .contains("decision log"));
     }
     assert_eq!(
-        upstream.load_count(),
+        upstream.tagged_count(),
         reached,
         "a refused request is not forwarded"
     );
@@ -974,12 +773,9 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
         status,
         200,
         "served again once space is freed; log:\n{}",
-        server.log_text()
+        server.log()
     );
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "the same process serves"
-    );
+    assert!(server.try_wait().is_none(), "the same process serves");
     assert_eq!(http(&admin, "GET", "/containers/json").0, 200);
 
     // Nothing recorded before is lost, and the chain verifies.
@@ -992,17 +788,17 @@ fn full_disk_refuses_with_503_and_recovers_without_restart() {
     );
     let load = load_records(&after);
     assert!(
-        load.len() as u64 >= upstream.load_count(),
+        load.len() as u64 >= upstream.tagged_count(),
         "every forwarded request has its record: {} < {}",
         load.len(),
-        upstream.load_count()
+        upstream.tagged_count()
     );
     let (passed, report) = verify(&server.cli(&["audit", "verify"]));
     assert!(
         passed && report["broken"].is_null(),
         "verify after the full disk: {report}"
     );
-    server.kill9();
+    server.kill();
     let data_s = data.display().to_string();
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
     assert!(passed, "offline verify after the full disk: {report}");
@@ -1024,14 +820,15 @@ fn a_non_admin_caller_may_not_read_the_log() {
         "--listen".to_string(),
         format!("unix://{}?caller=ci", ci_sock.display()),
     ];
-    let mut server = Server::start(
+    let server = serve_on(
         &admin,
         &dir.path().join("data"),
         &upstream,
         &extra,
         &dir.path().join("serve.log"),
-    );
-    server.wait_listening(&ci_sock);
+    )
+    .start();
+    server.wait_for_socket(&ci_sock);
     // Even a caller with a trust relationship may not read the log.
     ok(&server.cli(&[
         "trust",
@@ -1094,15 +891,16 @@ fn online_verify_under_load_reports_no_false_break() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let upstream_sock = dir.path().join("upstream.sock");
-    let _upstream = CountingUpstream::start(&rt, &upstream_sock);
+    let _upstream = counting_upstream(&rt, &upstream_sock);
     let admin = dir.path().join("admin.sock");
-    let server = Server::start(
+    let server = serve_on(
         &admin,
         &dir.path().join("data"),
         &upstream_sock,
         &[],
         &dir.path().join("serve.log"),
-    );
+    )
+    .start();
 
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(LoadStats::default());
@@ -1139,13 +937,14 @@ fn tail_follow_prints_new_records_once_in_order() {
     let upstream = dir.path().join("fixture.sock");
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
-    let _server = Server::start(
+    let _server = serve_on(
         &admin,
         &dir.path().join("data"),
         &upstream,
         &[],
         &dir.path().join("serve.log"),
-    );
+    )
+    .start();
     assert_eq!(http(&admin, "GET", "/_ping").0, 200);
 
     let mut tail = Command::new(BIN)
@@ -1236,11 +1035,11 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    let mut server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s1.log")).start();
     for _ in 0..60 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
     }
-    server.kill9();
+    server.kill();
     drop(server);
 
     let wal_dir = data.join("audit-wal");
@@ -1258,7 +1057,7 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     std::fs::write(&seg, &bytes).unwrap();
 
     let (status, log) =
-        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+        serve_on(&admin, &data, &upstream, &[], &dir.path().join("s2.log")).run_to_exit();
     assert!(!status.success(), "startup must refuse; log:\n{log}");
     let seg_name = seg.file_name().unwrap().to_string_lossy().to_string();
     assert!(log.contains(&seg_name), "names the file: {log}");
@@ -1293,7 +1092,7 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     assert_eq!(std::fs::read(kept.join(&seg_name)).unwrap(), bytes);
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
     assert!(passed, "after repair: {report}");
-    let _server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s3.log"));
+    let _server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s3.log")).start();
     assert_eq!(http(&admin, "GET", "/_ping").0, 200);
 }
 
@@ -1308,11 +1107,11 @@ fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    let mut server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s1.log")).start();
     for _ in 0..10 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
     }
-    server.kill9();
+    server.kill();
     drop(server);
     let conf = data.join("conf");
     let mut bytes = std::fs::read(&conf).unwrap();
@@ -1341,7 +1140,7 @@ fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
     assert!(!out.status.success());
     clear(&stderr(&out), "verify");
     let (status, log) =
-        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+        serve_on(&admin, &data, &upstream, &[], &dir.path().join("s2.log")).run_to_exit();
     assert!(!status.success(), "{log}");
     clear(&log, "serve");
 }
@@ -1356,11 +1155,11 @@ fn verify_full_at_startup_finds_a_change_beyond_the_checked_tail() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    let mut server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s1.log")).start();
     for _ in 0..1100 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
     }
-    server.kill9();
+    server.kill();
     drop(server);
     let victim = 5u64;
     {
@@ -1370,11 +1169,11 @@ fn verify_full_at_startup_finds_a_change_beyond_the_checked_tail() {
         db.flush().unwrap();
     }
     // The usual start does not reach record 5 (the README says so).
-    let server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    let server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s2.log")).start();
     drop(server);
     let flag = vec!["--verify-full".to_string()];
     let (status, log) =
-        serve_expecting_exit(&admin, &data, &upstream, &flag, &dir.path().join("s3.log"));
+        serve_on(&admin, &data, &upstream, &flag, &dir.path().join("s3.log")).run_to_exit();
     assert!(!status.success(), "--verify-full must refuse; log:\n{log}");
     assert!(
         log.contains(&format!("seq {victim}")),

@@ -1,7 +1,8 @@
 //! What the integration tests share, written once: the Docker daemon skip
 //! rule ([`engine`], with `build.rs`), the serve harness ([`serve`]), the raw
-//! HTTP client ([`client`]), the fixture upstream ([`fixture`]) and the docker
-//! side ([`docker`]). Each test file says `mod common;` and `use common::*;`.
+//! HTTP client ([`client`]), the fixture upstream ([`fixture`]), the docker
+//! side ([`docker`]) and what the decision-log tests share ([`audit`]). Each
+//! test file says `mod common;` and `use common::*;` (or names what it uses).
 //!
 //! Engine tests are marked
 //! `#[cfg_attr(no_docker, ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock")]`
@@ -10,6 +11,7 @@
 //! `CI=true`, where they run and fail.
 #![allow(dead_code, unused_imports)] // each test binary uses a part
 
+pub mod audit;
 pub mod client;
 pub mod daemon;
 pub mod docker;
@@ -24,9 +26,9 @@ pub use docker::*;
 pub use fixture::FixtureUpstream;
 pub use serve::*;
 
-/// The first line of every engine test. The build found a daemon (or
-/// `CI=true`), so if none answers now the test fails, saying why, rather than
-/// pass without having run.
+/// The first line of every engine test. The test runs only if the build
+/// found a daemon (or under `CI=true`, or `--ignored`), so if none answers
+/// now it fails, saying why, rather than pass without having run.
 #[track_caller]
 pub fn engine() {
     static UP: OnceLock<Result<(), String>> = OnceLock::new();
@@ -35,8 +37,8 @@ pub fn engine() {
             panic!("CI=true and {why}");
         }
         panic!(
-            "{why}; one answered when these tests were built. Start it, or rebuild \
-             (touch build.rs) so that the engine tests are reported as ignored"
+            "{why}. Engine tests need one; start it, or rebuild (touch build.rs) \
+             and they are reported as ignored"
         );
     }
 }

@@ -14,17 +14,17 @@
 //! runs it) it does one tiny round only. Without a Docker daemon it prints
 //! SKIP and exits 0. Env: PORTCULLIS_BENCH_ROUNDS (default 15).
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use base64::Engine;
+use common::support::{daemon, image, request, Serve, ServeCmd, IMAGE};
 use rand::RngCore;
 use serde_json::{json, Value};
 
-const IMAGE: &str = "portcullis-test/busybox:latest";
 const DIR: &str = "/app/bench";
 
 fn docker(host: &str, args: &[&str]) -> Output {
@@ -47,7 +47,7 @@ fn must(o: Output, what: &str) -> String {
 
 /// The proxy and the container, removed on drop (also on panic).
 struct Fixture {
-    proxy: Child,
+    _proxy: Serve,
     container: String,
     _dir: tempfile::TempDir,
 }
@@ -58,34 +58,13 @@ impl Drop for Fixture {
             "unix:///var/run/docker.sock",
             &["rm", "-f", &self.container],
         );
-        let _ = self.proxy.kill();
-        let _ = self.proxy.wait();
     }
 }
 
-fn start(dir: &Path) -> (Child, PathBuf) {
+fn start(dir: &Path) -> (Serve, PathBuf) {
     let socket = dir.join("portcullis.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("unix://{}", socket.display()),
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log file"))
-        .spawn()
-        .expect("spawn portcullis");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "portcullis did not listen in time"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, socket)
+    let serve = ServeCmd::at(&socket, &dir.join("data"), &dir.join("serve.log")).start();
+    (serve, socket)
 }
 
 /// One HTTP/1.1 request over a fresh connection; status and (de-chunked) body.
@@ -96,44 +75,11 @@ fn http(
     content_type: &str,
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let mut s = UnixStream::connect(socket).expect("connect");
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: portcullis\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).expect("send head");
-    s.write_all(body).expect("send body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read answer");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let mut rest = &raw[split + 4..];
-    if !head.contains("transfer-encoding: chunked") {
-        return (status, rest.to_vec());
-    }
-    let mut out = Vec::new();
-    loop {
-        let end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk line");
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16)
-            .expect("chunk size");
-        rest = &rest[end + 2..];
-        if size == 0 {
-            return (status, out);
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
+    let answer = request(method, target)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send(socket);
+    (answer.status, answer.body)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -159,42 +105,16 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let up = Command::new("docker")
-        .args([
-            "-H",
-            "unix:///var/run/docker.sock",
-            "info",
-            "--format",
-            "{{.ServerVersion}}",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !up {
+    if let Err(why) = daemon::answers() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no Docker daemon answers"
+            "CI=true but {why}"
         );
-        println!("SKIP: no Docker daemon answers at /var/run/docker.sock");
+        println!("SKIP: {why}");
         return;
     }
     let direct = "unix:///var/run/docker.sock";
-    if !docker(direct, &["image", "inspect", IMAGE])
-        .status
-        .success()
-    {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/build-image.sh");
-        must(
-            Command::new("bash")
-                .arg(script)
-                .arg(IMAGE)
-                .output()
-                .expect("build-image.sh"),
-            "building the fixture image",
-        );
-    }
+    image();
     let (size, rounds) = if full {
         let rounds = std::env::var("PORTCULLIS_BENCH_ROUNDS")
             .ok()
@@ -209,7 +129,7 @@ fn main() {
     let (proxy, socket) = start(dir.path());
     let container = format!("portcullis-bench-files-{:08x}", rand::random::<u32>());
     let fx = Fixture {
-        proxy,
+        _proxy: proxy,
         container: container.clone(),
         _dir: dir,
     };

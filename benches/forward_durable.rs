@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{keep_alive_client, Serve};
+use common::{keep_alive_client, serve, FixtureUpstream};
 
 const CLIENTS: usize = 64;
 const TARGET_RPS: f64 = 20_000.0;
@@ -38,9 +38,9 @@ fn main() {
     let upstream = dir.path().join("fixture.sock");
     let socket = dir.path().join("portcullis.sock");
     let fixture = rt
-        .block_on(async { portcullis::fixture::FixtureUpstream::start(&upstream) })
+        .block_on(async { FixtureUpstream::start(&upstream) })
         .expect("fixture upstream");
-    let _proxy = Serve::start(&socket, &dir.path().join("data"), &upstream);
+    let _proxy = serve(&socket, &dir.path().join("data"), &upstream);
 
     let (latencies, elapsed) = rt.block_on(async {
         // Warm up: connections, policy caches, the log's first batches.

@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 
 mod common;
 
-use common::{keep_alive_client, Serve};
+use common::{keep_alive_client, serve, FixtureUpstream, Serve};
 
 struct Stats {
     rps: f64,
@@ -60,7 +60,7 @@ struct Proxy(Serve, #[allow(dead_code)] tempfile::TempDir);
 fn start_proxy(upstream: &Path) -> (Proxy, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("p.sock");
-    let serve = Serve::start(&socket, &dir.path().join("data"), upstream);
+    let serve = serve(&socket, &dir.path().join("data"), upstream);
     (Proxy(serve, dir), socket)
 }
 
@@ -214,7 +214,7 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let fixture_sock = dir.path().join("fixture.sock");
-        let fixture = portcullis::fixture::FixtureUpstream::start(&fixture_sock).unwrap();
+        let fixture = FixtureUpstream::start(&fixture_sock).unwrap();
         let fixture = Arc::new(fixture);
         let (p, proxied) = start_proxy(&fixture_sock);
         let bare = dir.path().join("bare-fixture.sock");
@@ -234,7 +234,7 @@ fn main() {
 
         let engine = Path::new("/var/run/docker.sock");
         if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok()
-            || std::os::unix::net::UnixStream::connect(engine).is_err()
+            || common::support::daemon::answers().is_err()
         {
             println!("engine: skipped (no daemon at {})", engine.display());
             return;

@@ -34,8 +34,6 @@ pub mod doctor;
 pub mod execs;
 pub mod files;
 pub mod filter;
-#[doc(hidden)]
-pub mod fixture;
 pub mod forward;
 pub mod gateway;
 pub mod identify;

@@ -5,429 +5,28 @@
 //!    decision id printed in a refusal finds its record (real engine);
 //! 2. `audit verify` passes online and offline, names a changed byte, and
 //!    startup refuses a broken chain until `--allow-broken-chain`;
-//! 3. kill -9 under load: every request that reached the upstream has its record;
-//! 4. a full disk refuses requests with a 503 in Docker's format, and service
-//!    resumes without a restart once space is freed, losing nothing;
 //! 5. reading the log is itself authorized (403 for a non-admin caller);
-//! 6. (issue 18) a damaged WAL frame length stops startup instead of being cut,
+//! 7. `audit tail --follow` prints new records once, in order;
+//! -  (issue 18) a damaged WAL frame length stops startup instead of being cut,
 //!    offline verify changes nothing, `audit repair` keeps what it cuts, a damaged
 //!    sled file is a clear error, and `--verify-full` checks the whole chain.
 //!
-//! Tests 2–5 run against an in-process upstream and need no Docker daemon.
+//! 3, 4 and 6, the log under load (kill -9, a full disk, verify while
+//! writing), are in audit_under_load.rs. All but 1 run against an in-process
+//! upstream and need no Docker daemon.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use common::{direct, engine, image, ok, stderr, stdout, unique, Cleanup, Proxy};
-use portcullis::fixture::FixtureUpstream;
-
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-/// User-Agent of the load this file generates: the counting upstream counts only
-/// these, because the proxy's own container-event feed also calls the upstream
-/// (`/events` and `/containers/json` about once a second) and is never recorded.
-const LOAD_AGENT: &str = "portcullis-acceptance-load";
-
-// ---------------------------------------------------------------------------
-// Harness: a `portcullis serve` on a data dir we choose (so it can be killed
-// and restarted on the same one), plain HTTP over unix sockets, upstreams.
-// ---------------------------------------------------------------------------
-
-/// A `portcullis serve` child, SIGKILLed on drop.
-struct Server {
-    child: Child,
-    admin: PathBuf,
-    log: PathBuf,
-}
-
-fn serve_command(
-    admin: &Path,
-    data: &Path,
-    upstream: &Path,
-    extra: &[String],
-    log: &Path,
-) -> Command {
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--listen".into(),
-        format!("unix://{}", admin.display()),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--upstream".into(),
-        format!("unix://{}", upstream.display()),
-    ];
-    args.extend(extra.iter().cloned());
-    let out = std::fs::File::create(log).expect("create serve log");
-    let mut cmd = Command::new(BIN);
-    cmd.args(&args)
-        .env("PORTCULLIS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    cmd
-}
-
-impl Server {
-    /// Start and wait until the admin socket accepts connections.
-    fn start(admin: &Path, data: &Path, upstream: &Path, extra: &[String], log: &Path) -> Server {
-        let child = serve_command(admin, data, upstream, extra, log)
-            .spawn()
-            .expect("spawn portcullis serve");
-        let mut s = Server {
-            child,
-            admin: admin.to_path_buf(),
-            log: log.to_path_buf(),
-        };
-        s.wait_listening(admin);
-        s
-    }
-
-    fn wait_listening(&mut self, socket: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "portcullis exited during startup ({status}); log:\n{}",
-                    self.log_text()
-                );
-            }
-            if StdUnixStream::connect(socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "portcullis did not listen on {} in time; log:\n{}",
-            socket.display(),
-            self.log_text()
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL (std's `Child::kill` sends SIGKILL on unix) and reap.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The portcullis CLI against this server's admin socket.
-    fn cli(&self, args: &[&str]) -> Output {
-        cli_at(&self.admin, args)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn cli_at(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env("PORTCULLIS_HOST", format!("unix://{}", socket.display()))
-        .env_remove("PORTCULLIS_TOKEN")
-        .args(args)
-        .output()
-        .expect("run portcullis")
-}
-
-fn cli_offline(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env_remove("PORTCULLIS_HOST")
-        .args(args)
-        .output()
-        .expect("run portcullis")
-}
-
-/// Run `portcullis serve` expecting it to exit by itself; its status and log.
-fn serve_expecting_exit(
-    admin: &Path,
-    data: &Path,
-    upstream: &Path,
-    extra: &[String],
-    log: &Path,
-) -> (std::process::ExitStatus, String) {
-    let mut child = serve_command(admin, data, upstream, extra, log)
-        .spawn()
-        .expect("spawn portcullis serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status, std::fs::read_to_string(log).unwrap_or_default());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "portcullis kept running on a broken chain; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`: (status, body).
-fn http(socket: &Path, method: &str, path: &str) -> (u16, String) {
-    let mut s = StdUnixStream::connect(socket)
-        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: portcullis\r\nUser-Agent: {LOAD_AGENT}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    )
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// Every record, oldest first, through `portcullis audit export`.
-fn export(socket: &Path) -> Vec<Value> {
-    let out = cli_at(socket, &["audit", "export"]);
-    ok(&out)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(json_of)
-        .collect()
-}
-
-/// `portcullis audit verify` (online or offline): (exit success, report).
-fn verify(out: &Output) -> (bool, Value) {
-    (out.status.success(), json_of(&stdout(out)))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The repository's counting fixture upstream, served by `rt`.
-fn fixture(rt: &tokio::runtime::Runtime, socket: &Path) -> FixtureUpstream {
-    rt.block_on(async { FixtureUpstream::start(socket) })
-        .expect("start fixture upstream")
-}
-
-/// A daemon stand-in that counts, at arrival, the requests of this file's load
-/// (tagged by [`LOAD_AGENT`]) and everything else separately.
-struct CountingUpstream {
-    load: Arc<AtomicU64>,
-    other: Arc<AtomicU64>,
-}
-
-impl CountingUpstream {
-    fn start(rt: &tokio::runtime::Runtime, socket: &Path) -> CountingUpstream {
-        let _ = std::fs::remove_file(socket);
-        let listener = rt
-            .block_on(async { tokio::net::UnixListener::bind(socket) })
-            .expect("bind upstream");
-        let (load, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (l2, o2) = (load.clone(), other.clone());
-        rt.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (load, other) = (l2.clone(), o2.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let tagged = req.headers().get("user-agent").is_some_and(|v| v == LOAD_AGENT);
-                        // Counted on arrival: this request reached the upstream.
-                        if tagged { &load } else { &other }.fetch_add(1, Ordering::SeqCst);
-                        let path = req.uri().path().to_string();
-                        async move {
-                            let _ = req.into_body().collect().await;
-                            let body: &'static [u8] = if path.ends_with("/_ping") {
-                                b"OK"
-                            } else if path.ends_with("/version") {
-                                br#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"counting"}"#
-                            } else if path.ends_with("/containers/json") {
-                                b"[]"
-                            } else {
-                                b"{}"
-                            };
-                            Ok::<_, Infallible>(
-                                hyper::Response::builder()
-                                    .header("content-type", "application/json")
-                                    .header("api-version", "1.41")
-                                    .body(Full::new(Bytes::from_static(body)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        CountingUpstream { load, other }
-    }
-
-    fn load_count(&self) -> u64 {
-        self.load.load(Ordering::SeqCst)
-    }
-
-    /// The proxy's own calls (`/version` at startup, the event feed).
-    fn other_count(&self) -> u64 {
-        self.other.load(Ordering::SeqCst)
-    }
-}
-
-/// What a load run saw.
-#[derive(Default)]
-struct LoadStats {
-    sent: AtomicU64,
-    ok: AtomicU64,
-    unavailable: AtomicU64,
-    other_status: AtomicU64,
-    transport_errors: AtomicU64,
-    last_unavailable: Mutex<Option<(String, String)>>,
-}
-
-/// `clients` keep-alive connections alternating GET /_ping and GET
-/// /containers/json until `stop` is set (reconnecting after transport errors).
-fn spawn_load(
-    rt: &tokio::runtime::Runtime,
-    socket: &Path,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-    stats: Arc<LoadStats>,
-    stop_on_503: bool,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..clients)
-        .map(|i| {
-            let (socket, stop, stats) = (socket.to_path_buf(), stop.clone(), stats.clone());
-            rt.spawn(async move {
-                let mut n = i;
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok(stream) = tokio::net::UnixStream::connect(&socket).await else {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    };
-                    let Ok((mut tx, conn)) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-                    else {
-                        continue;
-                    };
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    while !stop.load(Ordering::SeqCst) {
-                        if tx.ready().await.is_err() {
-                            break;
-                        }
-                        let path = if n % 2 == 0 {
-                            "/_ping"
-                        } else {
-                            "/containers/json"
-                        };
-                        n += 1;
-                        let req = hyper::Request::get(path)
-                            .header("host", "portcullis")
-                            .header("user-agent", LOAD_AGENT)
-                            .body(Empty::<Bytes>::new())
-                            .unwrap();
-                        stats.sent.fetch_add(1, Ordering::SeqCst);
-                        let resp = match tx.send_request(req).await {
-                            Ok(r) => r,
-                            Err(_) => {
-                                stats.transport_errors.fetch_add(1, Ordering::SeqCst);
-                                break;
-                            }
-                        };
-                        let status = resp.status().as_u16();
-                        let ctype = resp
-                            .headers()
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        let body = match resp.into_body().collect().await {
-                            Ok(b) => b.to_bytes(),
-                            Err(_) => {
-                                stats.transport_errors.fetch_add(1, Ordering::SeqCst);
-                                break;
-                            }
-                        };
-                        match status {
-                            200 => stats.ok.fetch_add(1, Ordering::SeqCst),
-                            503 => {
-                                *stats.last_unavailable.lock().unwrap() =
-                                    Some((ctype, String::from_utf8_lossy(&body).into_owned()));
-                                if stop_on_503 {
-                                    stop.store(true, Ordering::SeqCst);
-                                }
-                                stats.unavailable.fetch_add(1, Ordering::SeqCst)
-                            }
-                            _ => stats.other_status.fetch_add(1, Ordering::SeqCst),
-                        };
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
-/// Records of this file's load: the allowed `system.ping` and `container.list` records.
-fn load_records(records: &[Value]) -> Vec<&Value> {
-    records
-        .iter()
-        .filter(|r| {
-            let action = r["action"].as_str().unwrap_or_default();
-            (action == "system.ping" || action == "container.list")
-                && r["allowed"] == Value::Bool(true)
-        })
-        .collect()
-}
+use common::audit::{cli_offline, export, fixture, http, json_of, runtime, serve_on, verify, BIN};
+use common::{cli_at, direct, engine, image, ok, stderr, stdout, unique, Cleanup, Proxy};
 
 fn decision_ids(text: &str) -> Vec<u64> {
     let re = regex::Regex::new(r"\(decision (\d+)\)").unwrap();
@@ -441,10 +40,12 @@ fn decision_ids(text: &str) -> Vec<u64> {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn denied_docker_commands_are_exactly_the_deny_records_and_ids_find_them() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let side = tempfile::tempdir().unwrap();
     let ci_sock = side.path().join("ci.sock");
@@ -618,14 +219,15 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
         "--listen".to_string(),
         format!("unix://{}?caller=stranger", pinned.display()),
     ];
-    let mut server = Server::start(
+    let mut server = serve_on(
         &admin,
         &data,
         &upstream,
         &extra,
         &dir.path().join("serve1.log"),
-    );
-    server.wait_listening(&pinned);
+    )
+    .start();
+    server.wait_for_socket(&pinned);
 
     for _ in 0..4 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
@@ -644,7 +246,7 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     assert!(report["broken"].is_null());
     assert!(report["checked"].as_u64().unwrap() >= 8);
 
-    server.kill9();
+    server.kill();
     let data_s = data.display().to_string();
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
     assert!(
@@ -677,13 +279,14 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     assert_eq!(report["last_good_seq"], victim - 1);
 
     // Startup refuses, with a message, and never listens.
-    let (status, log) = serve_expecting_exit(
+    let (status, log) = serve_on(
         &admin,
         &data,
         &upstream,
         &[],
         &dir.path().join("serve2.log"),
-    );
+    )
+    .run_to_exit();
     assert!(
         !status.success(),
         "serve must refuse a broken chain; log:\n{log}"
@@ -700,13 +303,14 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
 
     // Told otherwise, it serves; the damage stays on record.
     let flag = vec!["--allow-broken-chain".to_string()];
-    let server = Server::start(
+    let server = serve_on(
         &admin,
         &data,
         &upstream,
         &flag,
         &dir.path().join("serve3.log"),
-    );
+    )
+    .start();
     assert_eq!(
         http(&admin, "GET", "/_ping").0,
         200,
@@ -716,296 +320,6 @@ fn verify_names_a_changed_record_and_startup_refuses_until_allowed() {
     assert!(!passed, "the break is still reported online: {report}");
     assert_eq!(report["broken"]["seq"], victim);
     assert_ne!(report["head_hash"], head_before);
-}
-
-// ---------------------------------------------------------------------------
-// 3. kill -9 under load: records >= requests that reached the upstream.
-// ---------------------------------------------------------------------------
-
-#[test]
-fn kill_9_under_load_loses_no_record_of_a_forwarded_request() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let upstream_sock = dir.path().join("upstream.sock");
-    let upstream = CountingUpstream::start(&rt, &upstream_sock);
-    let admin = dir.path().join("admin.sock");
-    let data = dir.path().join("data");
-    let mut server = Server::start(
-        &admin,
-        &data,
-        &upstream_sock,
-        &[],
-        &dir.path().join("serve1.log"),
-    );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(LoadStats::default());
-    let clients = spawn_load(&rt, &admin, 32, stop.clone(), stats.clone(), false);
-    // Let the load build up, then kill in the middle of it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stats.ok.load(Ordering::SeqCst) < 1500 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let served_before_kill = stats.ok.load(Ordering::SeqCst);
-    server.kill9();
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::SeqCst);
-    rt.block_on(async {
-        for c in clients {
-            let _ = c.await;
-        }
-    });
-    let reached = upstream.load_count();
-    let (sent, served, failed) = (
-        stats.sent.load(Ordering::SeqCst),
-        stats.ok.load(Ordering::SeqCst),
-        stats.transport_errors.load(Ordering::SeqCst),
-    );
-    eprintln!(
-        "kill -9: sent {sent}, served {served} ({served_before_kill} before the kill), reached upstream {reached} \
-         (+{} of the proxy's own), transport errors {failed}",
-        upstream.other_count()
-    );
-    assert!(
-        served_before_kill >= 1500,
-        "the load ran before the kill: {served_before_kill}"
-    );
-    assert!(failed > 0, "the kill interrupted requests in flight");
-    assert_eq!(
-        stats.other_status.load(Ordering::SeqCst) + stats.unavailable.load(Ordering::SeqCst),
-        0
-    );
-
-    // Offline first: the chain as the killed process left it.
-    let data_s = data.display().to_string();
-    let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
-    assert!(passed, "offline verify after kill -9: {report}");
-
-    // It restarts on the same data dir (startup verifies the chain).
-    let server = Server::start(
-        &admin,
-        &data,
-        &upstream_sock,
-        &[],
-        &dir.path().join("serve2.log"),
-    );
-    let records = export(&admin);
-    let load = load_records(&records);
-    eprintln!("kill -9: {} load records", load.len());
-    assert!(
-        load.len() as u64 >= reached,
-        "every request that reached the upstream has its record: {} records < {reached} requests",
-        load.len()
-    );
-    assert!(
-        load.len() as u64 <= sent,
-        "no record without a request: {} > {sent}",
-        load.len()
-    );
-    assert!(served <= reached, "a served request was forwarded");
-    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] == w[0] + 1),
-        "seqs are contiguous"
-    );
-    let (passed, report) = verify(&server.cli(&["audit", "verify"]));
-    assert!(
-        passed && report["broken"].is_null(),
-        "verify after restart: {report}"
-    );
-    assert_eq!(
-        http(&admin, "GET", "/_ping").0,
-        200,
-        "the restarted proxy serves"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// 4. Disk full: 503 in Docker's format, then served again, nothing lost.
-// ---------------------------------------------------------------------------
-
-/// Unmounts (lazily if busy) on drop.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-fn free_bytes(path: &Path) -> u64 {
-    let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
-    s.blocks_available() as u64 * s.fragment_size() as u64
-}
-
-#[test]
-fn full_disk_refuses_with_503_and_recovers_without_restart() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    // The log refuses appends below a 64 MiB reserve, so the tmpfs must be larger.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=128m", "tmpfs"])
-        .arg(&mnt)
-        .output()
-        .expect("run mount");
-    if !mounted.status.success() {
-        let why = stderr(&mounted);
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but a tmpfs cannot be mounted: {why}");
-        }
-        eprintln!("SKIP: cannot mount a tmpfs ({why})");
-        return;
-    }
-    let _mount = Mount(mnt.clone());
-    let upstream_sock = dir.path().join("upstream.sock");
-    let upstream = CountingUpstream::start(&rt, &upstream_sock);
-    let admin = dir.path().join("admin.sock");
-    let data = mnt.join("data");
-    let mut server = Server::start(
-        &admin,
-        &data,
-        &upstream_sock,
-        &[],
-        &dir.path().join("serve.log"),
-    );
-
-    for _ in 0..20 {
-        assert_eq!(http(&admin, "GET", "/_ping").0, 200);
-    }
-    let before = export(&admin);
-    assert!(before.len() >= 20);
-
-    // Leave a little above the reserve, so the log's own growth crosses it.
-    let reserve: u64 = 64 << 20;
-    let margin: u64 = 2 << 20;
-    let filler = mnt.join("filler");
-    let fill = free_bytes(&mnt).saturating_sub(reserve + margin);
-    {
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0xa5u8; 1 << 20];
-        let mut left = fill;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n]).unwrap();
-            left -= n as u64;
-        }
-        f.sync_all().unwrap();
-    }
-    eprintln!("disk full: filler {fill} bytes, {} free", free_bytes(&mnt));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(LoadStats::default());
-    let started = Instant::now();
-    let clients = spawn_load(&rt, &admin, 8, stop.clone(), stats.clone(), true);
-    while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(240) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stop.store(true, Ordering::SeqCst);
-    rt.block_on(async {
-        for c in clients {
-            let _ = c.await;
-        }
-    });
-    let served_while_filling = stats.ok.load(Ordering::SeqCst);
-    eprintln!(
-        "disk full: {served_while_filling} served before refusals, {} refused, {} free",
-        stats.unavailable.load(Ordering::SeqCst),
-        free_bytes(&mnt)
-    );
-    let (ctype, body) = stats
-        .last_unavailable
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or_else(|| {
-            panic!(
-                "no 503 after {served_while_filling} requests; log:\n{}",
-                server.log_text()
-            )
-        });
-    assert_eq!(ctype, "application/json", "Docker's error format");
-    let message = json_of(&body)["message"]
-        .as_str()
-        .expect("{\"message\": …}")
-        .to_string();
-    assert!(
-        message.contains("decision log cannot be written"),
-        "a clear message: {message}"
-    );
-    assert_eq!(stats.other_status.load(Ordering::SeqCst), 0);
-
-    // While full, every request is refused, and none reaches the upstream.
-    let reached = upstream.load_count();
-    for path in ["/_ping", "/containers/json"] {
-        let (status, body) = http(&admin, "GET", path);
-        assert_eq!(status, 503, "{path} while the disk is full: {body}");
-        assert!(json_of(&body)["message"]
-            .as_str()
-            .unwrap()
-            .contains("decision log"));
-    }
-    assert_eq!(
-        upstream.load_count(),
-        reached,
-        "a refused request is not forwarded"
-    );
-
-    // Free space: served again, without a restart.
-    std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut status = 0;
-    while Instant::now() < deadline {
-        status = http(&admin, "GET", "/_ping").0;
-        if status == 200 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(
-        status,
-        200,
-        "served again once space is freed; log:\n{}",
-        server.log_text()
-    );
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "the same process serves"
-    );
-    assert_eq!(http(&admin, "GET", "/containers/json").0, 200);
-
-    // Nothing recorded before is lost, and the chain verifies.
-    let after = export(&admin);
-    assert!(after.len() > before.len());
-    assert_eq!(
-        &after[..before.len()],
-        &before[..],
-        "records from before the full disk are unchanged"
-    );
-    let load = load_records(&after);
-    assert!(
-        load.len() as u64 >= upstream.load_count(),
-        "every forwarded request has its record: {} < {}",
-        load.len(),
-        upstream.load_count()
-    );
-    let (passed, report) = verify(&server.cli(&["audit", "verify"]));
-    assert!(
-        passed && report["broken"].is_null(),
-        "verify after the full disk: {report}"
-    );
-    server.kill9();
-    let data_s = data.display().to_string();
-    let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
-    assert!(passed, "offline verify after the full disk: {report}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1024,14 +338,15 @@ fn a_non_admin_caller_may_not_read_the_log() {
         "--listen".to_string(),
         format!("unix://{}?caller=ci", ci_sock.display()),
     ];
-    let mut server = Server::start(
+    let server = serve_on(
         &admin,
         &dir.path().join("data"),
         &upstream,
         &extra,
         &dir.path().join("serve.log"),
-    );
-    server.wait_listening(&ci_sock);
+    )
+    .start();
+    server.wait_for_socket(&ci_sock);
     // Even a caller with a trust relationship may not read the log.
     ok(&server.cli(&[
         "trust",
@@ -1084,51 +399,6 @@ fn a_non_admin_caller_may_not_read_the_log() {
 }
 
 // ---------------------------------------------------------------------------
-// 6. Online verify while the log is being written must not report a false break.
-// ---------------------------------------------------------------------------
-
-/// An online verify while records are being written must not report a break
-/// (the head is read before the walk).
-#[test]
-fn online_verify_under_load_reports_no_false_break() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let upstream_sock = dir.path().join("upstream.sock");
-    let _upstream = CountingUpstream::start(&rt, &upstream_sock);
-    let admin = dir.path().join("admin.sock");
-    let server = Server::start(
-        &admin,
-        &dir.path().join("data"),
-        &upstream_sock,
-        &[],
-        &dir.path().join("serve.log"),
-    );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(LoadStats::default());
-    let clients = spawn_load(&rt, &admin, 16, stop.clone(), stats.clone(), false);
-    while stats.ok.load(Ordering::SeqCst) < 200 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut false_breaks = Vec::new();
-    for _ in 0..20 {
-        let (passed, report) = verify(&server.cli(&["audit", "verify"]));
-        if !passed {
-            false_breaks.push(report["broken"].clone());
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    rt.block_on(async {
-        for c in clients {
-            let _ = c.await;
-        }
-    });
-    let (passed, report) = verify(&server.cli(&["audit", "verify"]));
-    assert!(passed, "verify once the load stopped: {report}");
-    assert!(false_breaks.is_empty(), "online verify reported breaks in an intact chain while records were appended: {false_breaks:#?}");
-}
-
-// ---------------------------------------------------------------------------
 // 7. `audit tail --follow` prints new records as they are committed, once each.
 // ---------------------------------------------------------------------------
 
@@ -1139,13 +409,14 @@ fn tail_follow_prints_new_records_once_in_order() {
     let upstream = dir.path().join("fixture.sock");
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
-    let _server = Server::start(
+    let _server = serve_on(
         &admin,
         &dir.path().join("data"),
         &upstream,
         &[],
         &dir.path().join("serve.log"),
-    );
+    )
+    .start();
     assert_eq!(http(&admin, "GET", "/_ping").0, 200);
 
     let mut tail = Command::new(BIN)
@@ -1236,11 +507,11 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    let mut server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s1.log")).start();
     for _ in 0..60 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
     }
-    server.kill9();
+    server.kill();
     drop(server);
 
     let wal_dir = data.join("audit-wal");
@@ -1258,7 +529,7 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     std::fs::write(&seg, &bytes).unwrap();
 
     let (status, log) =
-        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+        serve_on(&admin, &data, &upstream, &[], &dir.path().join("s2.log")).run_to_exit();
     assert!(!status.success(), "startup must refuse; log:\n{log}");
     let seg_name = seg.file_name().unwrap().to_string_lossy().to_string();
     assert!(log.contains(&seg_name), "names the file: {log}");
@@ -1293,7 +564,7 @@ fn a_flipped_wal_length_bit_stops_startup_and_verify_leaves_the_evidence() {
     assert_eq!(std::fs::read(kept.join(&seg_name)).unwrap(), bytes);
     let (passed, report) = verify(&cli_offline(&["audit", "verify", "--data-dir", &data_s]));
     assert!(passed, "after repair: {report}");
-    let _server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s3.log"));
+    let _server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s3.log")).start();
     assert_eq!(http(&admin, "GET", "/_ping").0, 200);
 }
 
@@ -1308,11 +579,11 @@ fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    let mut server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s1.log")).start();
     for _ in 0..10 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
     }
-    server.kill9();
+    server.kill();
     drop(server);
     let conf = data.join("conf");
     let mut bytes = std::fs::read(&conf).unwrap();
@@ -1341,7 +612,7 @@ fn a_damaged_sled_file_is_a_clear_error_at_serve_and_verify() {
     assert!(!out.status.success());
     clear(&stderr(&out), "verify");
     let (status, log) =
-        serve_expecting_exit(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+        serve_on(&admin, &data, &upstream, &[], &dir.path().join("s2.log")).run_to_exit();
     assert!(!status.success(), "{log}");
     clear(&log, "serve");
 }
@@ -1356,11 +627,11 @@ fn verify_full_at_startup_finds_a_change_beyond_the_checked_tail() {
     let _fx = fixture(&rt, &upstream);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let mut server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s1.log"));
+    let mut server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s1.log")).start();
     for _ in 0..1100 {
         assert_eq!(http(&admin, "GET", "/_ping").0, 200);
     }
-    server.kill9();
+    server.kill();
     drop(server);
     let victim = 5u64;
     {
@@ -1370,11 +641,11 @@ fn verify_full_at_startup_finds_a_change_beyond_the_checked_tail() {
         db.flush().unwrap();
     }
     // The usual start does not reach record 5 (the README says so).
-    let server = Server::start(&admin, &data, &upstream, &[], &dir.path().join("s2.log"));
+    let server = serve_on(&admin, &data, &upstream, &[], &dir.path().join("s2.log")).start();
     drop(server);
     let flag = vec!["--verify-full".to_string()];
     let (status, log) =
-        serve_expecting_exit(&admin, &data, &upstream, &flag, &dir.path().join("s3.log"));
+        serve_on(&admin, &data, &upstream, &flag, &dir.path().join("s3.log")).run_to_exit();
     assert!(!status.success(), "--verify-full must refuse; log:\n{log}");
     assert!(
         log.contains(&format!("seq {victim}")),

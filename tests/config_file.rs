@@ -7,10 +7,12 @@ mod common;
 use common::*;
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_config_file_and_a_trust_file_make_a_working_deployment() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let dir = tempfile::tempdir().unwrap();
     let agent_sock = dir.path().join("agent.sock");
@@ -44,29 +46,12 @@ fn a_config_file_and_a_trust_file_make_a_working_deployment() {
     // Started twice on the same data directory: the second start finds the
     // declared trust in place and changes (and records) nothing.
     for round in 0..2 {
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["serve", "--config", &cfg])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&agent_sock).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}",
-                std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let docker = |args: &[&str]| {
-            std::process::Command::new("docker")
-                .env("DOCKER_HOST", format!("unix://{}", agent_sock.display()))
-                .args(args)
-                .output()
-                .unwrap()
-        };
+        let mut serve = ServeCmd::new()
+            .args(&["--config", &cfg])
+            .socket(&agent_sock)
+            .log(&dir.path().join("serve.log"))
+            .start();
+        let docker = |args: &[&str]| serve.docker(args);
         let ps = ok(&docker(&["ps", "--format", "{{.Names}}"]));
         assert!(ps.lines().any(|n| n == mine), "round {round}: {ps}");
         assert!(!ps.lines().any(|n| n == theirs), "round {round}: {ps}");
@@ -74,19 +59,14 @@ fn a_config_file_and_a_trust_file_make_a_working_deployment() {
             !docker(&["stop", &theirs]).status.success(),
             "round {round}"
         );
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .env(
-                "PORTCULLIS_HOST",
-                format!("unix://{}", admin_sock.display()),
-            )
-            .args(["audit", "query", "--caller", "config", "--format", "json"])
-            .output()
-            .unwrap();
+        let out = cli_at(
+            &admin_sock,
+            &["audit", "query", "--caller", "config", "--format", "json"],
+        );
         let records: Vec<serde_json::Value> = serde_json::from_str(&ok(&out)).unwrap();
         assert_eq!(records.len(), 1, "round {round}: {records:?}");
         assert_eq!(records[0]["action"], "trust.write");
-        let _ = child.kill();
-        let _ = child.wait();
+        serve.kill();
         // sled releases its lock a moment after the process is gone.
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
@@ -114,10 +94,12 @@ fn an_unknown_config_key_stops_serve() {
 /// (here with the socket and data directory moved by flags), and serve tells
 /// systemd it is ready on NOTIFY_SOCKET (Type=notify).
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn init_writes_a_config_that_serves_and_readiness_is_notified() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -139,27 +121,18 @@ fn init_writes_a_config_that_serves_and_readiness_is_notified() {
         .set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
     let sock = dir.path().join("p.sock");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--config"])
+    let mut serve = ServeCmd::new()
+        .arg("--config")
         .arg(etc.join("portcullis.toml"))
-        .arg("--listen")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+        .listen(&sock)
+        .data(&dir.path().join("data"))
         .env("NOTIFY_SOCKET", &notify)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .log(&dir.path().join("serve.log"))
+        .spawn();
     let mut buf = [0u8; 256];
     let got = listener.recv(&mut buf);
-    let ps = std::process::Command::new("docker")
-        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-        .args(["ps", "-q"])
-        .output()
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let ps = serve.docker(&["ps", "-q"]);
+    serve.kill();
     let n = got.expect("a readiness message on NOTIFY_SOCKET");
     assert!(
         String::from_utf8_lossy(&buf[..n]).contains("READY=1"),
@@ -173,12 +146,14 @@ fn init_writes_a_config_that_serves_and_readiness_is_notified() {
 /// as fd 3 by the LISTEN_FDS protocol is served with the `--listen` options of
 /// its path (pinned to a caller), and left in place at a clean stop.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn sockets_passed_by_listen_fds_are_served_and_left_in_place() {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("activated.sock");

@@ -11,10 +11,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use base64::Engine;
 use common::*;
@@ -23,34 +21,7 @@ use serde_json::{json, Value};
 const DIR: &str = "/app/config/instructions";
 const FILE: &str = "/app/config/instructions/CLAUDE.md";
 
-/// One HTTP answer: status and body (de-chunked).
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("answer {} is not JSON ({e}): {}", self.status, self.text()))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The `{"message": …}` of an error answer.
-    #[track_caller]
-    fn message(&self) -> String {
-        let v = self.json();
-        v.get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("error answer {} has no message: {v}", self.status))
-            .to_string()
-    }
-}
-
-/// Hand-written HTTP/1.1 over a unix socket: one request, `Connection: close`.
+/// One request with `headers` and `body` over a unix socket.
 fn http(
     socket: &Path,
     method: &str,
@@ -58,62 +29,12 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut s =
-        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: portcullis\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Answer {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let rest = &raw[split + 4..];
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head}"));
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_vec()
-    };
-    Answer { status, body }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_text = String::from_utf8_lossy(&rest[..line_end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .expect("chunk size");
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
+    headers
+        .iter()
+        .fold(request(method, target).body(body), |r, (k, v)| {
+            r.header(k, v)
+        })
+        .send(socket)
 }
 
 fn q(value: &str) -> String {
@@ -286,10 +207,12 @@ fn in_container(container: &str, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn write_read_list_delete_round_trip_is_recorded() {
-    if !engine() {
-        return;
-    }
+    engine();
     let s = Setup::start("files-rt");
     let agent = s.agent();
 
@@ -369,10 +292,12 @@ fn write_read_list_delete_round_trip_is_recorded() {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn escapes_are_refused_and_errors_have_clear_shapes() {
-    if !engine() {
-        return;
-    }
+    engine();
     let s = Setup::start("files-esc");
     let agent = s.agent();
     let passwd_before = ok(&in_container(&s.container, &["cat", "/etc/passwd"]));
@@ -538,10 +463,12 @@ fn escapes_are_refused_and_errors_have_clear_shapes() {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn docker_cp_is_held_to_the_same_rules() {
-    if !engine() {
-        return;
-    }
+    engine();
     let s = Setup::start("files-cp");
     let agent_host = format!("unix://{}", s.agent_socket.display());
     let local = s.proxy.dir.path().join("x");
@@ -714,10 +641,12 @@ fn docker_cp_is_held_to_the_same_rules() {
 /// `/app/config/instructions/*` only: the upload writes `/app/config/instructions/x`
 /// and nothing else, so it must be allowed.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn docker_cp_into_the_allowed_directory() {
-    if !engine() {
-        return;
-    }
+    engine();
     let s = Setup::start("files-cpok");
     let agent_host = format!("unix://{}", s.agent_socket.display());
     let local = s.proxy.dir.path().join("x");
@@ -761,10 +690,12 @@ fn docker_cp_into_the_allowed_directory() {
 /// Attempts refused before a decision (an invalid path, a compressed upload)
 /// must still carry the path they named in the decision log.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn refused_before_decision_attempts_carry_their_path() {
-    if !engine() {
-        return;
-    }
+    engine();
     let s = Setup::start("files-early");
     let dotdot = "/app/config/instructions/../../../etc/passwd";
     let w = s.agent().write_text(dotdot, "x\n");

@@ -1,18 +1,20 @@
 //! The file API against the real Docker engine, with the offline busybox fixture.
 //!
-//! Skips (with a message) when no daemon answers, except with `CI=true`, where a
-//! missing daemon is a failure. Every container is force-removed by a guard, even
+//! Ignored when no daemon answers, except with `CI=true`, where a missing
+//! daemon is a failure (tests/common). Every container is force-removed by a guard, even
 //! when an assertion fails.
+
+mod common;
 
 use std::process::Command;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
+use common::{engine, image, IMAGE};
 use http::StatusCode;
 use portcullis::files::{inspect_upload, ContainerFs, FileError, FileKind, WriteRequest};
 
-const IMAGE: &str = "portcullis-test/busybox:latest";
 const DIR: &str = "/app/config/instructions";
 const FILE: &str = "/app/config/instructions/CLAUDE.md";
 
@@ -29,40 +31,10 @@ impl Drop for ContainerGuard {
     }
 }
 
-async fn docker_or_skip() -> Option<Docker> {
-    let ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
-    let docker = match Docker::connect_with_local_defaults() {
-        Ok(docker) => docker,
-        Err(e) if !ci => {
-            eprintln!("skipping: no Docker client ({e})");
-            return None;
-        }
-        Err(e) => panic!("CI=true and no Docker client: {e}"),
-    };
-    match docker.ping().await {
-        Ok(_) => Some(docker),
-        Err(e) if !ci => {
-            eprintln!("skipping: no Docker daemon answers ({e})");
-            None
-        }
-        Err(e) => panic!("CI=true and no Docker daemon answers: {e}"),
-    }
-}
-
-async fn ensure_image(docker: &Docker) {
-    if docker.inspect_image(IMAGE).await.is_ok() {
-        return;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/build-image.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run fixtures/build-image.sh");
-    assert!(
-        out.status.success(),
-        "build-image.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The daemon, once the shared skip rule (tests/common) says one answers.
+fn docker() -> Docker {
+    engine();
+    Docker::connect_with_local_defaults().expect("a Docker client for the daemon that answered")
 }
 
 async fn start_container(docker: &Docker) -> ContainerGuard {
@@ -126,11 +98,13 @@ fn status(err: FileError) -> StatusCode {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 async fn file_api_against_the_real_engine() {
-    let Some(docker) = docker_or_skip().await else {
-        return;
-    };
-    ensure_image(&docker).await;
+    let docker = docker();
+    image();
     let guard = start_container(&docker).await;
     let c = guard.name.as_str();
     let fs = ContainerFs::new(docker.clone());

@@ -13,10 +13,12 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_bearer_token_in_http_headers_identifies_the_caller() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let p = Proxy::start(&[]);
     ok(&p.cli(&["caller", "add", "ci"]));
@@ -86,10 +88,12 @@ fn a_bearer_token_in_http_headers_identifies_the_caller() {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn unix_peer_uids_map_to_callers_and_unknown_uids_get_nothing() {
-    if !engine() {
-        return;
-    }
+    engine();
     if Command::new("setpriv").arg("--version").output().is_err() {
         panic!("setpriv (util-linux) is required");
     }
@@ -158,22 +162,16 @@ fn unix_peer_uids_map_to_callers_and_unknown_uids_get_nothing() {
 /// version from that refusal's `Api-Version` header: it must then be told it
 /// is unidentified, not that its API version is out of range.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn an_unidentified_caller_with_a_newer_cli_is_told_it_is_unidentified() {
-    if !engine() {
-        return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    engine();
+    let port = free_port();
     let listen = format!("tcp://127.0.0.1:{port}");
     let p = Proxy::start(&["--listen", &listen]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "{}", p.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_tcp(port, START_LIMIT, || p.log());
     for args in [
         &["ps"][..],
         &["version"][..],

@@ -4,34 +4,25 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 
 use common::*;
 
+/// GET /metrics on the metrics listener: (head, body).
 fn scrape(addr: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
+    let answer = request("GET", "/metrics").send_tcp(addr);
+    let body = answer.text();
+    (answer.head, body)
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn metrics_parse_and_match_the_log() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
@@ -86,12 +77,11 @@ fn metrics_parse_and_match_the_log() {
     );
 
     // A connection refused before any request: counted by why.
-    {
-        let mut s = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
-        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
-        let mut sink = Vec::new();
-        let _ = s.read_to_end(&mut sink);
-    }
+    raw(
+        &p.socket,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        std::time::Duration::from_secs(30),
+    );
     std::thread::sleep(std::time::Duration::from_millis(200));
 
     // An idle connection on the agent's listener, open while we scrape.
@@ -239,10 +229,12 @@ fn counter(body: &str, metric: &str, label: (&str, &str)) -> Option<f64> {
 
 /// A hot reload that fails, then one that compiles, are counted by outcome.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn policy_reloads_are_counted() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
     ok(
         &std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -252,11 +244,7 @@ fn policy_reloads_are_counted() {
             .unwrap(),
     );
     let policies = dir.path().join("policies");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let _p = Proxy::start(&[
         "--policies",

@@ -6,142 +6,45 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A `portcullis serve` this test controls: its own data dir (kept across
-/// restarts), signals, exit status.
-struct Serve {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, name: &str, extra: &[&str]) -> Serve {
-        Serve::start_env(dir, name, extra, &[])
-    }
-
-    /// With `PORTCULLIS_*` settings in the environment (as an operator's unit
-    /// file would set them).
-    fn start_env(dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-        let socket = dir.join("portcullis.sock");
-        let serve = Serve::spawn_env(dir, name, &socket, extra, env);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not listen; log:\n{}",
-                serve.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serve
-    }
-
-    /// Spawn without waiting for the socket.
-    fn spawn(dir: &Path, name: &str, socket: &Path, extra: &[&str]) -> Serve {
-        Serve::spawn_env(dir, name, socket, extra, &[])
-    }
-
-    fn spawn_env(
-        dir: &Path,
-        name: &str,
-        socket: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Serve {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let listen = format!("unix://{}", socket.display());
-        let data = dir.join(format!("{name}-data"));
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(&data)
-            .args(extra)
-            .env("PORTCULLIS_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn portcullis");
-        Serve {
-            child,
-            socket: socket.to_path_buf(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .env("DOCKER_HOST", self.host())
-            .args(args)
-            .output()
-            .expect("run docker")
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    /// The exit status, if the process ends within `within`.
-    fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `portcullis serve` this test controls, in `dir` under `name` (its data
+/// dir kept across restarts), with `PORTCULLIS_*` settings in `env` as an
+/// operator's unit file would set them.
+/// Listening on `socket` (by default `dir/portcullis.sock`).
+fn serve_cmd(
+    dir: &Path,
+    name: &str,
+    socket: Option<&Path>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ServeCmd {
+    let socket = socket.map_or_else(|| dir.join("portcullis.sock"), Path::to_path_buf);
+    let cmd = ServeCmd::named(dir, name).listen(&socket).args(extra);
+    env.iter().fold(cmd, |cmd, (k, v)| cmd.env(*k, *v))
 }
 
 /// Send raw bytes to a socket; what comes back before the server closes (or 5 s).
 fn raw(socket: &Path, request: &[u8]) -> String {
-    let mut s = UnixStream::connect(socket).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(request);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    common::raw(socket, request, Duration::from_secs(5))
 }
 
 /// SIGTERM lets the request in flight finish, then the server removes its
 /// socket, leaves nothing in the WAL for the next start, and exits 0.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(dir.path(), "a", &[]);
+    let mut serve = serve_cmd(dir.path(), "a", None, &[], &[]).start();
     let name = unique("pl-term");
     let _c = Cleanup(vec![name.clone()]);
     ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "2"]));
@@ -160,7 +63,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
     // Stopping, not stopped: the wait is still in flight, and no new
     // request is taken.
     assert!(
-        serve.child.try_wait().unwrap().is_none(),
+        serve.try_wait().is_none(),
         "exited with a request in flight; log:\n{}",
         serve.log()
     );
@@ -186,7 +89,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
     );
 
     // The next start finds the log complete: nothing to replay.
-    let again = Serve::start(dir.path(), "a", &[]);
+    let again = serve_cmd(dir.path(), "a", None, &[], &[]).start();
     ok(&again.docker(&["version"]));
     assert!(
         !again.log().contains("audit WAL replayed"),
@@ -198,19 +101,23 @@ fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
 /// SIGINT too; a stream holds the stop until the grace period ends, and a
 /// second signal exits at once.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_second_signal_exits_at_once_and_the_grace_period_closes_streams() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
 
     // Grace over: the stream is closed and the exit is clean.
-    let mut serve = Serve::start_env(
+    let mut serve = serve_cmd(
         dir.path(),
         "grace",
+        None,
         &[],
         &[("PORTCULLIS_SHUTDOWN_GRACE", "2")],
-    );
+    )
+    .start();
     let mut events = Command::new("docker")
         .env("DOCKER_HOST", serve.host())
         .args(["events"])
@@ -243,12 +150,14 @@ fn a_second_signal_exits_at_once_and_the_grace_period_closes_streams() {
 
     // A second signal does not wait for the grace period.
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start_env(
+    let mut serve = serve_cmd(
         dir.path(),
         "twice",
+        None,
         &[],
         &[("PORTCULLIS_SHUTDOWN_GRACE", "60")],
-    );
+    )
+    .start();
     let mut events = Command::new("docker")
         .env("DOCKER_HOST", serve.host())
         .args(["events"])
@@ -274,13 +183,15 @@ fn a_second_signal_exits_at_once_and_the_grace_period_closes_streams() {
 /// A second server on a live server's socket is refused and the first keeps
 /// serving; a stale socket file is replaced.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_live_socket_is_refused_and_a_stale_one_replaced() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
-    let first = Serve::start(dir.path(), "first", &[]);
-    let mut second = Serve::spawn(dir.path(), "second", &first.socket, &[]);
+    let first = serve_cmd(dir.path(), "first", None, &[], &[]).start();
+    let mut second = serve_cmd(dir.path(), "second", Some(&first.socket), &[], &[]).spawn();
     let status = second
         .exit_within(Duration::from_secs(20))
         .expect("the second server must not start");
@@ -297,17 +208,19 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     let stale = dir.path().join("portcullis.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
-    let serve = Serve::start(dir.path(), "stale", &[]);
+    let serve = serve_cmd(dir.path(), "stale", None, &[], &[]).start();
     ok(&serve.docker(&["version"]));
 }
 
 /// A registry login's `X-Registry-Auth` runs to tens of KiB; Docker accepts
 /// 1 MiB of headers, and so must the proxy. The limit is configurable.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_45_kb_header_passes_as_it_does_direct() {
-    if !engine() {
-        return;
-    }
+    engine();
     let p = Proxy::start(&[]);
     let big = "a".repeat(45 * 1024);
     std::fs::write(
@@ -337,27 +250,27 @@ fn a_45_kb_header_passes_as_it_does_direct() {
 /// One caller's idle connections cannot take every slot: past its own limit
 /// it is refused, and another caller still gets in.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn one_caller_cannot_take_every_connection() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
     let slow_sock = dir.path().join("slow.sock");
     let slow = format!("unix://{}?caller=slow", slow_sock.display());
-    let p = Serve::start_env(
+    let p = serve_cmd(
         dir.path(),
         "slots",
+        None,
         &["--listen", &slow],
         &[
             ("PORTCULLIS_MAX_CONNECTIONS", "6"),
             ("PORTCULLIS_MAX_CONNECTIONS_PER_CALLER", "3"),
         ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&slow_sock).is_err() {
-        assert!(Instant::now() < deadline, "slow.sock never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    )
+    .start();
+    p.wait_for_socket(&slow_sock);
     // Let the probes of the start close their slots.
     std::thread::sleep(Duration::from_millis(500));
     // Six connections that never send a request: the slow caller's.
@@ -388,17 +301,21 @@ fn one_caller_cannot_take_every_connection() {
 /// caller the connection identifies, counted, and the counts reported at a
 /// clean stop.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn refusals_without_a_request_are_recorded_and_counted() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start_env(
+    let mut serve = serve_cmd(
         dir.path(),
         "count",
+        None,
         &[],
         &[("PORTCULLIS_MAX_HEADER_BYTES", "16384")],
-    );
+    )
+    .start();
     let h2 = raw(&serve.socket, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     assert!(h2.starts_with("HTTP/1.1 400"), "{h2}");
     let te = raw(
@@ -472,16 +389,21 @@ fn refusals_without_a_request_are_recorded_and_counted() {
 /// With the decision log's disk "full" (a reserve larger than the disk),
 /// every request is refused; the log says so once, not twice per request.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_full_disk_does_not_flood_the_log() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
+    let serve = serve_cmd(
         dir.path(),
         "full",
+        None,
         &["--audit-min-free", &(1u64 << 60).to_string()],
-    );
+        &[],
+    )
+    .start();
     for _ in 0..40 {
         let answer = raw(
             &serve.socket,
@@ -503,12 +425,14 @@ fn a_full_disk_does_not_flood_the_log() {
 fn a_missing_upstream_socket_says_what_to_check() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-dockerd.sock");
-    let mut serve = Serve::spawn(
+    let mut serve = serve_cmd(
         dir.path(),
         "noup",
-        &dir.path().join("p.sock"),
+        Some(&dir.path().join("p.sock")),
         &["--upstream", &format!("unix://{}", missing.display())],
-    );
+        &[],
+    )
+    .spawn();
     let status = serve
         .exit_within(Duration::from_secs(20))
         .expect("serve must refuse to start");
@@ -524,18 +448,22 @@ fn a_missing_upstream_socket_says_what_to_check() {
 /// grace period: once the requests in flight are answered it is closed, and
 /// the client sees its session end.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_stop_closes_hijacked_connections() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start_env(
+    let mut serve = serve_cmd(
         dir.path(),
         "hijack",
+        None,
         &[],
         &[("PORTCULLIS_SHUTDOWN_GRACE", "60")],
-    );
+    )
+    .start();
     let name = unique("pl-hijack");
     let _c = Cleanup(vec![name.clone()]);
     ok(&direct(&["run", "-d", "--name", &name, img, "sleep", "60"]));

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,10 +15,12 @@ fn both(p: &Proxy, args: &[&str]) -> (std::process::Output, std::process::Output
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn version_info_ps_match_the_daemon() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let p = Proxy::start(&[]);
     let (d, x) = both(&p, &["version"]);
@@ -60,10 +61,12 @@ fn version_info_ps_match_the_daemon() {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn run_exec_logs_attach_wait_kill_rm() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let p = Proxy::start(&[]);
 
@@ -172,10 +175,12 @@ fn run_exec_logs_attach_wait_kill_rm() {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn cp_build_networks_volumes_events() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let p = Proxy::start(&[]);
     let name = unique("cp");
@@ -250,10 +255,12 @@ fn cp_build_networks_volumes_events() {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_pinned_unknown_caller_is_refused_with_a_docker_error() {
-    if !engine() {
-        return;
-    }
+    engine();
     let dir = tempfile::tempdir().unwrap();
     let denied = dir.path().join("denied.sock");
     let spec = format!("unix://{}?caller=stranger", denied.display());
@@ -273,12 +280,7 @@ fn a_pinned_unknown_caller_is_refused_with_a_docker_error() {
 }
 
 fn raw(p: &Proxy, request: &[u8]) -> String {
-    let mut s = UnixStream::connect(&p.socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(request);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    common::raw(&p.socket, request, Duration::from_secs(10))
 }
 
 fn ping_works(p: &Proxy) {
@@ -293,10 +295,12 @@ fn ping_works(p: &Proxy) {
 }
 
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn bad_input_gets_clear_errors_and_service_continues() {
-    if !engine() {
-        return;
-    }
+    engine();
     let p = Proxy::start(&["--max-body", "1024"]);
 
     let chunked = b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
@@ -379,10 +383,12 @@ fn bad_input_gets_clear_errors_and_service_continues() {
 /// `Connection` header that would have the forwarded request lose the
 /// `Content-Type` its form body was read with.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn requests_the_daemon_would_read_differently_are_refused() {
-    if !engine() {
-        return;
-    }
+    engine();
     let p = Proxy::start(&[]);
     let body = format!(
         "{{\"Image\":\"{}\",\"HostConfig\":{{\"Privileged\":true,\"Pr\u{131}vileged\":false}}}}",

@@ -62,10 +62,12 @@ fn volume_label(vol: &str, key: &str) -> String {
 /// that mounts it: each is a bind of the volume's host directory, refused to
 /// a caller without bind rights, allowed once `allow_bind_mounts` lists it.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn a_named_volume_that_binds_a_host_path_is_a_bind_of_that_path() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let mut made = Made::default();
     let (dir, vol, secret) = bind_volume(&mut made);
@@ -164,10 +166,12 @@ fn a_named_volume_that_binds_a_host_path_is_a_bind_of_that_path() {
 /// relative bind device) are binds; a network file system and a plugin
 /// driver need `allow_volume_drivers`.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn volume_options_that_name_host_paths_or_remote_mounts_need_rights() {
-    if !engine() {
-        return;
-    }
+    engine();
     let mut made = Made::default();
     let (p, host, _sock) = pinned_proxy("volmaker", &[]);
     let id = trust_create(
@@ -232,10 +236,12 @@ fn volume_options_that_name_host_paths_or_remote_mounts_need_rights() {
 /// it created through portcullis or its trust lists; anonymous volumes and
 /// new names are fine.
 #[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
 fn existing_volumes_are_mountable_by_their_creator_or_by_grant() {
-    if !engine() {
-        return;
-    }
+    engine();
     let img = image();
     let mut made = Made::default();
     let (p, host, _sock) = pinned_proxy("voluser", &[]);

@@ -1,54 +1,31 @@
-//! What the proxy benchmarks share: a `portcullis serve` child and a
-//! keep-alive HTTP/1.1 client that times each request.
+//! What the proxy benchmarks share: the tests' support (tests/common: the
+//! serve harness, the fixture upstream, the HTTP client, the daemon probe),
+//! included by path so that it is written once, plus a keep-alive HTTP/1.1
+//! client that times each request.
+#![allow(dead_code, unused_imports)] // not every bench uses every helper
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-/// `portcullis serve` (release build), killed when dropped.
-pub struct Serve(Child);
+#[path = "../../tests/common/mod.rs"]
+pub mod support;
 
-impl Serve {
-    /// Listen on `socket`, forward to `upstream`, keep state in `data`; returns
-    /// once the socket accepts connections.
-    pub fn start(socket: &Path, data: &Path, upstream: &Path) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--upstream")
-            .arg(format!("unix://{}", upstream.display()))
-            .arg("--data-dir")
-            .arg(data)
-            .env("PORTCULLIS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn portcullis");
-        let serve = Serve(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            assert!(Instant::now() < deadline, "portcullis did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serve
-    }
+pub use support::{FixtureUpstream, Serve, ServeCmd};
 
-    #[allow(dead_code)] // not every bench reads the proxy's CPU time
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `portcullis serve` (release build) listening on `socket`, forwarding to
+/// `upstream`, keeping state in `data`; returns once the socket accepts
+/// connections. Warnings go to stderr.
+pub fn serve(socket: &Path, data: &Path, upstream: &Path) -> Serve {
+    ServeCmd::new()
+        .listen(socket)
+        .upstream(upstream)
+        .data(data)
+        .env("PORTCULLIS_LOG", "warn")
+        .start()
 }
 
 /// One keep-alive client sending `n` GETs, taking `paths` in turn; the

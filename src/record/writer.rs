@@ -712,7 +712,12 @@ impl DiskGuard {
     fn look(&mut self, now: Instant) {
         self.checked = Some(now);
         self.written = 0;
-        match fs2::available_space(&self.dir) {
+        // Space an unprivileged writer may use: what `df` shows as available.
+        #[allow(clippy::unnecessary_cast)] // the statvfs fields are u64 on 64-bit targets only
+        let free = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .map_err(std::io::Error::from);
+        match free {
             Ok(free) => {
                 self.free = Some(free);
                 let warn_due = self

@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 
 mod common;
 
-use common::{keep_alive_client, serve, FixtureUpstream, Serve};
+use common::{keep_alive_client, serve, FixtureUpstream, Serve, ServeCmd};
 
 struct Stats {
     rps: f64,
@@ -200,6 +200,50 @@ async fn compare(
     }
 }
 
+/// The cost of `--metrics`: the same proxy setup with metrics off (`off`, the
+/// one measured above) and on, against the fixture, in alternating rounds so
+/// that both see the same machine; the median CPU per request of each.
+async fn metrics_cost(upstream: &Path, off: &Proxy, total: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("m.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let on = ServeCmd::new()
+        .listen(&socket)
+        .upstream(upstream)
+        .data(&dir.path().join("data"))
+        .env("PORTCULLIS_LOG", "warn")
+        .args(&["--metrics", &format!("tcp://127.0.0.1:{port}")])
+        .start();
+    let off_socket = off.1.path().join("p.sock");
+    for clients in [1usize, 32] {
+        let (mut off_cpu, mut on_cpu, mut off_rps, mut on_rps) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..3 {
+            let (s, c) =
+                measure_cpu(&off_socket, "/_ping", clients, total, Some(off.0.pid())).await;
+            off_cpu.push(c.unwrap_or(f64::NAN));
+            off_rps.push(s.rps);
+            let (s, c) = measure_cpu(&socket, "/_ping", clients, total, Some(on.pid())).await;
+            on_cpu.push(c.unwrap_or(f64::NAN));
+            on_rps.push(s.rps);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (off_c, on_c) = (median(&mut off_cpu), median(&mut on_cpu));
+        println!(
+            "metrics  /_ping             c={clients:<3} off {:>9.0} req/s cpu/req {off_c:.1}µs | on {:>9.0} req/s cpu/req {on_c:.1}µs | on/off cpu {:.2}x  (median of 3 alternating rounds)",
+            median(&mut off_rps),
+            median(&mut on_rps),
+            on_c / off_c,
+        );
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs this binary without --bench: stay quick there.
     let benching = std::env::args().any(|a| a == "--bench");
@@ -231,6 +275,7 @@ fn main() {
         )
         .await;
         println!("fixture upstream received {} requests", fixture.count());
+        metrics_cost(&fixture_sock, &p, total).await;
 
         let engine = Path::new("/var/run/docker.sock");
         if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok()

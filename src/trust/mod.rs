@@ -85,6 +85,39 @@ fn yes() -> bool {
 /// The fields an operator writes (POST body; PATCH bodies are partial).
 ///
 /// Defaults follow the seed: inspect, logs and stats on, everything else off.
+///
+/// A relationship as `portcullis trust create` or `POST /api/v1/trust` takes it:
+/// the CI runner may start, stop and exec into its own `ci-*` containers, read
+/// their `/app` tree, write only under `/app/tmp`, and create them from one
+/// image, until the end of 2027.
+///
+/// ```
+/// use portcullis::trust::TrustSpec;
+///
+/// let spec = TrustSpec::from_json(&serde_json::json!({
+///     "caller_service": "ci-runner",
+///     "target_container": "ci-*",
+///     "can_start": true,
+///     "can_stop": true,
+///     "can_exec": true,
+///     "can_create": true,
+///     "allowed_images": ["busybox:latest"],
+///     "file_read_paths": ["/app/**"],
+///     "file_write_paths": ["/app/tmp/**"],
+///     "expires_at": "2027-12-31T23:59:59Z"
+/// }))
+/// .unwrap();
+/// assert!(spec.can_exec && spec.can_inspect && !spec.can_remove);
+///
+/// // Unknown fields are refused, naming the field: a typo never grants or
+/// // silently drops a right.
+/// let typo = serde_json::json!({
+///     "caller_service": "ci-runner",
+///     "target_container": "ci-*",
+///     "can_exce": true
+/// });
+/// assert!(TrustSpec::from_json(&typo).unwrap_err().to_string().contains("can_exce"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSpec {

@@ -11,7 +11,9 @@
 //! and the daemon share, throughput at 32 clients is bounded by the sum.
 //!
 //! Env: PORTCULLIS_BENCH_REQUESTS (per client count; default 4000),
-//! PORTCULLIS_BENCH_SKIP_ENGINE=1 to measure only the fixture.
+//! PORTCULLIS_BENCH_SKIP_ENGINE=1 to measure only the fixture,
+//! PORTCULLIS_BENCH_BASELINE=/path/to/portcullis to compare this build with
+//! another side by side. The `metrics` lines give the cost of `--metrics`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +27,7 @@ use hyper_util::rt::TokioIo;
 
 mod common;
 
-use common::{keep_alive_client, serve, FixtureUpstream, Serve};
+use common::{keep_alive_client, serve, FixtureUpstream, Serve, ServeCmd};
 
 struct Stats {
     rps: f64,
@@ -200,6 +202,89 @@ async fn compare(
     }
 }
 
+/// The cost of `--metrics`: the proxy measured above (metrics off) against
+/// the same setup with metrics on, against the fixture.
+async fn metrics_cost(upstream: &Path, off: &Proxy, total: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("m.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let on = ServeCmd::new()
+        .listen(&socket)
+        .upstream(upstream)
+        .data(&dir.path().join("data"))
+        .env("PORTCULLIS_LOG", "warn")
+        .args(&["--metrics", &format!("tcp://127.0.0.1:{port}")])
+        .start();
+    let off_socket = off.1.path().join("p.sock");
+    side_by_side(
+        "metrics",
+        ("off", &off_socket, off.0.pid()),
+        ("on", &socket, on.pid()),
+        total,
+    )
+    .await;
+}
+
+/// This build against another (`PORTCULLIS_BENCH_BASELINE=/path/to/portcullis`,
+/// e.g. the last release), against the fixture: a refactor shows no slowdown
+/// when the ratio stays in the noise.
+async fn baseline_cost(upstream: &Path, this: &Proxy, total: usize) {
+    let Some(binary) = std::env::var_os("PORTCULLIS_BENCH_BASELINE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("b.sock");
+    let baseline = ServeCmd::new()
+        .binary(Path::new(&binary))
+        .listen(&socket)
+        .upstream(upstream)
+        .data(&dir.path().join("data"))
+        .env("PORTCULLIS_LOG", "warn")
+        .start();
+    let this_socket = this.1.path().join("p.sock");
+    side_by_side(
+        "baseline",
+        ("baseline", &socket, baseline.pid()),
+        ("this", &this_socket, this.0.pid()),
+        total,
+    )
+    .await;
+}
+
+/// Two proxies on `/_ping` in alternating rounds, so that both see the same
+/// machine; the median throughput and CPU per request of each, and b ÷ a.
+async fn side_by_side(what: &str, a: (&str, &Path, u32), b: (&str, &Path, u32), total: usize) {
+    for clients in [1usize, 32] {
+        let (mut cpu, mut rps) = ([vec![], vec![]], [vec![], vec![]]);
+        for _ in 0..3 {
+            for (i, (_, socket, pid)) in [a, b].into_iter().enumerate() {
+                let (s, c) = measure_cpu(socket, "/_ping", clients, total, Some(pid)).await;
+                cpu[i].push(c.unwrap_or(f64::NAN));
+                rps[i].push(s.rps);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|x, y| x.total_cmp(y));
+            v[v.len() / 2]
+        };
+        let (a_cpu, b_cpu) = (median(&mut cpu[0]), median(&mut cpu[1]));
+        println!(
+            "{what:8} /_ping             c={clients:<3} {} {:>9.0} req/s cpu/req {a_cpu:.1}µs | {} {:>9.0} req/s cpu/req {b_cpu:.1}µs | {}/{} cpu {:.2}x  (median of 3 alternating rounds)",
+            a.0,
+            median(&mut rps[0]),
+            b.0,
+            median(&mut rps[1]),
+            b.0,
+            a.0,
+            b_cpu / a_cpu,
+        );
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs this binary without --bench: stay quick there.
     let benching = std::env::args().any(|a| a == "--bench");
@@ -231,6 +316,8 @@ fn main() {
         )
         .await;
         println!("fixture upstream received {} requests", fixture.count());
+        metrics_cost(&fixture_sock, &p, total).await;
+        baseline_cost(&fixture_sock, &p, total).await;
 
         let engine = Path::new("/var/run/docker.sock");
         if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok()

@@ -12,6 +12,39 @@ use serde::{Deserialize, Serialize};
 use super::{index, wal, ChainBreak, Checkpoint};
 
 /// One decision, as recorded. Secrets never enter it: no tokens, no body contents.
+///
+/// What `portcullis audit query --format json` prints for a refused exec
+/// (`seq` and `time` are set when it is appended; the chain hash is kept
+/// beside the record, see [`super::codec`]):
+///
+/// ```
+/// use portcullis::record::AuditRecord;
+///
+/// let record: AuditRecord = serde_json::from_value(serde_json::json!({
+///     "seq": 42,
+///     "time": "2026-12-07T21:00:00Z",
+///     "request_id": "r-5f2c",
+///     "caller": "ci-runner",
+///     "identified_by": "token:ci",
+///     "action": "container.exec",
+///     "target_id": "4c0ffee",
+///     "target_name": "web-1",
+///     "resource_path": null,
+///     "method": "POST",
+///     "path": "/v1.47/containers/web-1/exec",
+///     "allowed": false,
+///     "enforced": true,
+///     "reasons": ["no trust relationship grants container.exec on web-1 to ci-runner"],
+///     "trust_id": null,
+///     "policy_version": "sha256:1a2b",
+///     "body_sha256": "9f86d081884c7d65"
+/// }))
+/// .unwrap();
+/// assert!(!record.allowed && record.enforced);
+/// // The canonical bytes that are hashed into the chain start with the seq.
+/// let canonical = portcullis::record::codec::encode_canonical(&record).unwrap();
+/// assert_eq!(&canonical[..8], &42u64.to_be_bytes());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Monotonic sequence id, assigned on append.

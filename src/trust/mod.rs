@@ -86,25 +86,37 @@ fn yes() -> bool {
 ///
 /// Defaults follow the seed: inspect, logs and stats on, everything else off.
 ///
+/// A relationship as `portcullis trust create` or `POST /api/v1/trust` takes it:
+/// the CI runner may start, stop and exec into its own `ci-*` containers, read
+/// their `/app` tree, write only under `/app/tmp`, and create them from one
+/// image, until the end of 2027.
+///
 /// ```
 /// use portcullis::trust::TrustSpec;
-/// use serde_json::json;
 ///
-/// // `ci` may restart the `web-*` containers (and, by default, inspect them
-/// // and read their logs and stats), nothing more.
-/// let spec = TrustSpec::from_json(&json!({
-///     "caller_service": "ci",
-///     "target_container": "web-*",
-///     "can_restart": true,
-/// }))?;
-/// spec.validate()?;
-/// assert!(spec.can_restart && spec.can_inspect && spec.can_logs);
-/// assert!(!spec.can_exec && !spec.can_remove);
+/// let spec = TrustSpec::from_json(&serde_json::json!({
+///     "caller_service": "ci-runner",
+///     "target_container": "ci-*",
+///     "can_start": true,
+///     "can_stop": true,
+///     "can_exec": true,
+///     "can_create": true,
+///     "allowed_images": ["busybox:latest"],
+///     "file_read_paths": ["/app/**"],
+///     "file_write_paths": ["/app/tmp/**"],
+///     "expires_at": "2027-12-31T23:59:59Z"
+/// }))
+/// .unwrap();
+/// assert!(spec.can_exec && spec.can_inspect && !spec.can_remove);
 ///
-/// // A field the model does not know is refused, not ignored.
-/// let typo = json!({"caller_service": "ci", "target_container": "web-*", "can_restrat": true});
-/// assert!(TrustSpec::from_json(&typo).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// // Unknown fields are refused, naming the field: a typo never grants or
+/// // silently drops a right.
+/// let typo = serde_json::json!({
+///     "caller_service": "ci-runner",
+///     "target_container": "ci-*",
+///     "can_exce": true
+/// });
+/// assert!(TrustSpec::from_json(&typo).unwrap_err().to_string().contains("can_exce"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -23,6 +23,8 @@ pub struct ServeCmd {
     log: Option<PathBuf>,
     env: Vec<(OsString, OsString)>,
     config_dir: Option<PathBuf>,
+    /// Another build of portcullis (the benches compare against a baseline).
+    binary: Option<PathBuf>,
 }
 
 impl ServeCmd {
@@ -35,6 +37,7 @@ impl ServeCmd {
             log: None,
             env: vec![("PORTCULLIS_LOG".into(), "info".into())],
             config_dir: None,
+            binary: None,
         }
     }
 
@@ -108,9 +111,15 @@ impl ServeCmd {
         self
     }
 
+    /// Run `binary` instead of this build's portcullis.
+    pub fn binary(mut self, binary: &Path) -> ServeCmd {
+        self.binary = Some(binary.to_path_buf());
+        self
+    }
+
     /// The command, not yet run.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(self.binary.as_deref().unwrap_or(Path::new(BIN)));
         cmd.args(&self.args).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);

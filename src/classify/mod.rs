@@ -19,14 +19,14 @@
 //! because the daemon lets body values override the query.
 
 mod action;
+mod handler;
 pub mod path;
 pub mod routes;
 
 pub use action::Action;
+pub use handler::{AdminOp, FileOp, Handler};
 pub use path::{ApiVersion, VersionRange};
-pub use routes::{
-    pull_reference, refine, AdminOp, BodyRule, FileOp, Handler, Route, Service, ROUTES,
-};
+pub use routes::{pull_reference, refine, BodyRule, Route, Service, ROUTES};
 
 /// The kind of object a request acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use super::handler::{AdminOp, FileOp, Handler};
 use super::path::{self, form_get_nonempty};
 use super::{Action, Classified, ClassifyError, Resource, ResourceKind, VersionRange};
 
@@ -32,46 +33,6 @@ pub enum Service {
     Admin,
     /// portcullis's file API (`/api/v1/containers/{id}/files…`).
     Files,
-}
-
-/// Which handler serves a route: the daemon, or one of portcullis's own. The
-/// admin and file APIs are routed by this, so the table that classifies a
-/// request is also the one that routes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handler {
-    /// Forwarded to the Docker daemon.
-    Daemon,
-    Admin(AdminOp),
-    Files(FileOp),
-}
-
-/// The admin API's handlers, one per route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminOp {
-    TrustList,
-    TrustCreate,
-    AuditQuery,
-    TrustCheck,
-    TrustGet,
-    TrustPatch,
-    TrustDelete,
-    AuditVerify,
-    CallerList,
-    CallerCreate,
-    CallerGet,
-    CallerDelete,
-    TokenIssue,
-    TokenRevoke,
-    PolicyStatus,
-}
-
-/// The file API's handlers, one per route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileOp {
-    List,
-    Read,
-    Write,
-    Delete,
 }
 
 /// How the request body is treated before forwarding.

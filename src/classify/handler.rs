@@ -1,0 +1,46 @@
+//! Which handler serves a route: the Docker daemon, or one of portcullis's
+//! own admin and file API handlers.
+//!
+//! Why in the route table: the table that classifies a request also routes
+//! it, so no second router (by string patterns, with catch-alls) can disagree
+//! with the one the decision was made on.
+
+/// Which handler serves a route: the daemon, or one of portcullis's own. The
+/// admin and file APIs are routed by this, so the table that classifies a
+/// request is also the one that routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// Forwarded to the Docker daemon.
+    Daemon,
+    Admin(AdminOp),
+    Files(FileOp),
+}
+
+/// The admin API's handlers, one per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOp {
+    TrustList,
+    TrustCreate,
+    AuditQuery,
+    TrustCheck,
+    TrustGet,
+    TrustPatch,
+    TrustDelete,
+    AuditVerify,
+    CallerList,
+    CallerCreate,
+    CallerGet,
+    CallerDelete,
+    TokenIssue,
+    TokenRevoke,
+    PolicyStatus,
+}
+
+/// The file API's handlers, one per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    List,
+    Read,
+    Write,
+    Delete,
+}

@@ -127,7 +127,7 @@ pub fn relay(
         let upstream = hyper::upgrade::on(&mut resp);
         match client_req {
             Some(client) => {
-                tokio::spawn(async move {
+                let stream = async move {
                     match tokio::try_join!(client, upstream) {
                         Ok((c, u)) => {
                             let mut c = TokioIo::new(c);
@@ -140,7 +140,9 @@ pub fn relay(
                         }
                         Err(e) => tracing::warn!(error = %e, "upgrade failed"),
                     }
-                });
+                };
+                // The stream outlives the handler: its log lines keep the request's ids.
+                tokio::spawn(tracing::Instrument::in_current_span(stream));
             }
             None => {
                 return reply::error(
@@ -239,6 +241,7 @@ pub async fn forward(
     let resp = match daemon.upstream.send(work.parts, &path, body).await {
         Ok(r) => r,
         Err(e) => {
+            tracing::warn!(error = %e, "a request could not be forwarded");
             let error = reply::error(StatusCode::BAD_GATEWAY, format!("portcullis: {e}"));
             return Forwarded::Done(error);
         }

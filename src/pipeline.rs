@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::classify::{self, Handler};
 use crate::decide::{self, Decision, PolicyInput};
@@ -39,7 +41,10 @@ pub async fn handle(
     conn: Arc<Connection>,
 ) -> Response<ProxyBody> {
     let api_version = gw.versions.max.to_string();
-    let mut response = handle_request(&gw, req, &conn).await;
+    // Every log line about this request carries its request id and, once it
+    // is recorded, its decision id (the record's seq): `audit query` finds it.
+    let span = tracing::info_span!("request", id = Empty, decision = Empty);
+    let mut response = handle_request(&gw, req, &conn).instrument(span).await;
     if !response.headers().contains_key("api-version") {
         if let Ok(value) = hyper::header::HeaderValue::from_str(&api_version) {
             response.headers_mut().insert("api-version", value);
@@ -56,6 +61,7 @@ async fn handle_request(
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
     let mut life = Life::begin(&parts);
+    tracing::Span::current().record("id", life.request_id.as_str());
     let recorder = &*gw.recorder;
 
     // Identify: who is calling. The credential header is removed here.
@@ -136,9 +142,13 @@ async fn handle_request(
     };
     let record = decided.record(&decision, gw.enforced());
     let permit = match record::record_decision(recorder, record).await {
-        Ok(Recorded::Permit(permit)) => permit,
+        Ok(Recorded::Permit(permit)) => {
+            tracing::Span::current().record("decision", permit.decision_id());
+            permit
+        }
         Ok(Recorded::Refused { decision_id: id }) => {
-            return refuse::denied(decider, caller, request, target, &decision, id)
+            tracing::Span::current().record("decision", id);
+            return refuse::denied(decider, caller, request, target, &decision, id);
         }
         Err(e) => return record::log_unavailable(&e),
     };

@@ -34,7 +34,10 @@ pub async fn early(
 ) -> Response<ProxyBody> {
     let record = life.early_record(caller, &Decision::deny(reason, "-"));
     let id = match recorder.append(record).await {
-        Ok(seq) => seq.to_string(),
+        Ok(seq) => {
+            tracing::Span::current().record("decision", seq);
+            seq.to_string()
+        }
         Err(e) => return log_unavailable(&e),
     };
     let what = life.what();

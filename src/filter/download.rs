@@ -74,7 +74,11 @@ pub(super) async fn filter(
         recorder: cx.recorder.clone(),
         done: false,
     };
-    let frames = futures_util::stream::unfold(download, Download::next_frame);
+    // The body streams after the handler returned: keep the request's span.
+    let span = tracing::Span::current();
+    let frames = futures_util::stream::unfold(download, move |d| {
+        tracing::Instrument::instrument(d.next_frame(), span.clone())
+    });
     Response::from_parts(parts, BodyExt::boxed(StreamBody::new(frames)))
 }
 

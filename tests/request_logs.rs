@@ -26,8 +26,7 @@ fn serve_without_daemon(format: &str) -> (Serve, tempfile::TempDir) {
 
 fn line_about_the_daemon(log: &str) -> String {
     log.lines()
-        .filter(|l| l.contains("a request could not be forwarded"))
-        .last()
+        .rfind(|l| l.contains("a request could not be forwarded"))
         .unwrap_or_else(|| panic!("no line about the unreachable daemon in:\n{log}"))
         .to_string()
 }
@@ -85,7 +84,7 @@ fn text_log_lines_name_the_request_and_its_decision() {
             + name.len()
             + 1;
         line[start..]
-            .split(|c: char| c == ' ' || c == '}')
+            .split([' ', '}'])
             .next()
             .unwrap()
             .trim_matches('"')

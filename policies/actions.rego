@@ -32,6 +32,10 @@ container_rights := {
 	# secret-looking environment values from a container inspect.
 	"container.inspect_secrets": "can_see_secrets",
 	"container.stats": "can_stats",
+	# The agent controls (portcullis's own routes under /api/v1/containers).
+	"container.env_read": "can_inspect",
+	"container.health": "can_inspect",
+	"container.env_update": "can_update_env",
 }
 
 # Non-container actions: [family in `resources`, "read" | "write"].
@@ -137,7 +141,7 @@ dangerous_actions := {
 	"container.exec", "exec.start", "exec.resize", "container.attach", "container.resize",
 	"container.attach_ws", "container.create", "container.update", "container.remove",
 	"container.rename", "container.export", "container.commit", "file.write", "file.delete",
-	"checkpoint.create", "checkpoint.remove",
+	"checkpoint.create", "checkpoint.remove", "container.update_image", "container.env_update",
 }
 
 # What the caller would need, for deny messages.
@@ -145,6 +149,8 @@ needs := {
 	"container.list": "can_inspect on some container",
 	"container.create": "can_create (or can_update_image / can_update_env) and the image in allowed_images",
 	"container.update": "can_update_env or can_update_image",
+	"container.update_image": "can_update_image and the image in allowed_images",
+	"container.health_summary": "can_inspect on some container",
 	"container.export": "can_inspect and file_read_paths covering /**",
 	"container.commit": "can_inspect and resources.images.write",
 	"container.attach_ws": "can_attach and allow_tunnels containing attach_ws",
@@ -230,6 +236,17 @@ grants(m) if {
 }
 
 grants(m) if {
+	input.action == "container.health_summary"
+	m.can_inspect == true
+}
+
+grants(m) if {
+	input.action == "container.update_image"
+	m.can_update_image == true
+	m.image_allowed == true
+}
+
+grants(m) if {
 	input.action == "container.export"
 	m.can_inspect == true
 	m.reads_everything == true
@@ -301,6 +318,7 @@ known_action if tunnel_of[input.action]
 
 known_action if input.action in {
 	"container.list", "container.create", "container.update", "container.export",
+	"container.health_summary", "container.update_image",
 	"container.commit", "image.pull", "file.read", "file.list", "file.stat",
 	"file.write", "file.delete",
 }

@@ -98,6 +98,35 @@ test_container_list_needs_inspect_somewhere if {
 	t.allowed(t.req("container.list", [t.rel(object.union(t.no_rights, {"target_match": "caller"}))])) == false
 }
 
+# --- agent controls (update-image, env, health) -----------------------------------
+
+test_update_image_needs_the_right_and_an_allowed_image if {
+	inp := object.union(t.req("container.update_image", []), {"image": "busybox:2"})
+	updater := t.rel({"can_update_image": true, "image_allowed": true, "allowed_images": ["busybox*"]})
+	t.allowed(object.union(inp, {"matches": [updater]})) == true
+	# The right alone is not enough: the image must be allowed.
+	t.allowed(object.union(inp, {"matches": [object.union(updater, {"image_allowed": false})]})) == false
+	# can_update_env or can_create do not grant it.
+	other := t.rel({"can_update_env": true, "can_create": true, "image_allowed": true})
+	t.allowed(object.union(inp, {"matches": [other]})) == false
+	t.says(object.union(inp, {"matches": [other]}), "needs can_update_image and the image in allowed_images")
+}
+
+test_env_rights if {
+	t.allowed(t.req("container.env_read", [t.rel({})])) == true
+	t.allowed(t.req("container.env_read", [t.rel(t.no_rights)])) == false
+	t.allowed(t.req("container.env_update", [t.rel({})])) == false
+	t.allowed(t.req("container.env_update", [t.rel({"can_update_env": true})])) == true
+	t.allowed(t.req("container.env_update", [t.rel({"can_update_image": true})])) == false
+}
+
+test_health_needs_inspect if {
+	t.allowed(t.req("container.health", [t.rel({})])) == true
+	t.allowed(t.req("container.health", [t.rel(t.no_rights)])) == false
+	t.allowed(t.req("container.health_summary", [t.rel({"target_match": "caller"})])) == true
+	t.allowed(t.req("container.health_summary", [t.rel(object.union(t.no_rights, {"target_match": "caller"}))])) == false
+}
+
 test_any_matching_relationship_may_grant if {
 	weak := t.rel({"trust_id": "weak"})
 	strong := t.rel({"trust_id": "strong", "target_match": "wildcard", "can_stop": true})

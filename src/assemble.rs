@@ -55,6 +55,7 @@ pub struct Parts {
     pub decider: Arc<PolicyEngine>,
     pub recorder: Arc<AuditLog>,
     pub services: Arc<Local>,
+    pub agents: Arc<crate::agent::Agents>,
     pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Keeps the policy directory watch alive.
     pub watcher: Option<PolicyWatcher>,
@@ -129,9 +130,15 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         resolver: resolver.clone(),
         fs: fs.clone(),
     });
+    let file_events = FileEvents::default();
+    let agents = Arc::new(crate::agent::Agents::new(
+        resolver.docker().clone(),
+        file_events.clone(),
+        config.agent.clone(),
+    ));
     let services = Arc::new(Local {
         fs,
-        events: FileEvents::default(),
+        events: file_events,
         admin,
         max_read: config.limits.max_body_inspect as u64,
     });
@@ -149,6 +156,7 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         decider: engine,
         recorder: log,
         services,
+        agents,
         selector_is_immutable,
         watcher,
         trust_file_changes,

@@ -198,6 +198,31 @@ pub struct ServeArgs {
     /// (never on a Docker listener). Off by default.
     #[arg(long, env = "PORTCULLIS_METRICS")]
     pub metrics: Option<String>,
+    /// Seconds a container recreated by update-image or an env patch has to be
+    /// running (and healthy, when it has a healthcheck); then the update rolls back.
+    #[arg(long, env = "PORTCULLIS_UPDATE_TIMEOUT", default_value_t = 60.0)]
+    pub update_timeout: f64,
+    /// Seconds between heartbeats (SSE comments) on an idle log or event stream.
+    #[arg(long, env = "PORTCULLIS_SSE_HEARTBEAT", default_value_t = 15.0)]
+    pub sse_heartbeat: f64,
+    /// Restart unhealthy containers labelled `portcullis.watchdog=restart`,
+    /// each restart decided (as caller `watchdog`) and recorded. Off by default.
+    #[arg(long, env = "PORTCULLIS_WATCHDOG")]
+    pub watchdog: bool,
+    /// Seconds before the watchdog's first restart of a container; each next one waits ×1.5.
+    #[arg(long, env = "PORTCULLIS_WATCHDOG_DELAY", default_value_t = 10.0)]
+    pub watchdog_delay: f64,
+    /// Restarts of one container within the window before the watchdog gives up on it.
+    #[arg(long, env = "PORTCULLIS_WATCHDOG_MAX_RESTARTS", default_value_t = 5)]
+    pub watchdog_max_restarts: u32,
+    /// The watchdog's window, in seconds.
+    #[arg(long, env = "PORTCULLIS_WATCHDOG_WINDOW", default_value_t = 3600.0)]
+    pub watchdog_window: f64,
+}
+
+/// Seconds given on the command line, as a duration (a bad value is an error).
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|e| anyhow::anyhow!("--{flag} {value}: {e}"))
 }
 
 impl ServeArgs {
@@ -244,6 +269,14 @@ impl ServeArgs {
                 idle_spin: Duration::from_micros(self.idle_spin_us),
             },
             trust_file: self.trust_file,
+            agent: config::AgentSettings {
+                ready_timeout: seconds("update-timeout", self.update_timeout)?,
+                heartbeat: seconds("sse-heartbeat", self.sse_heartbeat)?,
+                watchdog: self.watchdog,
+                watchdog_base_delay: seconds("watchdog-delay", self.watchdog_delay)?,
+                watchdog_max_restarts: self.watchdog_max_restarts,
+                watchdog_window: seconds("watchdog-window", self.watchdog_window)?,
+            },
             metrics: match self.metrics {
                 None => None,
                 Some(m) => Some(

@@ -226,6 +226,38 @@ pub struct ServeConfig {
     /// After SIGTERM or SIGINT, how long the requests in flight have to finish
     /// before their connections are closed.
     pub shutdown_grace: Duration,
+    /// The agent controls' timings and the watchdog (see [`crate::agent`]).
+    pub agent: AgentSettings,
+}
+
+/// The agent controls: timings (tests shorten them) and the watchdog.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// How long a recreated container may take to be running (and healthy,
+    /// when it has a healthcheck) before the update rolls back.
+    pub ready_timeout: Duration,
+    /// How often an idle SSE stream sends a comment, so that proxies keep it open.
+    pub heartbeat: Duration,
+    /// `serve --watchdog`: restart unhealthy containers that opt in.
+    pub watchdog: bool,
+    /// The watchdog's first delay before a restart (then ×1.5 each time).
+    pub watchdog_base_delay: Duration,
+    /// At most this many restarts of one container within `watchdog_window`.
+    pub watchdog_max_restarts: u32,
+    pub watchdog_window: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            ready_timeout: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
+            watchdog: false,
+            watchdog_base_delay: Duration::from_secs(10),
+            watchdog_max_restarts: 5,
+            watchdog_window: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// `--notify-webhook` and its secret.

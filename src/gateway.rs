@@ -28,6 +28,8 @@ pub struct Gateway {
     pub recorder: Arc<dyn Record>,
     pub resolver: Arc<Resolver>,
     pub services: Arc<Local>,
+    /// The agent controls (update-image, env, health, logs, events).
+    pub agents: Arc<crate::agent::Agents>,
     /// Whether a trust relationship's target selector cannot change with a
     /// container's name (`*` or a label selector): see [`crate::resolve`].
     pub selector_is_immutable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
@@ -39,6 +41,16 @@ impl Gateway {
     /// Whether denials are enforced (else recorded as would-be denials and served).
     pub fn enforced(&self) -> bool {
         self.mode == Mode::Enforce
+    }
+
+    /// What the agent controls need after the decision.
+    pub fn agent_stages(&self) -> crate::agent::Stages {
+        crate::agent::Stages {
+            decider: self.decider.clone(),
+            recorder: self.recorder.clone(),
+            resolver: self.resolver.clone(),
+            enforced: self.enforced(),
+        }
     }
 
     /// What the filter step needs.

@@ -43,6 +43,7 @@ const STAGES: &[(&str, u8)] = &[
     ("services", 8),
     ("admin", 8),
     ("filter", 9),
+    ("agent", 9),
 ];
 
 /// Imports that point up today, each with why it is still there. The test

@@ -24,6 +24,7 @@
 //! path. No module imports from a module above it (`cargo test --lib layers`).
 
 pub mod admin;
+pub mod agent;
 pub mod assemble;
 pub mod classify;
 pub mod cli;

@@ -174,6 +174,10 @@ async fn handle_request(
             gw.services.admin.serve(op, permit, stages, decided).await
         }
         Handler::Files(op) => gw.services.serve_files(op, permit, recorder, decided).await,
+        Handler::Agent(op) => {
+            let stages = gw.agent_stages();
+            gw.agents.serve(op, permit, &stages, decided).await
+        }
     }
 }
 

@@ -178,6 +178,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         recorder,
         resolver,
         services: parts.services,
+        agents: parts.agents,
         selector_is_immutable: parts.selector_is_immutable,
         mode: config.mode,
         limits: config.limits.clone(),

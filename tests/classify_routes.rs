@@ -324,6 +324,13 @@ fn portcullis_routes_are_outside_the_daemon_namespace() {
         if r.service == Service::Files {
             assert_eq!(r.kind, ResourceKind::Container, "{}", r.pattern);
             assert!(r.action.is_file(), "{}", r.pattern);
+        } else if r.service == Service::Agent {
+            // Agent controls act on containers (or, for the event stream, the system).
+            assert!(
+                matches!(r.kind, ResourceKind::Container | ResourceKind::System),
+                "{}",
+                r.pattern
+            );
         } else {
             assert_eq!(r.kind, ResourceKind::Admin, "{}", r.pattern);
         }
@@ -352,6 +359,16 @@ fn actions_markdown() -> String {
             "container",
             "not a route: asked before a container inspect is answered unredacted",
         ),
+        (
+            "container.update_step",
+            "container",
+            "not a route: records each step of an update-image or env patch",
+        ),
+        (
+            "container.watchdog",
+            "container",
+            "not a route: records the watchdog giving up on a container",
+        ),
     ];
     let mut order: Vec<&str> = Vec::new();
     let mut rows: HashMap<&str, (String, Vec<String>)> = HashMap::new();
@@ -362,6 +379,7 @@ fn actions_markdown() -> String {
             Service::Docker => {}
             Service::Admin => shown.push_str(" (portcullis admin API)"),
             Service::Files => shown.push_str(" (portcullis file API)"),
+            Service::Agent => shown.push_str(" (portcullis agent controls)"),
         }
         if route.action == Action::IMAGE_PULL {
             shown.push_str(" with `fromImage`");

@@ -14,6 +14,7 @@ pub enum Handler {
     Daemon,
     Admin(AdminOp),
     Files(FileOp),
+    Agent(AgentOp),
 }
 
 /// The admin API's handlers, one per route.
@@ -43,4 +44,26 @@ pub enum FileOp {
     Read,
     Write,
     Delete,
+}
+
+/// The agent controls' handlers (`/api/v1/containers/…` and `/api/v1/events`),
+/// one per route: what an agent platform uses to run its containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentOp {
+    /// `POST /api/v1/containers/{id}/update-image`: recreate on a new image.
+    UpdateImage,
+    /// `GET /api/v1/containers/{id}/env`.
+    EnvGet,
+    /// `PATCH /api/v1/containers/{id}/env`: recreate with a changed environment.
+    EnvPatch,
+    /// `GET /api/v1/containers/health`: every visible container.
+    HealthSummary,
+    /// `GET /api/v1/containers/{id}/health`.
+    Health,
+    /// `GET /api/v1/containers/{id}/stats`: one snapshot.
+    Stats,
+    /// `GET /api/v1/containers/{id}/logs`: Server-Sent Events.
+    Logs,
+    /// `GET /api/v1/events`: Server-Sent Events.
+    Events,
 }

@@ -24,7 +24,7 @@ pub mod path;
 pub mod routes;
 
 pub use action::Action;
-pub use handler::{AdminOp, FileOp, Handler};
+pub use handler::{AdminOp, AgentOp, FileOp, Handler};
 pub use path::{ApiVersion, VersionRange};
 pub use routes::{pull_reference, refine, BodyRule, Route, Service, ROUTES};
 

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::handler::{AdminOp, FileOp, Handler};
+use super::handler::{AdminOp, AgentOp, FileOp, Handler};
 use super::path::{self, form_get_nonempty};
 use super::{Action, Classified, ClassifyError, Resource, ResourceKind, VersionRange};
 
@@ -33,6 +33,9 @@ pub enum Service {
     Admin,
     /// portcullis's file API (`/api/v1/containers/{id}/files…`).
     Files,
+    /// portcullis's agent controls (`/api/v1/containers/{id}/update-image`,
+    /// env, health, stats, logs, `/api/v1/events`).
+    Agent,
 }
 
 /// How the request body is treated before forwarding.
@@ -135,8 +138,32 @@ const fn files(
     }
 }
 
+/// An agent control route; `kind` is the container `{id}`, or none (the
+/// health summary and the event stream).
+const fn agent(
+    method: &'static str,
+    pattern: &'static str,
+    action: Action,
+    kind: ResourceKind,
+    body: BodyRule,
+    op: AgentOp,
+) -> Route {
+    Route {
+        method,
+        pattern,
+        action,
+        kind,
+        body,
+        hijack: false,
+        tunnel: false,
+        service: Service::Agent,
+        handler: Handler::Agent(op),
+    }
+}
+
 use Action as A;
 use AdminOp as Op;
+use AgentOp as G;
 use BodyRule::{Form, Ignored, Json, Stream, Tar};
 use FileOp as F;
 use ResourceKind as K;
@@ -329,6 +356,15 @@ pub static ROUTES: &[Route] = &[
     files("GET", "/api/v1/containers/{id}/files/read", A::FILE_READ, Ignored, F::Read),
     files("PUT", "/api/v1/containers/{id}/files/write", A::FILE_WRITE, Json, F::Write),
     files("DELETE", "/api/v1/containers/{id}/files", A::FILE_DELETE, Ignored, F::Delete),
+    // agent controls
+    agent("GET", "/api/v1/containers/health", A::CONTAINER_HEALTH_SUMMARY, K::Container, Ignored, G::HealthSummary),
+    agent("POST", "/api/v1/containers/{id}/update-image", A::CONTAINER_UPDATE_IMAGE, K::Container, Json, G::UpdateImage),
+    agent("GET", "/api/v1/containers/{id}/env", A::CONTAINER_ENV_READ, K::Container, Ignored, G::EnvGet),
+    agent("PATCH", "/api/v1/containers/{id}/env", A::CONTAINER_ENV_UPDATE, K::Container, Json, G::EnvPatch),
+    agent("GET", "/api/v1/containers/{id}/health", A::CONTAINER_HEALTH, K::Container, Ignored, G::Health),
+    agent("GET", "/api/v1/containers/{id}/stats", A::CONTAINER_STATS, K::Container, Ignored, G::Stats),
+    agent("GET", "/api/v1/containers/{id}/logs", A::CONTAINER_LOGS, K::Container, Ignored, G::Logs),
+    agent("GET", "/api/v1/events", A::SYSTEM_EVENTS, K::System, Ignored, G::Events),
 ];
 
 /// The route variable that names no resource (`OPTIONS /{anyroute:.*}`).
@@ -721,6 +757,7 @@ mod tests {
                 Handler::Daemon => Service::Docker,
                 Handler::Admin(_) => Service::Admin,
                 Handler::Files(_) => Service::Files,
+                Handler::Agent(_) => Service::Agent,
             };
             assert_eq!(service, r.service, "{} {}", r.method, r.pattern);
         }

@@ -83,7 +83,7 @@ pub fn classifier(method: &str, target: &str) {
             let v = v.unwrap_or_else(|e| panic!("{method} {target} vs {versioned}: {e}"));
             assert_eq!(decided(&c), decided(&v), "{method} {target} vs {versioned}");
         }
-        Service::Admin | Service::Files => assert!(
+        Service::Admin | Service::Files | Service::Agent => assert!(
             matches!(v, Err(ClassifyError::UnknownRoute { .. })),
             "{method} {versioned}: a version prefix on portcullis's own API: {v:?}"
         ),

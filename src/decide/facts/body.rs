@@ -18,10 +18,23 @@ pub fn requested_image(subject: &Subject) -> Option<String> {
     match subject.action {
         Some(Action::CONTAINER_CREATE) => str_at(body, &["Image"]).map(str::to_string),
         Some(Action::IMAGE_PULL) => subject.resource_name.map(str::to_string),
+        // `{image, tag}`, as the agent controls' update reads it (`agent::update`).
+        Some(Action::CONTAINER_UPDATE_IMAGE) => update_image_reference(body),
         Some(Action::SERVICE_CREATE | Action::SERVICE_UPDATE) => {
             str_at(body, &["TaskTemplate", "ContainerSpec", "Image"]).map(str::to_string)
         }
         _ => None,
+    }
+}
+
+/// The image an update-image body (`{image, tag}`) asks for: `image:tag`, or
+/// `image` alone when no tag is given. The policy judges this reference and
+/// the update runs exactly it (`agent::update`), so the two cannot differ.
+pub fn update_image_reference(body: &Value) -> Option<String> {
+    let image = str_at(body, &["image"]).filter(|i| !i.is_empty())?;
+    match str_at(body, &["tag"]).filter(|t| !t.is_empty()) {
+        Some(tag) => Some(format!("{image}:{tag}")),
+        None => Some(image.to_string()),
     }
 }
 

@@ -51,7 +51,7 @@ use crate::classify::Action;
 use crate::trust::{CompiledRelationship, CompiledTrust};
 use crate::volumes::{self, MountedVolume};
 
-pub use body::{bind_sources, host_paths, requested_image, service_mounts};
+pub use body::{bind_sources, host_paths, requested_image, service_mounts, update_image_reference};
 // Read by the resolve stage, which resolves the containers a create names.
 pub use crate::resolve::referenced_containers;
 pub use document::{json_to_value, policy_value, to_policy_value, MatchTemplate};
@@ -63,7 +63,7 @@ fn is_container_targeted(name: &str, action: Option<Action>) -> bool {
     // has is judged as before.
     !matches!(
         action,
-        Some(Action::CONTAINER_LIST | Action::CONTAINER_PRUNE)
+        Some(Action::CONTAINER_LIST | Action::CONTAINER_PRUNE | Action::CONTAINER_HEALTH_SUMMARY)
     ) && (name.starts_with("container.")
         || name.starts_with("exec.")
         || name.starts_with("file.")

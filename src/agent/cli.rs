@@ -1,0 +1,1 @@
+//! `portcullis container …`. (Being written.)

@@ -30,6 +30,8 @@ pub enum Identification {
     Certificate { common_name: String },
     /// Nothing identified the caller.
     Unidentified,
+    /// portcullis itself, acting on its own (the watchdog): no connection.
+    BuiltIn { component: String },
 }
 
 /// The narrow type that leaves this stage.
@@ -165,6 +167,7 @@ impl Identification {
             Identification::Token { token_id } => format!("token {token_id}"),
             Identification::Certificate { common_name } => format!("cert CN={common_name}"),
             Identification::Unidentified => "unidentified".into(),
+            Identification::BuiltIn { component } => format!("built-in {component}"),
         }
     }
 }

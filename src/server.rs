@@ -184,6 +184,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         limits: config.limits.clone(),
     });
 
+    // The watchdog (`--watchdog`): its restarts pass the same decide and record stages.
+    let _watchdog = config.agent.watchdog.then(|| {
+        crate::agent::watchdog::Watchdog {
+            docker: gateway.agents.docker.clone(),
+            decider: gateway.decider.clone(),
+            recorder: gateway.recorder.clone(),
+            resolver: gateway.resolver.clone(),
+            events: gateway.agents.events.clone(),
+            settings: config.agent.clone(),
+            enforced: gateway.enforced(),
+        }
+        .spawn()
+    });
+
     // Socket activation: a socket systemd passed serves the `--listen` spec
     // with its address (pinning and all), or stands alone; the others are bound.
     let mut inherited = listen::inherited_sockets()?;

@@ -155,3 +155,22 @@ pub fn refused(out: &Output, why: &str) {
     );
     assert!(err.contains(why), "refusal does not say {why:?}: {err}");
 }
+
+/// A tag built offline on the fixture image, with `lines` after its `FROM`
+/// (a `CMD`, a `HEALTHCHECK`, a `LABEL`); built again each call, so a test
+/// gets exactly the lines it names.
+pub fn derived_image(tag: &str, lines: &[&str]) -> String {
+    let base = image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dockerfile = format!("FROM {base}\n{}\n", lines.join("\n"));
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    let out = Command::new("docker")
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag])
+        .arg(dir.path())
+        .output()
+        .expect("run docker build");
+    ok(&out);
+    tag.to_string()
+}

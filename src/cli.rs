@@ -55,6 +55,10 @@ pub enum Command {
     /// Query and verify the decision log.
     #[command(subcommand)]
     Audit(crate::admin::cli::AuditCommand),
+    /// Agent controls through a running server: update-image, env, health,
+    /// stats, logs, events.
+    #[command(subcommand)]
+    Container(crate::agent::cli::ContainerCommand),
     /// Ask a running server for `/_ping` through its whole pipeline (exit 0
     /// when it answers OK): the container image's HEALTHCHECK.
     Health(crate::admin::cli::ServerArgs),

@@ -28,6 +28,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Trust(cmd) => trust(cmd).await,
         Command::Caller(cmd) => caller(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
+        Command::Container(cmd) => crate::agent::cli::run(cmd).await,
         Command::Health(server) => health(&server).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

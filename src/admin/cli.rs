@@ -210,6 +210,33 @@ impl AdminClient {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Bytes> {
+        let (status, bytes) = self.call_any(method, path, body).await?;
+        if !status.is_success() {
+            bail!("{} ({status})", server_message(&bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// Send one request and read the whole answer, whatever its status.
+    pub async fn call_any(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+        let resp = self.open(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Send one request; the answer's head, its body still to be read (a stream).
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -222,28 +249,25 @@ impl AdminClient {
             None => reply::empty(),
         };
         let (parts, body) = req.body(body)?.into_parts();
-        let resp = self.upstream.send(parts, path, body).await.map_err(|e| {
+        self.upstream.send(parts, path, body).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the portcullis server at {}: {}; is `portcullis serve` running, \
                  and does --host (PORTCULLIS_HOST) name its socket?",
                 self.upstream.addr(),
                 root_cause(&e)
             )
-        })?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            let msg = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            // The server's messages start with "portcullis: " as the docker CLI
-            // shows them; this CLI prints that prefix once itself.
-            let msg = msg.strip_prefix("portcullis: ").unwrap_or(&msg);
-            bail!("{msg} ({status})");
-        }
-        Ok(bytes)
+        })
     }
+}
+
+/// The `message` of an error answer in Docker's format, without the
+/// "portcullis: " prefix (this CLI prints it once itself).
+pub fn server_message(bytes: &[u8]) -> String {
+    let msg = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+    msg.strip_prefix("portcullis: ").unwrap_or(&msg).to_string()
 }
 
 /// The innermost cause of a failed connection ("No such file or directory"),

@@ -1,10 +1,13 @@
-//! Proxy overhead, as a ratio to the direct socket in the same run.
+//! Proxy overhead, as a ratio to the direct socket and to HAProxy in the same run.
 //!
 //! `cargo bench --bench proxy` prints, for `GET /_ping` and `GET /containers/json`
 //! at 1 and 32 concurrent clients: throughput and p50/p99 latency straight at
-//! the upstream and through `portcullis serve` (release build, enforcing,
-//! durable audit log), against the real engine and against a fixed-cost
-//! fixture upstream that isolates the proxy's own cost.
+//! the upstream, through a bare forwarder (the floor of a second hop), through
+//! HAProxy with a Tecnativa-style allowlist (`fixtures/haproxy-tec.cfg`, when
+//! `haproxy` is on PATH: the peer users pick) and through `portcullis serve`
+//! (release build, enforcing, durable audit log), against the real engine and
+//! against a fixed-cost fixture upstream that isolates the proxies' own cost.
+//! A `portcullis ÷ haproxy` line gives the ratios the cost target is set in.
 //!
 //! Each line also gives the CPU time spent per request by the proxy and, on the
 //! engine, by dockerd: on a small machine whose cores the client, the proxy
@@ -164,42 +167,150 @@ fn cpu_label(per: Option<f64>) -> String {
     per.map_or("?".into(), |v| format!("{v:.0}µs"))
 }
 
+/// A second hop measured against the direct socket: its socket, and the
+/// process whose CPU it spends (none for the in-process bare forwarder).
+struct Hop<'a> {
+    name: &'static str,
+    socket: &'a Path,
+    pid: Option<u32>,
+}
+
+/// Each hop against the direct socket, in one run, line by line: throughput,
+/// p50, p99, the ratio to direct, the added p50, and the CPU µs per request of
+/// the hop's process and of the upstream (dockerd). With HAProxy among the
+/// hops, portcullis's figures are also given as ratios to HAProxy's.
 async fn compare(
     label: &str,
     direct: &Path,
-    bare: &Path,
-    proxied: &Path,
+    hops: &[Hop<'_>],
     total: usize,
     upstream_pid: Option<u32>,
-    proxy_pid: u32,
 ) {
     for path in ["/_ping", "/containers/json"] {
         for clients in [1usize, 32] {
             let (d, d_cpu) = measure_cpu(direct, path, clients, total, upstream_pid).await;
-            let b = measure(bare, path, clients, total).await;
-            let (p, p_cpu) = measure_cpu(proxied, path, clients, total, Some(proxy_pid)).await;
             println!(
-                "{label:8} {path:18} c={clients:<3} bare forwarder {:>9.0} req/s p50 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs  (the floor of any second hop)",
-                b.rps,
-                us(b.p50),
-                b.rps / d.rps,
-                us(b.p50) - us(d.p50),
-            );
-            println!(
-                "{label:8} {path:18} c={clients:<3} direct {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | proxy {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs | cpu/req upstream {} proxy {}",
+                "{label:8} {path:18} c={clients:<3} {:<11} {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | cpu/req upstream {}",
+                "direct",
                 d.rps,
                 us(d.p50),
                 us(d.p99),
-                p.rps,
-                us(p.p50),
-                us(p.p99),
-                p.rps / d.rps,
-                us(p.p50) - us(d.p50),
                 cpu_label(d_cpu),
-                cpu_label(p_cpu),
             );
+            let mut seen: Vec<(&str, Stats, Option<f64>)> = Vec::new();
+            for hop in hops {
+                let before = upstream_pid.and_then(cpu_time);
+                let (h, h_cpu) = measure_cpu(hop.socket, path, clients, total, hop.pid).await;
+                let up_cpu = match (before, upstream_pid.and_then(cpu_time)) {
+                    (Some(b), Some(a)) => Some(us(a - b) / (total / clients * clients) as f64),
+                    _ => None,
+                };
+                println!(
+                    "{label:8} {path:18} c={clients:<3} {:<11} {:>9.0} req/s p50 {:>7.1}µs p99 {:>7.1}µs | ratio {:.2}x  added p50 {:>6.1}µs | cpu/req proxy {} upstream {}",
+                    hop.name,
+                    h.rps,
+                    us(h.p50),
+                    us(h.p99),
+                    h.rps / d.rps,
+                    us(h.p50) - us(d.p50),
+                    cpu_label(h_cpu),
+                    cpu_label(up_cpu),
+                );
+                seen.push((hop.name, h, h_cpu));
+            }
+            let find = |n: &str| seen.iter().find(|(name, ..)| *name == n);
+            if let (Some((_, h, h_cpu)), Some((_, p, p_cpu))) =
+                (find("haproxy"), find("portcullis"))
+            {
+                let cpu = match (h_cpu, p_cpu) {
+                    (Some(h), Some(p)) => format!("{:.2}x", p / h),
+                    _ => "?".into(),
+                };
+                println!(
+                    "{label:8} {path:18} c={clients:<3} portcullis ÷ haproxy: throughput {:.2}x  cpu/req {cpu}  added p50 {:.1}µs vs {:.1}µs",
+                    p.rps / h.rps,
+                    us(p.p50) - us(d.p50),
+                    us(h.p50) - us(d.p50),
+                );
+            }
         }
     }
+}
+
+/// HAProxy with the Tecnativa-style allowlist (`fixtures/haproxy-tec.cfg`)
+/// in front of `upstream`, when `haproxy` is on PATH; killed on drop.
+struct Haproxy(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_haproxy(upstream: &Path) -> Option<(Haproxy, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("h.sock");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/haproxy-tec.cfg");
+    let child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&config)
+        .env("HAPROXY_SOCK", &socket)
+        .env("HAPROXY_UPSTREAM", upstream)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            println!("haproxy: not measured ({e}); `apt-get install haproxy` to compare with it");
+            return None;
+        }
+    };
+    let haproxy = Haproxy(child, dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if Instant::now() > deadline {
+            println!("haproxy: not measured (it did not listen within 10 s)");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((haproxy, socket))
+}
+
+/// The hops measured in front of `upstream`: the bare forwarder, HAProxy
+/// (when installed) and portcullis.
+async fn compare_all(
+    label: &str,
+    upstream: &Path,
+    upstream_pid: Option<u32>,
+    proxy: &Proxy,
+    total: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.sock");
+    start_bare_forwarder(upstream, &bare);
+    let haproxy = start_haproxy(upstream);
+    let proxied = proxy.1.path().join("p.sock");
+    let mut hops = vec![Hop {
+        name: "bare",
+        socket: &bare,
+        pid: None,
+    }];
+    if let Some((h, socket)) = &haproxy {
+        hops.push(Hop {
+            name: "haproxy",
+            socket,
+            pid: Some(h.0.id()),
+        });
+    }
+    hops.push(Hop {
+        name: "portcullis",
+        socket: &proxied,
+        pid: Some(proxy.0.pid()),
+    });
+    compare(label, upstream, &hops, total, upstream_pid).await;
 }
 
 /// The cost of `--metrics`: the proxy measured above (metrics off) against
@@ -301,43 +412,23 @@ fn main() {
         let fixture_sock = dir.path().join("fixture.sock");
         let fixture = FixtureUpstream::start(&fixture_sock).unwrap();
         let fixture = Arc::new(fixture);
-        let (p, proxied) = start_proxy(&fixture_sock);
-        let bare = dir.path().join("bare-fixture.sock");
-        start_bare_forwarder(&fixture_sock, &bare);
+        let (p, _) = start_proxy(&fixture_sock);
         // The fixture runs in this process, so its CPU is not told apart.
-        compare(
-            "fixture",
-            &fixture_sock,
-            &bare,
-            &proxied,
-            total,
-            None,
-            p.0.pid(),
-        )
-        .await;
+        compare_all("fixture", &fixture_sock, None, &p, total).await;
         println!("fixture upstream received {} requests", fixture.count());
         metrics_cost(&fixture_sock, &p, total).await;
         baseline_cost(&fixture_sock, &p, total).await;
 
         let engine = Path::new("/var/run/docker.sock");
-        if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok()
-            || common::support::daemon::answers().is_err()
-        {
-            println!("engine: skipped (no daemon at {})", engine.display());
+        if std::env::var("PORTCULLIS_BENCH_SKIP_ENGINE").is_ok() {
+            println!("engine: skipped (PORTCULLIS_BENCH_SKIP_ENGINE is set)");
             return;
         }
-        let (q, proxied) = start_proxy(engine);
-        let bare = dir.path().join("bare-engine.sock");
-        start_bare_forwarder(engine, &bare);
-        compare(
-            "engine",
-            engine,
-            &bare,
-            &proxied,
-            total,
-            dockerd_pid(),
-            q.0.pid(),
-        )
-        .await;
+        if let Err(why) = common::support::daemon::answers() {
+            println!("engine: skipped ({why})");
+            return;
+        }
+        let (q, _) = start_proxy(engine);
+        compare_all("engine", engine, dockerd_pid(), &q, total).await;
     });
 }

@@ -72,6 +72,7 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
 
     let source = policy_source(config.policies.as_deref(), &config.template)?;
     let engine = Arc::new(PolicyEngine::load(source));
+    engine.set_memo(config.decision_memo);
     if let Some(errors) = engine.last_error() {
         for e in errors {
             tracing::error!(%e, "policy did not compile; every request is refused until it does");

@@ -219,6 +219,10 @@ pub struct ServeArgs {
     /// Restarts of one container within the window before the watchdog gives up on it.
     #[arg(long, env = "PORTCULLIS_WATCHDOG_MAX_RESTARTS", default_value_t = 5)]
     pub watchdog_max_restarts: u32,
+    /// Decide every request afresh, never reusing the decision made for the
+    /// same input (by default a decision is reused while it provably holds).
+    #[arg(long, env = "PORTCULLIS_NO_DECISION_MEMO")]
+    pub no_decision_memo: bool,
     /// The watchdog's window, in seconds.
     #[arg(long, env = "PORTCULLIS_WATCHDOG_WINDOW", default_value_t = 3600.0)]
     pub watchdog_window: f64,
@@ -273,6 +277,7 @@ impl ServeArgs {
                 idle_spin: Duration::from_micros(self.idle_spin_us),
             },
             trust_file: self.trust_file,
+            decision_memo: !self.no_decision_memo,
             agent: config::AgentSettings {
                 ready_timeout: seconds("update-timeout", self.update_timeout)?,
                 heartbeat: seconds("sse-heartbeat", self.sse_heartbeat)?,

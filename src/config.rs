@@ -228,6 +228,9 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// The agent controls' timings and the watchdog (see [`crate::agent`]).
     pub agent: AgentSettings,
+    /// Reuse a decision for a repeated input where it is provably the same
+    /// decision (see `decide::engine`'s memo); `--no-decision-memo` turns it off.
+    pub decision_memo: bool,
 }
 
 /// The agent controls: timings (tests shorten them) and the watchdog.

@@ -687,3 +687,98 @@ fn visit_rule_exprs(rule: &Rule, f: &mut dyn FnMut(&Expr)) {
         }
     }
 }
+
+/// Built-ins whose answer is not a function of their arguments: the time, a
+/// random number, the network, the runtime, or an output on the side.
+const NOT_DETERMINISTIC: &[&str] = &[
+    "time.now_ns",
+    "rand.intn",
+    "uuid.rfc4122",
+    "http.send",
+    "net.lookup_ip_addr",
+    "opa.runtime",
+    "io.jwt.decode_verify",
+    "crypto.x509.parse_and_verify_certificates",
+    "crypto.x509.parse_and_verify_certificates_with_options",
+    "print",
+    "trace",
+];
+
+/// Why a decision of these modules may not be reused for the same input
+/// (`decide::engine`'s memo), if it may not: a call to a built-in that is not
+/// deterministic, or a read of the time (`input.now`, `input.now_ns`) other
+/// than comparing it with a relationship's `expires_at`, or of the whole
+/// `input` (which holds the time). An expiry comparison changes only at an
+/// expiry, and a memo entry never outlives the next one.
+pub(crate) fn memo_unsafe(modules: &[Ref<Module>]) -> Option<String> {
+    let at = |span: &Span| format!("{}:{}:{}", span.source.file(), span.line, span.col);
+    let is_now = |e: &Expr| matches!(dotted(e).as_deref(), Some("input.now" | "input.now_ns"));
+    let mentions_expiry = |e: &Expr| e.span().text().contains("expires_at");
+    for module in modules {
+        for rule in &module.policy {
+            // Places of `input.now…` that compare with an expiry, and of
+            // `input` used as the base of a field.
+            let mut expiry_compares: Vec<(u32, u32)> = Vec::new();
+            let mut based: Vec<(u32, u32)> = Vec::new();
+            let mut found: Option<String> = None;
+            visit_rule_exprs(rule, &mut |e| match e {
+                Expr::BoolExpr { lhs, rhs, .. } => {
+                    for (side, other) in [(lhs, rhs), (rhs, lhs)] {
+                        if is_now(side) && mentions_expiry(other) {
+                            let s = side.span();
+                            expiry_compares.push((s.line, s.col));
+                        }
+                    }
+                }
+                Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => {
+                    if let Expr::Var { span, .. } = refr.as_ref() {
+                        based.push((span.line, span.col));
+                    }
+                }
+                _ => {}
+            });
+            visit_rule_exprs(rule, &mut |e| {
+                if found.is_some() {
+                    return;
+                }
+                match e {
+                    Expr::Call { fcn, span, .. } => {
+                        if let Some(name) = dotted(fcn) {
+                            if NOT_DETERMINISTIC.contains(&name.as_str()) {
+                                found = Some(format!("{}: calls {name}", at(span)));
+                            }
+                        }
+                    }
+                    _ if is_now(e) => {
+                        let s = e.span();
+                        if !expiry_compares.contains(&(s.line, s.col)) {
+                            found = Some(format!(
+                                "{}: reads the time ({}) other than against an expiry",
+                                at(s),
+                                s.text()
+                            ));
+                        }
+                    }
+                    Expr::Var { span, .. }
+                        if span.text() == "input" && !based.contains(&(span.line, span.col)) =>
+                    {
+                        found = Some(format!("{}: reads the whole input", at(span)));
+                    }
+                    Expr::RefBrack {
+                        refr, index, span, ..
+                    } => {
+                        let on_input = matches!(refr.as_ref(), Expr::Var { span, .. } if span.text() == "input");
+                        if on_input && !matches!(index.as_ref(), Expr::String { .. }) {
+                            found = Some(format!("{}: reads input by a computed key", at(span)));
+                        }
+                    }
+                    _ => {}
+                }
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    None
+}

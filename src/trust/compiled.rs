@@ -352,6 +352,9 @@ pub struct CompiledTrust {
     pub by_caller: HashMap<String, Vec<Arc<CompiledRelationship>>>,
     /// `data.trust` for the policy: `{revision, by_caller: {caller: [rel...]}}`.
     pub data: serde_json::Value,
+    /// Every relationship's expiry (unix ns), sorted: when decisions may change
+    /// with nothing else changing (the decision memo lives no longer).
+    pub expiries: Vec<i128>,
 }
 
 impl Default for CompiledTrust {
@@ -361,6 +364,7 @@ impl Default for CompiledTrust {
             revision: 0,
             by_caller: HashMap::new(),
             data: serde_json::json!({"trust": {"revision": 0, "by_caller": {}}}),
+            expiries: Vec::new(),
         }
     }
 }
@@ -383,11 +387,28 @@ impl CompiledTrust {
             );
         }
         let data = serde_json::json!({"trust": {"revision": revision, "by_caller": index}});
+        let mut expiries: Vec<i128> = by_caller
+            .values()
+            .flatten()
+            .filter_map(|r| r.expires_at_ns)
+            .collect();
+        expiries.sort_unstable();
         Ok(CompiledTrust {
             revision,
             by_caller,
             data,
+            expiries,
         })
+    }
+
+    /// The span of time around `now_ns` in which no relationship expires:
+    /// from the last expiry at or before it (`None`: since ever) to the first
+    /// one after it (`None`: for ever). Within it the set of live
+    /// relationships stays as it is at `now_ns`.
+    pub fn expiry_span(&self, now_ns: i128) -> (Option<i128>, Option<i128>) {
+        let i = self.expiries.partition_point(|t| *t <= now_ns);
+        let from = i.checked_sub(1).map(|j| self.expiries[j]);
+        (from, self.expiries.get(i).copied())
     }
 
     pub fn for_caller(&self, caller: &str) -> &[Arc<CompiledRelationship>] {

@@ -115,6 +115,9 @@ pub(crate) struct LoadedPolicy {
     pub(crate) files: Vec<String>,
     pub(super) compiled: Compiled,
     pub(crate) rvm_rejection: Option<String>,
+    /// Why a decision may not be reused for the same input (see
+    /// `lint::memo_unsafe`); `None`: the memo is on.
+    pub(crate) memo_off: Option<String>,
 }
 
 impl LoadedPolicy {
@@ -125,6 +128,7 @@ impl LoadedPolicy {
             files: Vec::new(),
             compiled: Compiled::Nothing(why),
             rvm_rejection: None,
+            memo_off: Some("no policy".into()),
         }
     }
 
@@ -185,6 +189,7 @@ pub(super) fn compile_for(
     let hash = source_hash(&files);
     let names = files.iter().map(|(n, _)| n.clone()).collect();
     let rvm_unsafe = crate::decide::lint::rvm_unsafe(engine.get_modules());
+    let memo_off = crate::decide::lint::memo_unsafe(engine.get_modules());
     let rvm = if interpreter_only {
         Err(anyhow::anyhow!("interpreter requested"))
     } else if let Some(why) = rvm_unsafe {
@@ -212,5 +217,6 @@ pub(super) fn compile_for(
         files: names,
         compiled,
         rvm_rejection,
+        memo_off,
     })
 }

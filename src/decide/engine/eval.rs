@@ -10,7 +10,7 @@ use regorus::rvm::RegoVM;
 use regorus::Engine;
 
 use super::compile::{Compiled, ENTRY_POINT};
-use super::{Current, PolicyEngine};
+use super::{memo, Current, PolicyEngine};
 use crate::decide::{facts, Decide, Decision, PolicyInput};
 
 /// Instruction budget per RVM evaluation (the default 25,000 is tight for a
@@ -197,19 +197,47 @@ pub(crate) fn to_decision(result: &regorus::Value, version: &str) -> Decision {
 
 impl Decide for PolicyEngine {
     /// Builds the regorus input straight from the typed input (no JSON on
-    /// the way): the same document `decide_json` builds from its JSON.
+    /// the way): the same document `decide_json` builds from its JSON. A
+    /// decision made for the same input under the same policy and trust is
+    /// reused where that is provably the same decision (see `memo`).
     fn decide(&self, input: &PolicyInput) -> Decision {
         let current = self.current();
         let now_ns = match now_ns(Some(&input.now)) {
             Ok(t) => t,
             Err(e) => return Decision::deny(format!("malformed input: {e}"), &current.version),
         };
-        match facts::policy_value(input, &current.trust.trust, now_ns) {
-            Ok(value) => self.decide_value(&current, value),
-            Err(e) => Decision::deny(
-                format!("unserializable policy input: {e}"),
-                &current.version,
-            ),
+        let memo = self.memo_on() && current.policy.memo_off.is_none();
+        let scope = memo::Scope {
+            engine_id: self.id,
+            policy_generation: current.policy.generation,
+            trust_generation: current.trust.generation,
+        };
+        let key = if memo { memo::key(input) } else { None };
+        if let Some(hit) = key.as_deref().and_then(|k| memo::get(scope, k, now_ns)) {
+            return hit;
+        }
+        let value = match facts::policy_value(input, &current.trust.trust, now_ns) {
+            Ok(value) => value,
+            Err(e) => {
+                return Decision::deny(
+                    format!("unserializable policy input: {e}"),
+                    &current.version,
+                )
+            }
+        };
+        match self.evaluate(&current, value) {
+            Ok(result) => {
+                let decision = to_decision(&result, &current.version);
+                if let Some(key) = key {
+                    let span = current.trust.trust.expiry_span(now_ns);
+                    memo::put(scope, key, &decision, span);
+                }
+                decision
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy evaluation failed; denying");
+                Decision::deny(format!("policy evaluation failed: {e}"), &current.version)
+            }
         }
     }
 }

@@ -18,6 +18,7 @@
 mod compile;
 mod eval;
 mod load;
+mod memo;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -49,6 +50,8 @@ pub struct PolicyStatus {
     pub files: Vec<String>,
     /// The last reload's compile errors (the previous policy stays in force).
     pub last_error: Option<String>,
+    /// Whether decisions are reused for repeated inputs, and if not, why.
+    pub memo: String,
 }
 
 /// The trust data as the engine uses it.
@@ -99,6 +102,8 @@ pub struct PolicyEngine {
     reload_lock: Mutex<()>,
     /// Reloads that compiled and took effect, and reloads that failed.
     pub reloads: ReloadCounts,
+    /// Whether decisions may be reused (`memo`); on by default.
+    memo: std::sync::atomic::AtomicBool,
 }
 
 /// How many policy reloads succeeded and failed (for `/metrics`).
@@ -146,6 +151,7 @@ impl PolicyEngine {
             interpreter_only,
             reload_lock: Mutex::new(()),
             reloads: ReloadCounts::default(),
+            memo: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -229,6 +235,16 @@ impl PolicyEngine {
             .clone()
     }
 
+    /// Reuse decisions for inputs decided before (the default), or not
+    /// (`serve --no-decision-memo`, and the tests that compare the two).
+    pub fn set_memo(&self, on: bool) {
+        self.memo.store(on, Ordering::Relaxed);
+    }
+
+    fn memo_on(&self) -> bool {
+        self.memo.load(Ordering::Relaxed)
+    }
+
     /// Policy hash + trust revision, as recorded with each decision.
     pub fn version(&self) -> String {
         self.current().version()
@@ -252,6 +268,11 @@ impl PolicyEngine {
             evaluator: current.policy.evaluator(),
             rvm_rejection: current.policy.rvm_rejection.clone(),
             files: current.policy.files.clone(),
+            memo: match (&current.policy.memo_off, self.memo_on()) {
+                (_, false) => "off (--no-decision-memo)".into(),
+                (Some(why), true) => format!("off: {why}"),
+                (None, true) => "on".into(),
+            },
             last_error: self.last_error().map(|errors| {
                 errors
                     .iter()

@@ -680,3 +680,240 @@ fn default_policy_runs_on_the_rvm() {
         status.rvm_rejection
     );
 }
+
+// --- the decision memo ------------------------------------------------------
+
+#[test]
+fn the_shipped_policies_are_memoizable_and_time_readers_are_not() {
+    for template in [Template::Standard, Template::Strict, Template::Permissive] {
+        let e = PolicyEngine::load(PolicySource::Embedded(template));
+        assert_eq!(e.status().memo, "on", "{template:?}");
+    }
+    let base = include_str!("../../../policies/portcullis.rego");
+    for (rule, why) in [
+        ("late if time.now_ns() > 0", "calls time.now_ns"),
+        ("late if input.now_ns > 5", "reads the time"),
+        ("whole := input", "reads the whole input"),
+        ("late if { k := \"now\"; input[k] }", "computed key"),
+    ] {
+        let dir = dir_with(&[
+            ("portcullis.rego", base),
+            (
+                "actions.rego",
+                include_str!("../../../policies/actions.rego"),
+            ),
+            (
+                "hardening.rego",
+                include_str!("../../../policies/hardening.rego"),
+            ),
+            (
+                "settings.rego",
+                include_str!("../../../policies/settings.rego"),
+            ),
+            (
+                "extra.rego",
+                &format!("package portcullis\nimport rego.v1\n{rule}\n"),
+            ),
+        ]);
+        let e = PolicyEngine::load(PolicySource::Dir(dir.path().to_path_buf()));
+        assert!(e.last_error().is_none(), "{rule}: {:?}", e.last_error());
+        let memo = e.status().memo;
+        assert!(
+            memo.starts_with("off: ") && memo.contains(why),
+            "{rule}: {memo}"
+        );
+    }
+}
+
+/// A typed input, as the pipeline builds it, at `now`.
+fn typed(
+    caller: &str,
+    action: Action,
+    target: &str,
+    body: serde_json::Value,
+    now: &str,
+) -> PolicyInput {
+    use crate::classify::{Resource, ResourceKind};
+    use crate::identify::{Caller, Identification};
+    let caller = Caller {
+        name: caller.into(),
+        admin: false,
+        identified: true,
+        via: Identification::Token {
+            token_id: "t".into(),
+        },
+    };
+    let kind = if action.family() == "container" || action.is_file() {
+        ResourceKind::Container
+    } else {
+        ResourceKind::System
+    };
+    let mut t = crate::resolve::Target::none(kind, Some(target));
+    t.id = Some(format!("id-{target}"));
+    t.name = Some(target.into());
+    t.exists = true;
+    t.labels
+        .insert("tier".into(), target.split('-').next().unwrap_or("").into());
+    let file = action.is_file().then(|| crate::decide::FileContext {
+        path: "/app/config/a.md".into(),
+        resolved_path: "/app/config/a.md".into(),
+        mount: None,
+        entries: Vec::new(),
+    });
+    let request = crate::decide::RequestInfo {
+        method: "POST".into(),
+        path: "/".into(),
+        query: Default::default(),
+        version: None,
+    };
+    let resource = Resource {
+        kind,
+        name: Some(target.into()),
+    };
+    let mut input = PolicyInput::new(&caller, action, resource, &t, request, body, file);
+    input.now = now.into();
+    input
+}
+
+use crate::classify::Action;
+use crate::decide::{Decide, PolicyInput};
+
+/// The memo gives exactly the engine's decisions: a generated corpus of
+/// inputs, each decided at times on both sides of relationship expiries, in
+/// a shuffled order (so that repeats hit the memo), by an engine with the
+/// memo and one without.
+#[test]
+fn the_memo_decides_exactly_as_the_engine_over_a_generated_corpus() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let specs = [
+        rel(
+            "ci",
+            "web-*",
+            json!({"can_restart": true, "can_exec": true, "expires_at": "2025-01-01T00:00:10Z"}),
+        ),
+        rel(
+            "ci",
+            "web-1",
+            json!({"can_stop": true, "file_read_paths": ["/app/**"], "expires_at": "2025-01-01T00:00:20Z"}),
+        ),
+        rel(
+            "ci",
+            "label:tier=db",
+            json!({"can_logs": true, "can_create": true, "allowed_images": ["busybox*"]}),
+        ),
+        rel(
+            "dash",
+            "*",
+            json!({"can_inspect": true, "resources": {"system": {"read": true}}}),
+        ),
+    ];
+    // One store, so that both see the same relationship ids.
+    let pair = engines(&specs);
+    let (with_memo, without) = (
+        &pair[0],
+        PolicyEngine::load(PolicySource::Embedded(Template::Standard)),
+    );
+    without.set_trust(trust_snapshot(with_memo)).unwrap();
+    without.set_memo(false);
+    assert_eq!(with_memo.status().memo, "on");
+    let actions = Action::ALL.to_vec();
+    let times = [
+        "2025-01-01T00:00:00Z",
+        "2025-01-01T00:00:09.999999999Z",
+        "2025-01-01T00:00:10Z",
+        "2025-01-01T00:00:15Z",
+        "2025-01-01T00:00:20Z",
+        "2025-01-01T00:01:00Z",
+    ];
+    let bodies = [
+        json!(null),
+        json!({"Image": "busybox"}),
+        json!({"Image": "alpine"}),
+        json!({"Image": "busybox", "HostConfig": {"Privileged": true}}),
+        json!({"image": "busybox", "tag": "2"}),
+    ];
+    let case = (
+        prop::sample::select(vec!["ci", "dash", "nobody"]),
+        prop::sample::select(actions),
+        prop::sample::select(vec!["web-1", "web-2", "db-1", "other"]),
+        0..bodies.len(),
+    );
+    let corpus = prop::collection::vec((case, prop::collection::vec(0..times.len(), 1..6)), 1..40);
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        ..Config::default()
+    });
+    let hits = std::cell::Cell::new(0usize);
+    runner
+        .run(&corpus, |cases| {
+            for ((caller, action, target, body), at) in cases {
+                for t in at {
+                    let input = typed(caller, action, target, bodies[body].clone(), times[t]);
+                    let memo_said = with_memo.decide(&input);
+                    let engine_said = without.decide(&input);
+                    prop_assert_eq!(
+                        &memo_said,
+                        &engine_said,
+                        "{} {} on {} at {}",
+                        caller,
+                        action,
+                        target,
+                        times[t]
+                    );
+                    hits.set(hits.get() + 1);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(hits.get() > 100, "only {} decisions compared", hits.get());
+}
+
+#[test]
+fn a_memo_entry_ends_at_the_next_expiry_and_with_a_trust_change() {
+    let e = engines(&[rel(
+        "ci",
+        "web-1",
+        json!({"can_restart": true, "expires_at": "2025-01-01T00:00:10Z"}),
+    )])
+    .remove(0);
+    let at = |now: &str| typed("ci", Action::CONTAINER_RESTART, "web-1", json!(null), now);
+    assert!(e.decide(&at("2025-01-01T00:00:00Z")).allowed);
+    assert!(
+        e.decide(&at("2025-01-01T00:00:09Z")).allowed,
+        "a repeat before the expiry"
+    );
+    let d = e.decide(&at("2025-01-01T00:00:10Z"));
+    assert!(!d.allowed, "the memo outlived the expiry: {d:?}");
+    // A trust change starts a new memo.
+    let e = engines(&[rel("ci", "web-1", json!({"can_restart": true}))]).remove(0);
+    assert!(e.decide(&at("2025-01-01T00:00:00Z")).allowed);
+    e.set_trust(crate::trust::TrustSnapshot {
+        revision: 99,
+        relationships: Vec::new(),
+    })
+    .unwrap();
+    assert!(
+        !e.decide(&at("2025-01-01T00:00:00Z")).allowed,
+        "a decision outlived its trust"
+    );
+    // A clock that steps back does not bring back a decision made later.
+    let e = engines(&[rel(
+        "ci",
+        "web-1",
+        json!({"can_restart": true, "expires_at": "2025-01-01T00:00:10Z"}),
+    )])
+    .remove(0);
+    assert!(!e.decide(&at("2025-01-01T00:00:11Z")).allowed);
+    assert!(
+        e.decide(&at("2025-01-01T00:00:05Z")).allowed,
+        "a denial made after the expiry held before it"
+    );
+}
+
+/// The trust an engine decides with, as a snapshot another engine can take.
+fn trust_snapshot(e: &PolicyEngine) -> crate::trust::TrustSnapshot {
+    let store = e.store.read().unwrap().clone().expect("a trust store");
+    store.snapshot().unwrap()
+}

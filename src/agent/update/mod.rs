@@ -470,3 +470,32 @@ mod tests {
         assert!(p.begin("c1").is_some());
     }
 }
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+    use crate::inspect::{decode, schema_for};
+
+    /// The policy and the handler read the same canonical body, under the
+    /// names the API documents (Go-style, a key matches case-insensitively).
+    #[test]
+    fn the_canonical_body_keeps_the_documented_names() {
+        let schema = schema_for(Action::CONTAINER_UPDATE_IMAGE);
+        let bytes = br#"{"Image":"app","tag":"v2","preservevolumes":false}"#;
+        let canonical = decode(bytes, schema).unwrap();
+        assert_eq!(
+            update_image_reference(&canonical).as_deref(),
+            Some("app:v2")
+        );
+        let (reference, carry) = parse_update_image(&canonical).unwrap();
+        assert_eq!(reference, "app:v2");
+        assert!(!carry.volumes && carry.networks);
+        let unknown = decode(br#"{"image":"app","force":true}"#, schema).unwrap();
+        assert!(parse_update_image(&unknown).is_err(), "{unknown}");
+        let schema = schema_for(Action::CONTAINER_ENV_UPDATE);
+        let canonical = decode(br#"{"Set":{"A":"1"},"unset":["B"]}"#, schema).unwrap();
+        let change = parse_env_patch(&canonical).unwrap();
+        assert_eq!(change.set["A"], "1");
+        assert!(change.unset.contains("B"));
+    }
+}

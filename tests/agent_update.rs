@@ -512,3 +512,58 @@ fn callers_without_the_right_or_the_image_are_refused() {
     let allowed = s.update(&s.imager, json!({"image": format!("{REPO}:v2")}));
     assert_eq!(allowed.status, 200, "{}", allowed.text());
 }
+
+#[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
+fn an_image_that_cannot_be_pulled_changes_nothing() {
+    engine();
+    let s = Setup::start("upd-pull");
+    // Allowed by the glob, absent here, and no registry answers.
+    let answer = s.update(&s.agent, json!({"image": REPO, "tag": "missing"}));
+    assert!(answer.status >= 400, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.starts_with(&format!("portcullis: the image {REPO}:missing is not present and could not be pulled, so nothing was changed")),
+        "{message}"
+    );
+    s.assert_old_restored();
+    let decision = s.last_decision("agent", "container.update_image");
+    let steps = s.steps("agent", decision["request_id"].as_str().unwrap());
+    assert_eq!(steps.len(), 1, "only the pull was attempted: {steps:#?}");
+    assert!(
+        steps[0].contains(&format!("pull image {REPO}:missing")),
+        "{steps:#?}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
+fn a_stopped_container_is_recreated_and_left_stopped() {
+    engine();
+    let s = Setup::start("upd-stopped");
+    ok(&direct(&["stop", &s.name]));
+    let answer = s.update(
+        &s.agent,
+        json!({"image": format!("{REPO}:v2"), "preserveNetworks": false}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["status"], "created");
+    let c = inspect(&s.name);
+    assert_ne!(c["Id"], s.old_id.as_str());
+    assert_eq!(c["State"]["Status"], "created");
+    assert_eq!(c["Config"]["Labels"]["v"], "2");
+    let networks = c["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert!(
+        !networks.contains_key(&s.name),
+        "preserveNetworks false: {networks:?}"
+    );
+    // Its volumes are still the old ones.
+    ok(&direct(&["start", &s.name]));
+    assert_eq!(exec(&s.name, "cat /data/f /cache/f"), "kept\nanon\n");
+}

@@ -204,12 +204,11 @@ impl Setup {
             .collect()
     }
 
-    /// The request id of the last decision of `action` by `caller`.
+    /// The last decision of `action` by `caller`.
     fn last_decision(&self, caller: &str, action: &str) -> Value {
         self.audit(caller)
             .into_iter()
-            .filter(|r| r["action"] == action)
-            .next_back()
+            .rfind(|r| r["action"] == action)
             .unwrap_or_else(|| panic!("no {action} record for {caller}"))
     }
 

@@ -11,10 +11,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
+use futures_util::future::BoxFuture;
+use portcullis::agent::update::carry::Carry;
+use portcullis::agent::update::recreate::{self, Ctx, Job, Outcome};
+use portcullis::record::{AuditRecord, Record};
 use serde_json::{json, Value};
 
 const REPO: &str = "portcullis-test/update";
@@ -565,4 +569,130 @@ fn a_stopped_container_is_recreated_and_left_stopped() {
     // Its volumes are still the old ones.
     ok(&direct(&["start", &s.name]));
     assert_eq!(exec(&s.name, "cat /data/f /cache/f"), "kept\nanon\n");
+}
+
+/// A decision log that refuses its `fail_at`-th append (from 1) and keeps
+/// the reasons of every append.
+struct FlakyLog {
+    fail_at: usize,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Record for FlakyLog {
+    fn append(&self, record: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(record.reasons.join("; "));
+        let n = seen.len();
+        let answer = if n == self.fail_at {
+            Err("disk full".to_string())
+        } else {
+            Ok(n as u64)
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// The recreate with a log that fails at step `fail_at`: the outcome and
+/// the reasons appended.
+fn recreate_with_flaky_log(name: &str, fail_at: usize) -> (Outcome, Vec<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let docker = bollard::Docker::connect_with_unix(
+            "/var/run/docker.sock",
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let old = docker.inspect_container(name, None).await.unwrap();
+        let log = std::sync::Arc::new(FlakyLog {
+            fail_at,
+            seen: Mutex::new(Vec::new()),
+        });
+        let ctx = Ctx {
+            docker,
+            recorder: log.clone(),
+            base: AuditRecord::default(),
+            decision_id: 7,
+            ready_timeout: Duration::from_secs(5),
+        };
+        let job = Job {
+            old,
+            image: format!("{REPO}:v2"),
+            carry: Carry {
+                volumes: true,
+                networks: true,
+            },
+            env: None,
+            what: "update",
+        };
+        let outcome = recreate::run(&ctx, job).await;
+        let seen = log.seen.lock().unwrap().clone();
+        (outcome, seen)
+    })
+}
+
+#[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
+fn a_step_that_cannot_be_recorded_is_not_taken() {
+    engine();
+    let s = Setup::start("upd-unrecorded");
+    // Step 1 (the image) unrecorded: nothing happens at all.
+    let (outcome, seen) = recreate_with_flaky_log(&s.name, 1);
+    match outcome {
+        Outcome::NothingChanged { status, message } => {
+            assert_eq!(status, 503);
+            assert!(
+                message.contains("could not be recorded: disk full"),
+                "{message}"
+            );
+        }
+        other => panic!("expected nothing changed, got {other:?}"),
+    }
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    s.assert_old_restored();
+    // Step 4 (start the new container) unrecorded, after the old one was
+    // stopped (step 3); then step 6 (remove the old one), after the new one
+    // ran: each time the new one is never kept and the old one runs again.
+    for fail_at in [4, 6] {
+        let (outcome, seen) = recreate_with_flaky_log(&s.name, fail_at);
+        match outcome {
+            Outcome::RolledBack { error, .. } => {
+                assert!(
+                    error.contains("could not be recorded: disk full"),
+                    "{error}"
+                )
+            }
+            other => panic!("step {fail_at}: expected a rollback, got {other:?}"),
+        }
+        assert!(
+            seen[..fail_at]
+                .iter()
+                .all(|r| r.contains("decided in record 7")),
+            "{seen:#?}"
+        );
+        let after = &seen[fail_at..];
+        assert!(
+            after
+                .iter()
+                .any(|r| r.contains("roll back") && r.contains("remove new container")),
+            "{seen:#?}"
+        );
+        assert!(
+            after
+                .iter()
+                .any(|r| r.contains("roll back") && r.contains("start old container")),
+            "{seen:#?}"
+        );
+        assert!(
+            !seen.iter().any(|r| r.contains("rename")) || fail_at == 6,
+            "{seen:#?}"
+        );
+        s.assert_old_restored();
+    }
 }

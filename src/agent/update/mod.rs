@@ -222,11 +222,18 @@ fn context(agents: &Agents, permit: &Permit, stages: &Stages, req: &Decided<'_>)
 }
 
 /// Run the job in a task of its own (see the module docs), holding the lock
-/// until it ends.
-async fn run(ctx: Ctx, job: Job, updating: Updating) -> Outcome {
+/// until it ends; `done` (the closing event) runs in the task too, so it is
+/// published even if the client has gone.
+async fn run(
+    ctx: Ctx,
+    job: Job,
+    updating: Updating,
+    done: impl FnOnce(&Outcome) + Send + 'static,
+) -> Outcome {
     let task = tokio::spawn(async move {
         let outcome = recreate::run(&ctx, job).await;
         drop(updating);
+        done(&outcome);
         outcome
     });
     match task.await {
@@ -311,11 +318,17 @@ pub async fn update_image(
         Err(response) => return response,
     };
     let (old_id, name) = (old.id.clone().unwrap_or_default(), container_name(&old));
-    let event = |status: &str, new_id: Option<String>, detail: Option<String>| {
-        agents.events.publish(AgentEvent::VersionUpdate {
-            container_id: old_id.clone(),
-            container: name.clone(),
-            image: image.clone(),
+    let (events, id, n, i) = (
+        agents.events.clone(),
+        old_id.clone(),
+        name.clone(),
+        image.clone(),
+    );
+    let event = move |status: &str, new_id: Option<String>, detail: Option<String>| {
+        events.publish(AgentEvent::VersionUpdate {
+            container_id: id.clone(),
+            container: n.clone(),
+            image: i.clone(),
             status: status.to_string(),
             new_container_id: new_id,
             detail,
@@ -329,8 +342,8 @@ pub async fn update_image(
         env: None,
         what: "update",
     };
-    let outcome = run(context(agents, &permit, stages, &req), job, updating).await;
-    event(status_word(&outcome), new_id_of(&outcome), detail(&outcome));
+    let done = move |o: &Outcome| event(status_word(o), new_id_of(o), detail(o));
+    let outcome = run(context(agents, &permit, stages, &req), job, updating, done).await;
     answer(outcome, &old_id, &name, json!({ "image": image }))
 }
 
@@ -363,10 +376,11 @@ pub async fn patch_env(
     let set: Vec<String> = change.set.keys().cloned().collect();
     let unset: Vec<String> = change.unset.iter().cloned().collect();
     let names: Vec<String> = set.iter().chain(unset.iter()).cloned().collect();
-    let event = |status: &str, new_id: Option<String>, detail: Option<String>| {
-        agents.events.publish(AgentEvent::EnvUpdate {
-            container_id: old_id.clone(),
-            container: name.clone(),
+    let (events, id, n) = (agents.events.clone(), old_id.clone(), name.clone());
+    let event = move |status: &str, new_id: Option<String>, detail: Option<String>| {
+        events.publish(AgentEvent::EnvUpdate {
+            container_id: id.clone(),
+            container: n.clone(),
             status: status.to_string(),
             names: names.clone(),
             new_container_id: new_id,
@@ -384,8 +398,8 @@ pub async fn patch_env(
         env: Some(change),
         what: "env update",
     };
-    let outcome = run(context(agents, &permit, stages, &req), job, updating).await;
-    event(status_word(&outcome), new_id_of(&outcome), detail(&outcome));
+    let done = move |o: &Outcome| event(status_word(o), new_id_of(o), detail(o));
+    let outcome = run(context(agents, &permit, stages, &req), job, updating, done).await;
     answer(
         outcome,
         &old_id,

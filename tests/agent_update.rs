@@ -38,6 +38,8 @@ fn tags() {
         );
         let sick = "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD false\n";
         build(&format!("{REPO}:unhealthy"), &format!("{from}{sick}"));
+        let slow = "HEALTHCHECK --interval=60s --start-period=60s CMD true\n";
+        build(&format!("{REPO}:slow"), &format!("{from}{slow}"));
         build(
             "portcullis-test/not-allowed:v1",
             &format!("{from}LABEL v=x\n"),
@@ -439,6 +441,30 @@ fn an_unhealthy_image_rolls_back_and_a_second_update_meanwhile_is_refused() {
     // The lock is released: the next update runs.
     let again = s.update(&s.agent, json!({"image": REPO, "tag": "v2"}));
     assert_eq!(again.status, 200, "{}", again.text());
+}
+
+#[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
+fn a_new_container_not_healthy_in_time_rolls_back() {
+    engine();
+    let s = Setup::start("upd-slow");
+    let started = std::time::Instant::now();
+    let answer = s.update(&s.agent, json!({"image": REPO, "tag": "slow"}));
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["status"], "rolled-back");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("was not healthy within 5.0 s"), "{error}");
+    // --update-timeout 5, not the healthcheck's 60 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    s.assert_old_restored();
 }
 
 #[test]

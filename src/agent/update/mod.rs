@@ -12,24 +12,24 @@
 //! stop an update half way (the old container stopped, the new one unproven);
 //! the update finishes, or rolls back, either way.
 
+pub mod body;
 pub mod carry;
 pub mod recreate;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bollard::models::ContainerInspectResponse;
 use http::{Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{daemon_error, existing_container, AgentEvent, Agents, Stages};
 use crate::classify::Action;
-use crate::decide::facts::update_image_reference;
 use crate::decide::Decision;
 use crate::record::{Decided, Permit};
 use crate::reply::{self, ProxyBody};
-use carry::{Carry, EnvChange};
+pub use body::{has_tag_or_digest, parse_env_patch, parse_update_image};
+use carry::Carry;
 use recreate::{Ctx, Job, Outcome};
 
 /// Containers (by id) with an update in progress.
@@ -59,102 +59,6 @@ impl Drop for Updating {
         let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
         set.remove(&self.id);
     }
-}
-
-/// The update-image body, as the policy saw it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateImageBody {
-    image: Option<String>,
-    tag: Option<String>,
-    preserve_volumes: Option<bool>,
-    preserve_networks: Option<bool>,
-}
-
-/// The env patch body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnvPatchBody {
-    set: Option<BTreeMap<String, String>>,
-    unset: Option<Vec<String>>,
-}
-
-type Refusal = (StatusCode, String);
-
-fn bad(message: impl Into<String>) -> Refusal {
-    (StatusCode::BAD_REQUEST, message.into())
-}
-
-/// Whether a reference already names a tag (`:t` in its last path part) or
-/// a digest (`@…`).
-pub fn has_tag_or_digest(image: &str) -> bool {
-    image.contains('@')
-        || image
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':'))
-}
-
-/// The image reference to run, computed as the policy computed it, and
-/// what to keep.
-pub fn parse_update_image(canonical: &Value) -> Result<(String, Carry), Refusal> {
-    if canonical.is_null() {
-        return Err(bad(
-            "portcullis: update-image needs a body {image, tag, preserveVolumes, preserveNetworks}",
-        ));
-    }
-    let body: UpdateImageBody = serde_json::from_value(canonical.clone())
-        .map_err(|e| bad(format!("portcullis: bad update-image body: {e}")))?;
-    let image = body.image.unwrap_or_default();
-    if image.is_empty() {
-        return Err(bad("portcullis: update-image needs an image"));
-    }
-    let tag = body.tag.unwrap_or_default();
-    if !tag.is_empty() && has_tag_or_digest(&image) {
-        return Err(bad(format!(
-            "portcullis: the image {image} already names a tag or digest; give no tag with it (tag {tag:?})"
-        )));
-    }
-    let reference = update_image_reference(canonical)
-        .ok_or_else(|| bad("portcullis: update-image needs an image"))?;
-    let carry = Carry {
-        volumes: body.preserve_volumes.unwrap_or(true),
-        networks: body.preserve_networks.unwrap_or(true),
-    };
-    Ok((reference, carry))
-}
-
-/// The env patch: valid names, none both set and unset, something to do.
-pub fn parse_env_patch(canonical: &Value) -> Result<EnvChange, Refusal> {
-    if canonical.is_null() {
-        return Err(bad(
-            "portcullis: an env patch needs a body {set: {NAME: value}, unset: [NAME]}",
-        ));
-    }
-    let body: EnvPatchBody = serde_json::from_value(canonical.clone())
-        .map_err(|e| bad(format!("portcullis: bad env patch body: {e}")))?;
-    let change = EnvChange {
-        set: body.set.unwrap_or_default(),
-        unset: body
-            .unset
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
-    };
-    for name in change.set.keys().chain(change.unset.iter()) {
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(bad(format!(
-                "portcullis: {name:?} is not an environment variable name (empty, or with '=')"
-            )));
-        }
-        if change.set.contains_key(name) && change.unset.contains(name) {
-            return Err(bad(format!("portcullis: {name} is both set and unset")));
-        }
-    }
-    if change.set.is_empty() && change.unset.is_empty() {
-        return Err(bad("portcullis: the env patch sets and unsets nothing"));
-    }
-    Ok(change)
 }
 
 /// A container's name without the leading `/`.
@@ -413,68 +317,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reference_run_is_the_one_the_policy_judged() {
-        let body = json!({"image": "app", "tag": "2"});
-        let (reference, carry) = parse_update_image(&body).unwrap();
-        assert_eq!(reference, "app:2");
-        assert_eq!(Some(reference), update_image_reference(&body));
-        assert!(carry.volumes && carry.networks);
-        let (r, carry) =
-            parse_update_image(&json!({"image": "reg:5000/app", "preserveNetworks": false}))
-                .unwrap();
-        assert_eq!(r, "reg:5000/app");
-        assert!(carry.volumes && !carry.networks);
-        assert_eq!(recreate::pull_reference(&r), "reg:5000/app:latest");
-        assert_eq!(recreate::pull_reference("app@sha256:ab"), "app@sha256:ab");
-    }
-
-    #[test]
-    fn bad_update_bodies_are_refused() {
-        for body in [
-            Value::Null,
-            json!({}),
-            json!({"image": ""}),
-            json!({"image": "app:1", "tag": "2"}),
-            json!({"image": "app@sha256:ab", "tag": "2"}),
-            json!({"image": "app", "tag": "2", "force": true}),
-            json!({"image": 7}),
-        ] {
-            let e = parse_update_image(&body).unwrap_err();
-            assert_eq!(e.0, StatusCode::BAD_REQUEST, "{body}");
-            assert!(e.1.starts_with("portcullis: "), "{}", e.1);
-        }
-        // A tag given empty is no tag.
-        assert_eq!(
-            parse_update_image(&json!({"image": "app:1", "tag": ""}))
-                .unwrap()
-                .0,
-            "app:1"
-        );
-    }
-
-    #[test]
-    fn env_patches_are_validated() {
-        let c = parse_env_patch(&json!({"set": {"A": "1"}, "unset": ["B", "B"]})).unwrap();
-        assert_eq!(c.set.len(), 1);
-        assert_eq!(c.unset.len(), 1);
-        for body in [
-            Value::Null,
-            json!({}),
-            json!({"set": {"": "x"}}),
-            json!({"set": {"A=B": "x"}}),
-            json!({"set": {"A": "1"}, "unset": ["A"]}),
-            json!({"set": {"A": 1}}),
-            json!({"set": {"A": "1"}, "other": 1}),
-        ] {
-            assert_eq!(
-                parse_env_patch(&body).unwrap_err().0,
-                StatusCode::BAD_REQUEST,
-                "{body}"
-            );
-        }
-    }
-
-    #[test]
     fn one_update_per_container_until_the_guard_drops() {
         let p = InProgress::default();
         let first = p.begin("c1").expect("first");
@@ -482,34 +324,5 @@ mod tests {
         assert!(p.begin("c2").is_some());
         drop(first);
         assert!(p.begin("c1").is_some());
-    }
-}
-
-#[cfg(test)]
-mod canonical_tests {
-    use super::*;
-    use crate::inspect::{decode, schema_for};
-
-    /// The policy and the handler read the same canonical body, under the
-    /// names the API documents (Go-style, a key matches case-insensitively).
-    #[test]
-    fn the_canonical_body_keeps_the_documented_names() {
-        let schema = schema_for(Action::CONTAINER_UPDATE_IMAGE);
-        let bytes = br#"{"Image":"app","tag":"v2","preservevolumes":false}"#;
-        let canonical = decode(bytes, schema).unwrap();
-        assert_eq!(
-            update_image_reference(&canonical).as_deref(),
-            Some("app:v2")
-        );
-        let (reference, carry) = parse_update_image(&canonical).unwrap();
-        assert_eq!(reference, "app:v2");
-        assert!(!carry.volumes && carry.networks);
-        let unknown = decode(br#"{"image":"app","force":true}"#, schema).unwrap();
-        assert!(parse_update_image(&unknown).is_err(), "{unknown}");
-        let schema = schema_for(Action::CONTAINER_ENV_UPDATE);
-        let canonical = decode(br#"{"Set":{"A":"1"},"unset":["B"]}"#, schema).unwrap();
-        let change = parse_env_patch(&canonical).unwrap();
-        assert_eq!(change.set["A"], "1");
-        assert!(change.unset.contains("B"));
     }
 }

@@ -114,7 +114,7 @@ fn status_of(e: &bollard::errors::Error) -> StatusCode {
 /// `name` alone would make the daemon pull every tag: pull `name:latest`,
 /// the image a create of `name` runs.
 pub fn pull_reference(image: &str) -> String {
-    if super::has_tag_or_digest(image) {
+    if super::body::has_tag_or_digest(image) {
         image.to_string()
     } else {
         format!("{image}:latest")

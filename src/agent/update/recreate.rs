@@ -283,7 +283,15 @@ pub async fn run(ctx: &Ctx, job: Job) -> Outcome {
     let status = match forward {
         Ok(status) => status,
         Err(error) => {
-            return roll_back(ctx, &mut steps, &job, new_id, stopped && was_running, error).await
+            return roll_back(
+                ctx,
+                &mut steps,
+                &job,
+                (new_id, &temp),
+                stopped && was_running,
+                error,
+            )
+            .await
         }
     };
     let id = new_id.clone().unwrap_or_default();
@@ -302,7 +310,7 @@ pub async fn run(ctx: &Ctx, job: Job) -> Outcome {
     }
     .await;
     if let Err(error) = records {
-        return roll_back(ctx, &mut steps, &job, new_id, was_running, error).await;
+        return roll_back(ctx, &mut steps, &job, (new_id, &temp), was_running, error).await;
     }
     let remove = RemoveContainerOptions {
         v: false,
@@ -311,7 +319,7 @@ pub async fn run(ctx: &Ctx, job: Job) -> Outcome {
     };
     if let Err(e) = docker.remove_container(&old_id, Some(remove)).await {
         let error = format!("removing the old container failed: {e}");
-        return roll_back(ctx, &mut steps, &job, new_id, was_running, error).await;
+        return roll_back(ctx, &mut steps, &job, (new_id, &temp), was_running, error).await;
     }
     let rename = RenameContainerOptions { name: name.clone() };
     if let Err(e) = docker.rename_container(&id, rename).await {
@@ -331,7 +339,7 @@ async fn roll_back(
     ctx: &Ctx,
     steps: &mut Steps<'_>,
     job: &Job,
-    new_id: Option<String>,
+    (new_id, temp): (Option<String>, &str),
     restart_old: bool,
     error: String,
 ) -> Outcome {
@@ -347,13 +355,15 @@ async fn roll_back(
     if let Some(id) = &new_id {
         let r = steps
             .record(
-                (Some(id), &name),
+                (Some(id), temp),
                 &format!("roll back ({error}): remove new container {id}"),
             )
             .await;
         note(r);
+        // `v`: the volumes the new container made for itself go with it; the
+        // old container's, which it mounted by name, are in use and stay.
         let remove = RemoveContainerOptions {
-            v: false,
+            v: true,
             force: true,
             link: false,
         };

@@ -79,6 +79,7 @@ impl Drop for Leftovers {
             let _ = direct(&["rm", "-f", "-v", id]);
         }
         let _ = direct(&["network", "rm", &self.name]);
+        let _ = direct(&["network", "rm", &format!("{}-b", self.name)]);
         let _ = direct(&["volume", "rm", "-f", &self.name]);
     }
 }
@@ -281,6 +282,19 @@ fn env_of(c: &Value) -> Vec<String> {
 fn update_to_a_good_tag_keeps_name_config_data_and_aliases() {
     engine();
     let s = Setup::start("upd-good");
+    // A second network, joined with a static address.
+    let second = format!("{}-b", s.name);
+    let ip = (0..20)
+        .find_map(|i| {
+            let net = (std::process::id() as usize + i * 7) % 250;
+            let subnet = format!("10.213.{net}.0/24");
+            let made = direct(&["network", "create", "--subnet", &subnet, &second]);
+            made.status.success().then(|| format!("10.213.{net}.7"))
+        })
+        .expect("a free subnet for the second network");
+    ok(&direct(&[
+        "network", "connect", "--ip", &ip, "--alias", "web-b", &second, &s.name,
+    ]));
     let answer = s.update(
         &s.agent,
         json!({"image": REPO, "tag": "v2", "preserveVolumes": true, "preserveNetworks": true}),
@@ -318,6 +332,13 @@ fn update_to_a_good_tag_keeps_name_config_data_and_aliases() {
         aliases.as_array().unwrap().contains(&json!("web")),
         "aliases: {aliases}"
     );
+    let b = &c["NetworkSettings"]["Networks"][second.as_str()];
+    assert_eq!(b["IPAMConfig"]["IPv4Address"], ip.as_str(), "{b}");
+    assert_eq!(b["IPAddress"], ip.as_str(), "{b}");
+    assert!(
+        b["Aliases"].as_array().unwrap().contains(&json!("web-b")),
+        "{b}"
+    );
     assert_eq!(
         exec(&s.name, "cat /data/f /cache/f"),
         "kept\nanon\n",
@@ -336,6 +357,7 @@ fn update_to_a_good_tag_keeps_name_config_data_and_aliases() {
     for (i, what) in [
         "image",
         "create new container",
+        "connect new container",
         "stop old container",
         "start new container",
         "ready",

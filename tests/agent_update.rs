@@ -293,6 +293,14 @@ fn update_to_a_good_tag_keeps_name_config_data_and_aliases() {
         })
         .expect("a free subnet for the second network");
     ok(&direct(&[
+        "update",
+        "--restart",
+        "unless-stopped",
+        "--cpu-shares",
+        "512",
+        &s.name,
+    ]));
+    ok(&direct(&[
         "network", "connect", "--ip", &ip, "--alias", "web-b", &second, &s.name,
     ]));
     let answer = s.update(
@@ -332,6 +340,8 @@ fn update_to_a_good_tag_keeps_name_config_data_and_aliases() {
         aliases.as_array().unwrap().contains(&json!("web")),
         "aliases: {aliases}"
     );
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(c["HostConfig"]["CpuShares"], 512);
     let b = &c["NetworkSettings"]["Networks"][second.as_str()];
     assert_eq!(b["IPAMConfig"]["IPv4Address"], ip.as_str(), "{b}");
     assert_eq!(b["IPAddress"], ip.as_str(), "{b}");

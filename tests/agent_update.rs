@@ -751,3 +751,25 @@ fn a_step_that_cannot_be_recorded_is_not_taken() {
         s.assert_old_restored();
     }
 }
+
+#[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
+fn a_container_started_with_rm_is_not_updated() {
+    engine();
+    let s = Setup::start("upd-rm");
+    ok(&direct(&["rm", "-f", &s.name]));
+    let v1 = format!("{REPO}:v1");
+    ok(&direct(&["run", "-d", "--rm", "--name", &s.name, &v1]));
+    let id = inspect(&s.name)["Id"].as_str().unwrap().to_string();
+    let answer = s.update(&s.agent, json!({"image": REPO, "tag": "v2"}));
+    assert_eq!(answer.status, 409, "{}", answer.text());
+    assert!(answer.message().contains("--rm"), "{}", answer.text());
+    let c = inspect(&s.name);
+    assert_eq!(
+        (c["Id"].as_str(), &c["State"]["Running"]),
+        (Some(id.as_str()), &json!(true))
+    );
+}

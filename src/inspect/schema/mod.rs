@@ -89,6 +89,29 @@ static PLUGIN_PRIVILEGE: StructSchema = StructSchema {
     fields: &[f!("Name", STR), f!("Description", STR), f!("Value", STRS)],
 };
 
+// ---- portcullis's agent controls (not the daemon's) -------------------------------
+
+/// `POST /api/v1/containers/{id}/update-image`: `{image, tag, preserveVolumes,
+/// preserveNetworks}`, under these names (the policy's `input.body` and
+/// `agent::update` read them so).
+static UPDATE_IMAGE_BODY: StructSchema = StructSchema {
+    index: FieldIndex::new(),
+    go_type: "portcullis.UpdateImage",
+    fields: &[
+        f!("image", STR),
+        f!("tag", STR),
+        f!("preserveVolumes", BOOL_PTR),
+        f!("preserveNetworks", BOOL_PTR),
+    ],
+};
+
+/// `PATCH /api/v1/containers/{id}/env`: `{set: {NAME: value}, unset: [NAME]}`.
+static ENV_PATCH_BODY: StructSchema = StructSchema {
+    index: FieldIndex::new(),
+    go_type: "portcullis.EnvPatch",
+    fields: &[f!("set", STR_MAP), f!("unset", STRS)],
+};
+
 // ---- the table ---------------------------------------------------------------------
 
 pub static CONTAINER_CREATE: Schema = Schema::Ptr(&Schema::Struct(&CREATE_REQUEST));
@@ -103,6 +126,8 @@ pub static NETWORK_CREATE_SCHEMA: Schema = Schema::Ptr(&Schema::Struct(&NETWORK_
 pub static NETWORK_CONNECT_SCHEMA: Schema = Schema::Ptr(&Schema::Struct(&NETWORK_CONNECT));
 pub static NETWORK_DISCONNECT_SCHEMA: Schema = Schema::Ptr(&Schema::Struct(&NETWORK_DISCONNECT));
 pub static VOLUME_CREATE_SCHEMA: Schema = Schema::Ptr(&Schema::Struct(&VOLUME_CREATE));
+pub static UPDATE_IMAGE: Schema = Schema::Ptr(&Schema::Struct(&UPDATE_IMAGE_BODY));
+pub static ENV_PATCH: Schema = Schema::Ptr(&Schema::Struct(&ENV_PATCH_BODY));
 
 /// The schema of the JSON body for an action (names from ACTIONS.md); the
 /// permissive [`GENERIC`] schema for every other action.
@@ -123,6 +148,8 @@ pub fn schema_for(action: Action) -> &'static Schema {
         Action::NETWORK_CONNECT => &NETWORK_CONNECT_SCHEMA,
         Action::NETWORK_DISCONNECT => &NETWORK_DISCONNECT_SCHEMA,
         Action::VOLUME_CREATE => &VOLUME_CREATE_SCHEMA,
+        Action::CONTAINER_UPDATE_IMAGE => &UPDATE_IMAGE,
+        Action::CONTAINER_ENV_UPDATE => &ENV_PATCH,
         _ => &GENERIC,
     }
 }

@@ -23,7 +23,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,12 @@ impl Drop for Containers {
     fn drop(&mut self) {
         let ids = Command::new("docker")
             .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-            .args(["ps", "-aq", "--filter", &format!("label=portcullis-bench={}", self.0)])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=portcullis-bench={}", self.0),
+            ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
@@ -74,7 +79,7 @@ fn raise_fd_limit() -> u64 {
             libc::setrlimit(libc::RLIMIT_NOFILE, &l);
         }
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur as u64
+        l.rlim_cur
     }
 }
 
@@ -92,12 +97,24 @@ fn open_files(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// This build's `portcullis serve` in `dir` (socket `{name}.sock`), its
+/// connection limits raised for `streams`.
+fn start_proxy(dir: &Path, name: &str, streams: usize) -> (common::support::Serve, PathBuf) {
+    let socket = dir.join(format!("{name}.sock"));
+    let limit = (streams * 2 + 100).to_string();
+    let log = dir.join(format!("{name}.log"));
+    let proxy = ServeCmd::at(&socket, &dir.join(format!("{name}-data")), &log)
+        .args(&["--max-connections", &limit])
+        .args(&["--max-connections-per-caller", &limit])
+        .env("PORTCULLIS_LOG", "warn")
+        .start();
+    (proxy, socket)
+}
+
 /// Open a followed log stream and read its answer head (status 200).
-fn open_stream(socket: &Path, container: &str) -> UnixStream {
+fn open_stream(socket: &Path, target: &str) -> UnixStream {
     let mut s = UnixStream::connect(socket).expect("connect");
-    let req = format!(
-        "GET /api/v1/containers/{container}/logs?follow=true&tail=0 HTTP/1.1\r\nHost: portcullis\r\n\r\n"
-    );
+    let req = format!("GET {target} HTTP/1.1\r\nHost: portcullis\r\n\r\n");
     s.write_all(req.as_bytes()).expect("send");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = Vec::new();
@@ -110,6 +127,47 @@ fn open_stream(socket: &Path, container: &str) -> UnixStream {
     let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.1 200"), "stream refused: {head}");
     s
+}
+
+/// Open `n` idle streams (`target` of a container, to `quiet` in turn),
+/// print the proxy's VmRSS and open files before, with them, and after they
+/// close; the KiB of RSS per stream.
+fn idle_streams(
+    socket: &Path,
+    pid: u32,
+    quiet: &[&String],
+    n: usize,
+    fd_limit: u64,
+    what: &str,
+    target: &dyn Fn(&str) -> String,
+) -> f64 {
+    drop(open_stream(socket, &target(quiet[0])));
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss0, fds0) = (vm_rss_kib(pid), open_files(pid));
+    let t = Instant::now();
+    let streams: Vec<UnixStream> = (0..n)
+        .map(|i| open_stream(socket, &target(quiet[i % quiet.len()])))
+        .collect();
+    let opened = t.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss1, fds1) = (vm_rss_kib(pid), open_files(pid));
+    let per = rss1.saturating_sub(rss0) as f64 / n as f64;
+    println!(
+        "agent: {n} idle {what} streams opened in {:.1} s; proxy VmRSS {rss0} KiB -> {rss1} KiB: \
+         {per:.1} KiB per stream; open files {fds0} -> {fds1} (fd limit {fd_limit})",
+        opened.as_secs_f64(),
+    );
+    drop(streams);
+    let closed = Instant::now();
+    while open_files(pid) > fds0 + 4 && closed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "agent: clients gone: open files {} after {:.0} ms (each stream's daemon connection closed with it)",
+        open_files(pid),
+        ms(closed.elapsed()),
+    );
+    per
 }
 
 fn ms(d: Duration) -> f64 {
@@ -143,14 +201,7 @@ fn main() {
     image();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("portcullis.sock");
-    let limit = (n_streams * 2 + 100).to_string();
-    let proxy = ServeCmd::at(&socket, &dir.path().join("data"), &dir.path().join("serve.log"))
-        .args(&["--max-connections", &limit])
-        .args(&["--max-connections-per-caller", &limit])
-        .env("PORTCULLIS_LOG", "warn")
-        .start();
-    let pid = proxy.pid();
+    let (proxy, socket) = start_proxy(dir.path(), "summary", n_streams);
 
     let tag = format!("{:08x}", rand::random::<u32>());
     let _guard = Containers(tag.clone());
@@ -193,7 +244,10 @@ fn main() {
         assert_eq!(a.status, 200, "summary: {}", a.text());
         let v = a.json();
         assert_eq!(v["total"].as_u64(), Some(n_containers as u64), "{v}");
-        assert!(v["containers"][0]["resources"]["cpuPercent"].is_number(), "{v}");
+        assert!(
+            v["containers"][0]["resources"]["cpuPercent"].is_number(),
+            "{v}"
+        );
         took
     };
     let cold = summary();
@@ -214,33 +268,21 @@ fn main() {
         ms(warm[warm.len() - 1]),
     );
 
-    // Idle followed log streams: RSS per stream.
+    // Idle followed log streams: RSS per stream. The same through Docker's
+    // own route (proxied, `docker logs -f`) for comparison: what the
+    // connection and the pipeline cost whatever the handler.
     let quiet: Vec<&String> = names.iter().take(4).collect();
-    drop(open_stream(&socket, quiet[0]));
-    std::thread::sleep(Duration::from_millis(500));
-    let (rss0, fds0) = (vm_rss_kib(pid), open_files(pid));
-    let t = Instant::now();
-    let streams: Vec<UnixStream> = (0..n_streams)
-        .map(|i| open_stream(&socket, quiet[i % quiet.len()]))
-        .collect();
-    let opened = t.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let (rss1, fds1) = (vm_rss_kib(pid), open_files(pid));
+    let sse = |c: &str| format!("/api/v1/containers/{c}/logs?follow=true&tail=0");
+    let docker = |c: &str| format!("/containers/{c}/logs?follow=1&stdout=1&stderr=1&tail=0");
+    // Each on a fresh proxy: the allocator keeps what the first one freed.
+    let measure = |name: &str, what: &str, target: &dyn Fn(&str) -> String| {
+        let (p, socket) = start_proxy(dir.path(), name, n_streams);
+        idle_streams(&socket, p.pid(), &quiet, n_streams, fd_limit, what, target)
+    };
+    let sse_cost = measure("sse", "SSE logs?follow=true", &sse);
+    let docker_cost = measure("docker", "proxied docker logs -f", &docker);
     println!(
-        "agent: {n_streams} idle logs?follow=true streams opened in {:.1} s; proxy VmRSS {rss0} KiB -> {rss1} KiB: \
-         {:.1} KiB per stream; open files {fds0} -> {fds1} (fd limit {fd_limit})",
-        opened.as_secs_f64(),
-        (rss1.saturating_sub(rss0)) as f64 / n_streams as f64,
-    );
-    drop(streams);
-    let closed = Instant::now();
-    while open_files(pid) > fds0 + 4 && closed.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!(
-        "agent: clients gone: open files {} after {:.0} ms (every stream's daemon connection closed with it)",
-        open_files(pid),
-        ms(closed.elapsed()),
+        "agent: RSS per idle stream: SSE {sse_cost:.1} KiB, proxied docker logs -f {docker_cost:.1} KiB"
     );
     drop(proxy);
 }

@@ -193,7 +193,7 @@ impl Sse {
     }
 
     /// Read to the end of the answer (within `limit`).
-    fn to_end(&mut self, limit: Duration) -> bool {
+    fn until_end(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while !self.done && Instant::now() < deadline {
             self.read_some();
@@ -536,12 +536,12 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
     // Wait for a few lines, then note the last one written so far.
     assert!(within(Duration::from_secs(20), || {
         let mut sse = Sse::open(&s.watcher, &format!("{logs}?tail=all"), &[]);
-        sse.to_end(Duration::from_secs(10));
+        sse.until_end(Duration::from_secs(10));
         logs_of(&sse.events()).len() >= 8
     }));
     let mut before = Sse::open(&s.watcher, &format!("{logs}?tail=1"), &[]);
     assert!(
-        before.to_end(Duration::from_secs(10)),
+        before.until_end(Duration::from_secs(10)),
         "a non-follow stream ends"
     );
     assert_eq!(before.status(), 200);
@@ -582,12 +582,12 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
 
     // tail=N without follow: N lines, then the end.
     let mut tail = Sse::open(&s.watcher, &format!("{logs}?tail=3"), &[]);
-    assert!(tail.to_end(Duration::from_secs(10)));
+    assert!(tail.until_end(Duration::from_secs(10)));
     assert_eq!(logs_of(&tail.events()).len(), 3, "{}", tail.body);
 
     // Last-Event-ID: resume after the line with that id, not at it.
     let mut all = Sse::open(&s.watcher, &format!("{logs}?tail=all"), &[]);
-    assert!(all.to_end(Duration::from_secs(10)));
+    assert!(all.until_end(Duration::from_secs(10)));
     let all = logs_of(&all.events());
     assert!(all.len() >= 8, "{all:?}");
     let (resume_id, _) = all[3].clone();
@@ -596,7 +596,7 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
         &format!("{logs}?tail=2"),
         &[("Last-Event-ID", &resume_id)],
     );
-    assert!(resumed.to_end(Duration::from_secs(10)));
+    assert!(resumed.until_end(Duration::from_secs(10)));
     let resumed = logs_of(&resumed.events());
     assert_eq!(
         resumed.first().map(|r| &r.0),
@@ -628,7 +628,7 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
     // The container goes: its followed log ends.
     ok(&direct(&["rm", "-f", &quiet]));
     assert!(
-        idle.to_end(Duration::from_secs(10)),
+        idle.until_end(Duration::from_secs(10)),
         "the stream ends with the container"
     );
 

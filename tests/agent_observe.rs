@@ -625,6 +625,37 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
         idle.body
     );
 
+    // A client that goes takes its daemon connection with it.
+    let files = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let pid = s.proxy.pid();
+    let before = files(pid);
+    let extra: Vec<Sse> = (0..5)
+        .map(|_| {
+            Sse::open(
+                &s.watcher,
+                &format!("/api/v1/containers/{quiet}/logs?follow=true"),
+                &[],
+            )
+        })
+        .collect();
+    assert!(
+        within(Duration::from_secs(5), || files(pid) >= before + 10),
+        "5 streams hold a client and a daemon connection each: {} -> {}",
+        before,
+        files(pid)
+    );
+    drop(extra);
+    assert!(
+        within(Duration::from_secs(5), || files(pid) <= before),
+        "the streams' connections outlived their clients: {} -> {}",
+        before,
+        files(pid)
+    );
+
     // The container goes: its followed log ends.
     ok(&direct(&["rm", "-f", &quiet]));
     assert!(

@@ -516,7 +516,8 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
         ],
     );
     let (chatty, quiet, ro) = (s.name("web-chatty"), s.name("web-quiet"), s.name("ro-1"));
-    let _c = Cleanup(vec![chatty.clone(), quiet.clone(), ro.clone()]);
+    let tty = s.name("web-tty");
+    let _c = Cleanup(vec![chatty.clone(), quiet.clone(), ro.clone(), tty.clone()]);
     let script = "i=0; while true; do i=$((i+1)); echo out $i; echo err $i >&2; sleep 0.5; done";
     run(&chatty, &[img, "sh", "-c", script]);
     run(&quiet, &[img, "sleep", "300"]);
@@ -662,6 +663,23 @@ fn logs_stream_live_lines_with_streams_tail_resume_and_heartbeats() {
         idle.until_end(Duration::from_secs(10)),
         "the stream ends with the container"
     );
+
+    // A TTY container has one stream: stdout, its lines without the `\r`.
+    run(
+        &tty,
+        &["-t", img, "sh", "-c", "echo tty-line >&2; sleep 300"],
+    );
+    let tty_logs = format!("/api/v1/containers/{tty}/logs?follow=true");
+    let mut t = Sse::open(&s.watcher, &tty_logs, &[]);
+    assert!(
+        t.until(Duration::from_secs(10), |b| !logs_of(&parse_events(b))
+            .is_empty()),
+        "no line from the TTY container: {}",
+        t.body
+    );
+    let line = &logs_of(&t.events())[0].1;
+    assert_eq!(line["stream"], "stdout", "{line}");
+    assert_eq!(line["message"], "tty-line", "{line}");
 
     // Without can_logs: refused.
     let refused = get(&s.watcher, &format!("/api/v1/containers/{ro}/logs"));

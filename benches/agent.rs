@@ -260,7 +260,7 @@ fn main() {
         .collect();
     warm.sort();
     println!(
-        "agent: health summary of {n_containers}: cold (precpu, daemon waits ~1 s) {:.0} ms; \
+        "agent: health summary of {n_containers}: cold (precpu: the daemon waits 1–2 s) {:.0} ms; \
          warm (one-shot + cached sample) median {:.0} ms, min {:.0} ms, max {:.0} ms over {rounds}",
         ms(cold),
         ms(warm[warm.len() / 2]),

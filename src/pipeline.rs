@@ -176,7 +176,9 @@ async fn handle_request(
         Handler::Files(op) => gw.services.serve_files(op, permit, recorder, decided).await,
         Handler::Agent(op) => {
             let stages = gw.agent_stages();
-            gw.agents.serve(op, permit, &stages, decided).await
+            gw.agents
+                .serve(op, permit, &stages, decided, &parts.headers)
+                .await
         }
     }
 }

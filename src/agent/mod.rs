@@ -79,13 +79,15 @@ impl Agents {
         }
     }
 
-    /// Serve one permitted agent control request, by the handler its route names.
+    /// Serve one permitted agent control request, by the handler its route
+    /// names. `headers`: the request's (a log stream resumes from `Last-Event-ID`).
     pub async fn serve(
         &self,
         op: AgentOp,
         permit: Permit,
         stages: &Stages,
         req: Decided<'_>,
+        headers: &http::HeaderMap,
     ) -> Response<ProxyBody> {
         match op {
             AgentOp::UpdateImage => update::update_image(self, permit, stages, req).await,
@@ -94,7 +96,7 @@ impl Agents {
             AgentOp::HealthSummary => health::summary(self, stages, req).await,
             AgentOp::Health => health::one(self, stages, req).await,
             AgentOp::Stats => health::stats(self, stages, req).await,
-            AgentOp::Logs => sse::logs(self, stages, req).await,
+            AgentOp::Logs => sse::logs(self, stages, req, headers).await,
             AgentOp::Events => sse::events(self, stages, req).await,
         }
     }

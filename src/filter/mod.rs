@@ -162,7 +162,9 @@ pub fn event_stream(
     BodyExt::boxed(StreamBody::new(stream))
 }
 
-/// Environment variable names whose values are secrets.
+/// Environment variable names whose values are secrets: the one rule for
+/// `docker inspect` ([`redact_inspect`]) and the agent controls' env read.
+/// It errs towards redacting (`MONKEY` contains `KEY`).
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     [
@@ -177,7 +179,13 @@ pub fn looks_secret(name: &str) -> bool {
     ]
     .iter()
     .any(|s| upper.contains(s))
+        // `DB_PASS`, `SMTP_PASS`, `PASS_FILE`: not every name containing
+        // `PASS` (`PASSENGER_…`), but a `PASS` word.
+        || upper.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "PASS")
 }
+
+/// What a secret value is replaced with.
+pub const REDACTED: &str = "<redacted by portcullis>";
 
 /// `GET /containers/{id}/json`: replace secret-looking environment values.
 pub fn redact_inspect(body: &[u8]) -> Result<Bytes, String> {
@@ -188,7 +196,7 @@ pub fn redact_inspect(body: &[u8]) -> Result<Bytes, String> {
             if let Some(s) = item.as_str() {
                 if let Some((k, _)) = s.split_once('=') {
                     if looks_secret(k) {
-                        *item = Value::String(format!("{k}=<redacted by portcullis>"));
+                        *item = Value::String(format!("{k}={REDACTED}"));
                     }
                 }
             }
@@ -262,5 +270,20 @@ mod tests {
         assert_eq!(env[0], "PATH=/bin");
         assert!(!env[1].as_str().unwrap().contains("hunter2"));
         assert!(!env[2].as_str().unwrap().contains("=x"));
+        for name in [
+            "DB_PASS",
+            "SMTP_PASS",
+            "GH_API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "X_PRIVATE_PEM",
+            "GOOGLE_CREDENTIALS",
+            "root_password",
+            "PASS",
+        ] {
+            assert!(looks_secret(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "PASSENGER_MODE", "COMPASS_URL", "LANG"] {
+            assert!(!looks_secret(name), "{name}");
+        }
     }
 }

@@ -40,7 +40,9 @@ fn setup(name: &str) -> (Proxy, std::path::PathBuf, tempfile::TempDir) {
             "allowed_images=[\"portcullis-test/cli:*\"]",
         ],
     );
-    ok(&direct(&["run", "-d", "--name", name, "-e", "MODE=one", &good]));
+    ok(&direct(&[
+        "run", "-d", "--name", name, "-e", "MODE=one", &good,
+    ]));
     (p, socket, dir)
 }
 
@@ -50,7 +52,9 @@ fn json_out(out: &std::process::Output) -> Value {
 }
 
 fn id_of(name: &str) -> String {
-    ok(&direct(&["inspect", "-f", "{{.Id}}", name])).trim().to_string()
+    ok(&direct(&["inspect", "-f", "{{.Id}}", name]))
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -68,15 +72,37 @@ fn update_image_and_env_from_the_command_line() {
 
     // A tag whose container exits at once: rolled back, exit 1, and says so.
     let (image, tag) = bad.split_once(':').unwrap();
-    let out = cli_at(&socket, &["container", "update-image", &name, "--image", image, "--tag", tag]);
-    assert!(!out.status.success(), "a rolled-back update exited 0: {}", stdout(&out));
+    let out = cli_at(
+        &socket,
+        &[
+            "container",
+            "update-image",
+            &name,
+            "--image",
+            image,
+            "--tag",
+            tag,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a rolled-back update exited 0: {}",
+        stdout(&out)
+    );
     let answer = json_out(&out);
     assert_eq!(answer["rolledBack"], true, "{answer}");
     assert_eq!(answer["success"], false, "{answer}");
-    assert_eq!(id_of(&name), old, "the old container is not back under its name");
+    assert_eq!(
+        id_of(&name),
+        old,
+        "the old container is not back under its name"
+    );
 
     // The good tag again: a new container under the same name.
-    let out = cli_at(&socket, &["container", "update-image", &name, "--image", &good]);
+    let out = cli_at(
+        &socket,
+        &["container", "update-image", &name, "--image", &good],
+    );
     let answer = json_out(&out);
     assert!(out.status.success(), "{answer} / {}", stderr(&out));
     assert_eq!(answer["success"], true);
@@ -91,13 +117,23 @@ fn update_image_and_env_from_the_command_line() {
     assert!(out.status.success(), "{answer} / {}", stderr(&out));
     let env = ok(&direct(&["inspect", "-f", "{{json .Config.Env}}", &name]));
     let after_env = id_of(&name);
-    assert!(env.contains("MODE=two") && !env.contains("MODE=one"), "{env}");
+    assert!(
+        env.contains("MODE=two") && !env.contains("MODE=one"),
+        "{env}"
+    );
 
     // A refusal is an error with the server's message and a non-zero exit.
-    let out = cli_at(&socket, &["container", "update-image", &name, "--image", IMAGE]);
+    let out = cli_at(
+        &socket,
+        &["container", "update-image", &name, "--image", IMAGE],
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("allowed_images"), "{}", stderr(&out));
-    assert_eq!(id_of(&name), after_env, "a refused update changed the container");
+    assert_eq!(
+        id_of(&name),
+        after_env,
+        "a refused update changed the container"
+    );
 }
 
 #[test]

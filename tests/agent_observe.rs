@@ -76,22 +76,13 @@ fn healthcheck_image() -> &'static str {
     const TAG: &str = "portcullis-test/busybox:healthcheck";
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let ctx = tempfile::tempdir().unwrap();
-        std::fs::write(
-            ctx.path().join("Dockerfile"),
-            format!(
-                "FROM {}\nHEALTHCHECK --interval=1s --timeout=2s CMD true\nCMD [\"sleep\", \"600\"]\n",
-                image()
-            ),
-        )
-        .unwrap();
-        let built = std::process::Command::new("docker")
-            .env("DOCKER_BUILDKIT", "0")
-            .args(["build", "-q", "-t", TAG])
-            .arg(ctx.path())
-            .output()
-            .unwrap();
-        ok(&built);
+        derived_image(
+            TAG,
+            &[
+                "HEALTHCHECK --interval=1s --timeout=2s CMD true",
+                r#"CMD ["sleep", "600"]"#,
+            ],
+        );
     });
     TAG
 }
@@ -724,6 +715,16 @@ fn events_show_only_visible_containers() {
     };
     write(&db, "/tmp/db.txt");
     write(&web, "/tmp/web.txt");
+    // An env patch by the administrator: its env-update events reach the
+    // watcher for the container it may see, and only for that one.
+    for name in [&db, &web] {
+        let a = request("PATCH", &format!("/api/v1/containers/{name}/env"))
+            .header("Content-Type", "application/json")
+            .body(br#"{"set": {"EVENTS_TEST": "1"}}"#)
+            .timeout(Duration::from_secs(60))
+            .send(s.admin());
+        assert_eq!(a.status, 200, "env patch: {}", a.text());
+    }
     ok(&direct(&["stop", "-t", "0", &db]));
     ok(&direct(&["stop", "-t", "0", &web]));
     let stopped = |b: &str| {
@@ -758,6 +759,17 @@ fn events_show_only_visible_containers() {
             .any(|(e, _, d)| e == "file-changed" && d["path"] == "/tmp/web.txt"),
         "portcullis's own file event: {}",
         sse.body
+    );
+    let env_updates: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _, _)| e == "env-update")
+        .map(|(_, _, d)| d)
+        .collect();
+    assert!(
+        env_updates.iter().any(|d| d["container"] == web.as_str()
+            && d["status"] == "running"
+            && d["names"] == json!(["EVENTS_TEST"])),
+        "the env patch's events: {env_updates:?}"
     );
     assert!(
         !sse.body.contains(&db) && !sse.body.contains("/tmp/db.txt"),

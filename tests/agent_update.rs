@@ -27,37 +27,16 @@ const REPO: &str = "portcullis-test/update";
 fn tags() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let base = image();
-        let v1 = format!("FROM {base}\nCMD [\"sleep\", \"600\"]\nLABEL v=1\n");
-        build(&format!("{REPO}:v1"), &v1);
-        let from = format!("FROM {REPO}:v1\n");
-        build(&format!("{REPO}:v2"), &format!("{from}LABEL v=2\n"));
-        build(
-            &format!("{REPO}:exits"),
-            &format!("{from}CMD [\"false\"]\n"),
-        );
-        let sick = "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD false\n";
-        build(&format!("{REPO}:unhealthy"), &format!("{from}{sick}"));
-        let slow = "HEALTHCHECK --interval=60s --start-period=60s CMD true\n";
-        build(&format!("{REPO}:slow"), &format!("{from}{slow}"));
-        build(
-            "portcullis-test/not-allowed:v1",
-            &format!("{from}LABEL v=x\n"),
-        );
+        let v1 = format!("{REPO}:v1");
+        derived_image(&v1, &[r#"CMD ["sleep", "600"]"#, "LABEL v=1"]);
+        derived_image_from(&v1, &format!("{REPO}:v2"), &["LABEL v=2"]);
+        derived_image_from(&v1, &format!("{REPO}:exits"), &[r#"CMD ["false"]"#]);
+        let sick = "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD false";
+        derived_image_from(&v1, &format!("{REPO}:unhealthy"), &[sick]);
+        let slow = "HEALTHCHECK --interval=60s --start-period=60s CMD true";
+        derived_image_from(&v1, &format!("{REPO}:slow"), &[slow]);
+        derived_image_from(&v1, "portcullis-test/not-allowed:v1", &["LABEL v=x"]);
     });
-}
-
-fn build(tag: &str, dockerfile: &str) {
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
-    let out = std::process::Command::new("docker")
-        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", tag])
-        .arg(ctx.path())
-        .output()
-        .expect("run docker build");
-    ok(&out);
 }
 
 /// Removes, pass or fail, every container whose name starts with the test's

@@ -160,7 +160,12 @@ pub fn refused(out: &Output, why: &str) {
 /// (a `CMD`, a `HEALTHCHECK`, a `LABEL`); built again each call, so a test
 /// gets exactly the lines it names.
 pub fn derived_image(tag: &str, lines: &[&str]) -> String {
-    let base = image();
+    derived_image_from(image(), tag, lines)
+}
+
+/// A tag built offline on `base` (an image already here), with `lines` after
+/// its `FROM`.
+pub fn derived_image_from(base: &str, tag: &str, lines: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let dockerfile = format!("FROM {base}\n{}\n", lines.join("\n"));
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");

@@ -43,18 +43,24 @@ struct Key<'a> {
     file: &'a Option<FileContext>,
 }
 
-/// The memo key of `input`: its canonical JSON without `now`.
+/// The memo key of `input`: everything but `now`, in the memo's own
+/// self-delimiting encoding (`memo_key`).
 pub(super) fn key(input: &PolicyInput) -> Option<Vec<u8>> {
-    serde_json::to_vec(&Key {
-        caller: &input.caller,
-        action: input.action,
-        resource: &input.resource,
-        target: &input.target,
-        request: &input.request,
-        body: &input.body,
-        file: &input.file,
-    })
-    .ok()
+    let mut out = Vec::with_capacity(512);
+    super::memo_key::encode(
+        &Key {
+            caller: &input.caller,
+            action: input.action,
+            resource: &input.resource,
+            target: &input.target,
+            request: &input.request,
+            body: &input.body,
+            file: &input.file,
+        },
+        &mut out,
+    )
+    .ok()?;
+    Some(out)
 }
 
 struct Memo {

@@ -19,6 +19,7 @@ mod compile;
 mod eval;
 mod load;
 mod memo;
+mod memo_key;
 #[cfg(test)]
 mod tests;
 mod watch;

@@ -11,7 +11,7 @@ them together: parse errors, type errors, unknown functions, conflicts.
 test: then evaluate every `test_*` rule (as `opa test` discovers them) and
 print `opa test` lines; exit 2 on a failure or an error, as `opa test` does.
 
-Usage: opa.py BINDINGS_DIR (check|test) DIR
+Usage: opa.py BINDINGS_DIR (check|test) DIR, or opa.py BINDINGS_DIR probe
 """
 
 import pathlib
@@ -21,9 +21,14 @@ import time
 
 
 def main():
-    bindings, verb, root = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+    bindings, verb = sys.argv[1], sys.argv[2]
     sys.path.insert(0, bindings)
     from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
+
+    if verb == "probe":
+        # The library loads and evaluates here (glibc, architecture).
+        return 0 if OpaEngine().eval_query("x := 1") == [{"x": 1}] else 1
+    root = pathlib.Path(sys.argv[3])
 
     files = sorted(root.rglob("*.rego"))
     if not files:

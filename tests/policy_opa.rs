@@ -171,3 +171,69 @@ fn opa_fails_a_failing_test_and_a_second_template_definition() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("conflict"), "{}", text(&out));
 }
+
+/// `portcullis policy test DIR` on a deliberately failing test: the rule's
+/// file:line, the statement that fails, exit 2 — the exit code OPA gives the
+/// same directory, when OPA is here.
+#[test]
+fn a_failing_test_names_its_place_and_statement_and_exits_as_opa_does() {
+    let dir = copy_of_policies();
+    let file = dir.path().join("zz_broken_test.rego");
+    std::fs::write(
+        &file,
+        "package zz_broken_test\n\nimport rego.v1\n\nimport data.portcullis_testlib as t\n\ntest_exec_without_right if {\n\tinp := t.req(\"container.exec\", [t.rel({})])\n\tt.allowed(inp) == true\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let ours = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{ours}");
+    let file = file.display().to_string();
+    assert!(
+        ours.contains("data.zz_broken_test.test_exec_without_right: FAIL"),
+        "{ours}"
+    );
+    assert!(
+        ours.contains(&format!(
+            "{file}:7: rule data.zz_broken_test.test_exec_without_right"
+        )),
+        "{ours}"
+    );
+    assert!(
+        ours.contains(&format!("{file}:9: fails: t.allowed(inp) == true")),
+        "{ours}"
+    );
+    assert!(
+        !ours.contains(": PASS"),
+        "passes are listed only with -v: {ours}"
+    );
+
+    let json = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["policy", "test", "--format", "json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(2));
+    let tests: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let failed: Vec<&serde_json::Value> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["fail"] == true)
+        .collect();
+    assert_eq!(failed.len(), 1, "{tests:#}");
+    assert_eq!(failed[0]["location"]["row"], 7);
+    assert_eq!(failed[0]["name"], "test_exec_without_right");
+
+    let Some(opa) = opa() else { return };
+    let theirs = run_opa(&opa, "test", dir.path());
+    assert_eq!(theirs.status.code(), Some(2), "{}", text(&theirs));
+    assert!(
+        text(&theirs).contains("data.zz_broken_test.test_exec_without_right: FAIL"),
+        "{}",
+        text(&theirs)
+    );
+}

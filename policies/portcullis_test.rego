@@ -263,6 +263,14 @@ test_attach_ws_needs_attach_and_tunnel if {
 
 # --- standard template specifics -------------------------------------------------
 
+# template.rego selects a template that settings.rego knows (the other tests
+# each select theirs).
+test_selected_template_is_known if data.portcullis.settings.template in {"strict", "standard", "permissive"}
+
+test_standard_settings if {
+	t.settings_in("standard") == {"template": "standard", "resource_rights": true, "wildcard_dangerous": true, "tunnels": true, "public_read": false}
+}
+
 test_standard_wildcard_may_grant_exec if {
 	t.allowed(t.req("container.exec", [t.rel({"can_exec": true, "target_match": "wildcard", "target_container": "*"})])) == true
 }

@@ -68,20 +68,41 @@ create(host_config, matches) := object.union(
 # A create by a relationship allowed to create busybox, plus `extra` rights.
 creator(extra) := rel(object.union({"can_create": true, "image_allowed": true, "allowed_images": ["busybox*"]}, extra))
 
-decision(inp) := d if {
-	d := data.portcullis.decision with input as inp
-}
+# The decision under the standard template, whichever one template.rego
+# selects (tests of other templates use `decision_in` below).
+decision(inp) := decision_in("standard", inp)
 
-allowed(inp) := d.allowed if {
-	d := data.portcullis.decision with input as inp
-}
+allowed(inp) := decision(inp).allowed
 
-reasons(inp) := d.reasons if {
-	d := data.portcullis.decision with input as inp
-}
+reasons(inp) := decision(inp).reasons
 
 # Whether some reason contains `text`.
 says(inp, text) if {
 	some r in reasons(inp)
 	contains(r, text)
+}
+
+# The decision under a given template, whichever one template.rego selects,
+# so every template's tests pass together (`opa test policies/` loads them all
+# at once) and in a policy directory that selects another template.
+decision_in(template, inp) := d if {
+	d := data.portcullis.decision with input as inp with data.portcullis.settings.template as template
+}
+
+allowed_in(template, inp) := decision_in(template, inp).allowed
+
+says_in(template, inp, text) if {
+	some r in decision_in(template, inp).reasons
+	contains(r, text)
+}
+
+# The settings a template selects.
+settings_in(template) := s if {
+	s := {
+		"template": data.portcullis.settings.template,
+		"resource_rights": data.portcullis.settings.resource_rights,
+		"wildcard_dangerous": data.portcullis.settings.wildcard_dangerous,
+		"tunnels": data.portcullis.settings.tunnels,
+		"public_read": data.portcullis.settings.public_read,
+	} with data.portcullis.settings.template as template
 }

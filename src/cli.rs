@@ -314,8 +314,23 @@ impl ServeArgs {
 pub enum PolicyCommand {
     /// Compile every policy and report errors with file and line.
     Check(PolicySourceArgs),
-    /// Run the test_* rules of *_test.rego, in the style of `opa test`.
-    Test(PolicySourceArgs),
+    /// Run the test_* rules, in the style of `opa test`: failures name the
+    /// rule's file:line and the statement that failed; exit 2 on any failure.
+    Test {
+        /// A policy directory (as --policies): its *.rego, tests included.
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        source: PolicySourceArgs,
+        /// List passing tests too (default: failures, errors and the summary).
+        #[arg(short, long)]
+        verbose: bool,
+        /// Output format: text, or json (OPA's shape).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Report the lines of the policies (not the tests) no test reached.
+        #[arg(long)]
+        coverage: bool,
+    },
     /// Evaluate one input document and print the decision.
     Eval {
         #[command(flatten)]

@@ -128,14 +128,23 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        PolicyCommand::Test(args) => {
-            let report = tools::policy_test(&source(&args)?);
-            print!("{}", report.render());
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
+        PolicyCommand::Test {
+            dir,
+            source: mut args,
+            verbose,
+            format,
+            coverage,
+        } => {
+            if dir.is_some() {
+                args.policies = dir;
+            }
+            let report = tools::policy_test(&source(&args)?, coverage);
+            if format == "json" {
+                print!("{}", report.render_json());
             } else {
-                ExitCode::FAILURE
-            })
+                print!("{}", report.render(verbose));
+            }
+            Ok(ExitCode::from(report.exit_code() as u8))
         }
         PolicyCommand::Eval {
             source: args,

@@ -40,11 +40,32 @@ pub fn policy_check(source: &PolicySource) -> Result<CheckReport, Vec<CompileErr
 pub struct TestOutcome {
     /// `data.<package>.<rule>`.
     pub name: String,
+    /// Where the rule starts.
+    pub file: String,
+    pub row: u32,
     pub passed: bool,
-    /// Evaluation error, if any (an error is a failure).
+    /// Evaluation error, if any (an error is not a pass).
     pub error: Option<String>,
+    /// For a failure: the first statement of the rule's body that does not
+    /// hold (see [`failed_statement`]).
+    pub failed: Option<FailedStatement>,
     #[serde(skip)]
     pub duration: Duration,
+}
+
+/// The statement that made a test fail.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailedStatement {
+    pub row: u32,
+    pub text: String,
+}
+
+/// Lines of one policy file that tests reached or not (`--coverage`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCoverage {
+    pub file: String,
+    pub covered: Vec<u32>,
+    pub not_covered: Vec<u32>,
 }
 
 /// Every test's outcome, or the compile errors that kept tests from running.
@@ -52,7 +73,12 @@ pub struct TestOutcome {
 pub struct TestReport {
     pub outcomes: Vec<TestOutcome>,
     pub compile_errors: Vec<CompileError>,
+    /// Policy files (tests excluded) with `--coverage`.
+    pub coverage: Option<Vec<FileCoverage>>,
 }
+
+const RULE_LINE: &str =
+    "--------------------------------------------------------------------------------\n";
 
 impl TestReport {
     pub fn passed(&self) -> bool {
@@ -61,61 +87,218 @@ impl TestReport {
             && self.outcomes.iter().all(|o| o.passed)
     }
 
-    /// Process exit code for `portcullis policy test`.
+    /// Process exit code for `portcullis policy test`, as `opa test`'s: 0
+    /// when every test passes, 2 for a failure, an error, a policy that does
+    /// not compile or no test at all.
     pub fn exit_code(&self) -> i32 {
         if self.passed() {
             0
         } else {
-            1
+            2
         }
     }
 
-    /// `opa test` style: one line per test, then a summary.
-    pub fn render(&self) -> String {
+    /// `opa test` style: failures and errors (every test with `verbose`),
+    /// grouped by file, then a summary.
+    pub fn render(&self, verbose: bool) -> String {
         let mut out = String::new();
-        for e in &self.compile_errors {
-            out.push_str(&format!("ERROR: {e}\n"));
+        if !self.compile_errors.is_empty() {
+            for e in &self.compile_errors {
+                out.push_str(&format!("{e}\n"));
+            }
+            out.push_str(&format!(
+                "{} compile error(s): no test was run\n",
+                self.compile_errors.len()
+            ));
+            return out;
         }
+        let mut file = None;
         for o in &self.outcomes {
+            if o.passed && !verbose {
+                continue;
+            }
+            if file != Some(&o.file) {
+                if file.is_some() {
+                    out.push('\n');
+                }
+                out.push_str(&format!("{}:\n", o.file));
+                file = Some(&o.file);
+            }
             let verdict = match (&o.error, o.passed) {
                 (Some(_), _) => "ERROR",
                 (None, true) => "PASS",
                 (None, false) => "FAIL",
             };
             out.push_str(&format!("{}: {} ({:?})\n", o.name, verdict, o.duration));
+            if !o.passed {
+                out.push_str(&format!("  {}:{}: rule {}\n", o.file, o.row, o.name));
+            }
+            if let Some(f) = &o.failed {
+                out.push_str(&format!("  {}:{}: fails: {}\n", o.file, f.row, f.text));
+            }
             if let Some(e) = &o.error {
-                out.push_str(&format!("  {e}\n"));
+                for line in e.trim().lines() {
+                    out.push_str(&format!("  {line}\n"));
+                }
             }
         }
-        let passed = self.outcomes.iter().filter(|o| o.passed).count();
         let total = self.outcomes.len();
-        out.push_str(
-            "--------------------------------------------------------------------------------\n",
-        );
-        if self.passed() {
+        let errors = self.outcomes.iter().filter(|o| o.error.is_some()).count();
+        let passed = self.outcomes.iter().filter(|o| o.passed).count();
+        let failed = total - passed - errors;
+        out.push_str(RULE_LINE);
+        if total == 0 {
+            out.push_str("no test_* rules found\n");
+        }
+        if passed > 0 {
             out.push_str(&format!("PASS: {passed}/{total}\n"));
-        } else {
-            if passed > 0 {
-                out.push_str(&format!("PASS: {passed}/{total}\n"));
-            }
-            out.push_str(&format!("FAIL: {}/{total}\n", total - passed));
-            if total == 0 && self.compile_errors.is_empty() {
-                out.push_str("no test_* rules found\n");
+        }
+        if failed > 0 {
+            out.push_str(&format!("FAIL: {failed}/{total}\n"));
+        }
+        if errors > 0 {
+            out.push_str(&format!("ERROR: {errors}/{total}\n"));
+        }
+        if let Some(coverage) = &self.coverage {
+            out.push_str(RULE_LINE);
+            let (covered, missed) = coverage.iter().fold((0, 0), |(c, m), f| {
+                (c + f.covered.len(), m + f.not_covered.len())
+            });
+            out.push_str(&format!(
+                "coverage: {:.1}% ({covered} of {} lines)\n",
+                percent(covered, covered + missed),
+                covered + missed
+            ));
+            for f in coverage.iter().filter(|f| !f.not_covered.is_empty()) {
+                out.push_str(&format!(
+                    "{}: not covered: {}\n",
+                    f.file,
+                    ranges(&f.not_covered)
+                ));
             }
         }
         out
     }
+
+    /// `opa test --format json`: a list of `{location: {file, row, col},
+    /// package, name, fail, error, duration}` (nanoseconds; `fail` and `error`
+    /// only when set, as OPA omits them), plus `failed_statement`. With
+    /// `--coverage`, `{"tests": [...], "coverage": {...}}`; compile errors are
+    /// `{"errors": [{message, location}]}`.
+    pub fn render_json(&self) -> String {
+        use serde_json::json;
+        if !self.compile_errors.is_empty() {
+            let errors: Vec<Value> = self
+                .compile_errors
+                .iter()
+                .map(|e| {
+                    json!({"message": e.message.trim(), "location": {"file": e.file, "row": e.line, "col": e.column}})
+                })
+                .collect();
+            return format!("{:#}\n", json!({ "errors": errors }));
+        }
+        let tests: Vec<Value> = self
+            .outcomes
+            .iter()
+            .map(|o| {
+                let (package, rule) = o.name.rsplit_once('.').unwrap_or(("data", &o.name));
+                let mut t = json!({
+                    "location": {"file": o.file, "row": o.row, "col": 1},
+                    "package": package,
+                    "name": rule,
+                    "duration": o.duration.as_nanos() as u64,
+                });
+                if !o.passed && o.error.is_none() {
+                    t["fail"] = json!(true);
+                }
+                if let Some(e) = &o.error {
+                    t["error"] = json!({ "message": e });
+                }
+                if let Some(f) = &o.failed {
+                    t["failed_statement"] = json!({"row": f.row, "text": f.text});
+                }
+                t
+            })
+            .collect();
+        let doc = match &self.coverage {
+            None => Value::Array(tests),
+            Some(files) => {
+                let (covered, missed) = files.iter().fold((0, 0), |(c, m), f| {
+                    (c + f.covered.len(), m + f.not_covered.len())
+                });
+                let per_file: serde_json::Map<String, Value> = files
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.file.clone(),
+                            json!({"covered": f.covered, "not_covered": f.not_covered}),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "tests": tests,
+                    "coverage": {
+                        "files": per_file,
+                        "covered_lines": covered,
+                        "not_covered_lines": missed,
+                        "coverage": percent(covered, covered + missed),
+                    }
+                })
+            }
+        };
+        format!("{doc:#}\n")
+    }
 }
 
-/// `test_*` rule names per `*_test.rego` file, as `data.<pkg>.<rule>`.
-fn discover_tests(files: &[(String, String)]) -> Vec<String> {
-    let mut names = Vec::new();
-    for (file, text) in files {
-        if !file.ends_with("_test.rego") {
-            continue;
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        100.0
+    } else {
+        (part as f64) * 100.0 / (whole as f64)
+    }
+}
+
+/// `3-5, 9` for `[3, 4, 5, 9]`.
+fn ranges(lines: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let start = lines[i];
+        let mut end = start;
+        while i + 1 < lines.len() && lines[i + 1] == end + 1 {
+            i += 1;
+            end = lines[i];
         }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+/// A `test_*` rule: where it is and what it needs to be probed.
+struct TestRule {
+    name: String,
+    package: String,
+    rule: String,
+    file: String,
+    /// Byte offset of the rule in the file's text.
+    offset: usize,
+    row: u32,
+}
+
+/// `test_*` rules (as OPA finds them: any package, a rule whose name starts
+/// with `test_` at the start of a line) in file order; a rule defined twice
+/// is run once, at its first definition.
+fn discover_tests(files: &[(String, String)]) -> Vec<TestRule> {
+    let mut tests: Vec<TestRule> = Vec::new();
+    for (file, text) in files {
         let mut package = None;
-        for line in text.lines() {
+        let mut offset = 0;
+        for (index, line) in text.split_inclusive('\n').enumerate() {
             if let Some(rest) = line.strip_prefix("package ") {
                 package = Some(rest.trim().to_string());
             } else if line.starts_with("test_") {
@@ -125,35 +308,199 @@ fn discover_tests(files: &[(String, String)]) -> Vec<String> {
                     .collect();
                 if let Some(pkg) = &package {
                     let name = format!("data.{pkg}.{rule}");
-                    if !names.contains(&name) {
-                        names.push(name);
+                    if !tests.iter().any(|t| t.name == name) {
+                        tests.push(TestRule {
+                            name,
+                            package: pkg.clone(),
+                            rule,
+                            file: file.clone(),
+                            offset,
+                            row: index as u32 + 1,
+                        });
                     }
                 }
             }
+            offset += line.len();
         }
     }
-    names
+    tests
 }
 
-/// Run every `test_*` rule of the `*_test.rego` files: for a directory, the
-/// files in it; for a template, its shipped tests. Tests run on the
-/// interpreter (`with` is fine).
-pub fn policy_test(source: &PolicySource) -> TestReport {
-    let files = match source {
+/// The statements of a rule's body, each with its line: the body of
+/// `name if { ... }` split at newlines and `;` outside brackets, strings and
+/// comments (a line that starts with `with`, or follows one that ends in an
+/// operator, continues the statement), or the expression of `name if expr`.
+fn body_statements(text: &str, offset: usize, row: u32) -> Option<Vec<(u32, String)>> {
+    let rest = &text[offset..];
+    let head = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    let after_if = offset + head.find(" if ")? + 4;
+    let tail = &text[after_if..];
+    let body_start = after_if + (tail.len() - tail.trim_start_matches([' ', '\t']).len());
+    let block = text[body_start..].starts_with('{');
+    let start = if block { body_start + 1 } else { body_start };
+    let mut statements: Vec<(u32, String)> = Vec::new();
+    let mut current = String::new();
+    let mut current_row = row;
+    let mut line = row;
+    let mut depth: i32 = 0;
+    let (mut in_string, mut in_raw, mut escaped, mut in_comment) = (false, false, false, false);
+    let push = |statements: &mut Vec<(u32, String)>, current: &mut String, at: u32| {
+        let s = current.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !s.is_empty() {
+            let continues = s.starts_with("with ")
+                || s.starts_with(['=', '!', '+', '*', '/', '<', '>', '|', '&'])
+                || statements.last().is_some_and(|(_, prev): &(u32, String)| {
+                    prev.ends_with(['=', '+', '-', '*', '/', '<', '>', '|', '&', ','])
+                });
+            match statements.last_mut() {
+                Some((_, prev)) if continues => {
+                    prev.push(' ');
+                    prev.push_str(&s);
+                }
+                _ => statements.push((at, s)),
+            }
+        }
+        current.clear();
+    };
+    for c in text[start..].chars() {
+        if in_comment && c != '\n' {
+            continue;
+        }
+        in_comment = false;
+        if in_string || in_raw {
+            current.push(c);
+            if c == '\n' {
+                line += 1;
+            }
+            if in_raw {
+                in_raw = c != '`';
+            } else if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '#' => {
+                in_comment = true;
+                continue;
+            }
+            '"' => in_string = true,
+            '`' => in_raw = true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth < 0 {
+                    // The closing brace of the body.
+                    push(&mut statements, &mut current, current_row);
+                    return Some(statements);
+                }
+            }
+            _ => {}
+        }
+        if depth == 0 && (c == '\n' || c == ';') {
+            push(&mut statements, &mut current, current_row);
+            if c == '\n' {
+                line += 1;
+                if !block {
+                    return Some(statements);
+                }
+            }
+            continue;
+        }
+        if c == '\n' {
+            line += 1;
+        }
+        if current.trim().is_empty() && !c.is_whitespace() {
+            current_row = line;
+        }
+        current.push(c);
+    }
+    push(&mut statements, &mut current, current_row);
+    (!block).then_some(statements)
+}
+
+/// Which statement of a failed test's body does not hold: rule `probe_k`
+/// holds the first k+1 statements, in the test's package with its file's
+/// imports; the first probe that is not `true` names the statement. `None`
+/// when the body cannot be split or every statement holds (a test whose
+/// value is not `true`).
+fn failed_statement(
+    engine: &regorus::Engine,
+    test: &TestRule,
+    text: &str,
+) -> Option<FailedStatement> {
+    let statements = body_statements(text, test.offset, test.row)?;
+    if statements.is_empty() {
+        return None;
+    }
+    let mut module = format!("package {}\n\n", test.package);
+    let imports: Vec<&str> = text.lines().filter(|l| l.starts_with("import ")).collect();
+    if !imports.iter().any(|l| l.trim() == "import rego.v1") {
+        module.push_str("import rego.v1\n");
+    }
+    for import in &imports {
+        module.push_str(import);
+        module.push('\n');
+    }
+    let probe = |k: usize| format!("portcullis_probe_{}_{k}", test.rule);
+    for k in 0..statements.len() {
+        module.push_str(&format!("\n{} if {{\n", probe(k)));
+        for (_, s) in &statements[..=k] {
+            module.push_str(&format!("\t{s}\n"));
+        }
+        module.push_str("}\n");
+    }
+    let mut engine = engine.clone();
+    engine
+        .add_policy(format!("{}#probe", test.file), module)
+        .ok()?;
+    for (k, (row, text)) in statements.iter().enumerate() {
+        let held = engine
+            .eval_rule(format!("data.{}.{}", test.package, probe(k)))
+            .is_ok_and(|v| v == regorus::Value::from(true));
+        if !held {
+            return Some(FailedStatement {
+                row: *row,
+                text: text.clone(),
+            });
+        }
+    }
+    None
+}
+
+/// The files `policy test` runs: a directory's `*.rego` (tests included), or
+/// an embedded template with every shipped test.
+fn test_files(source: &PolicySource) -> Result<Vec<(String, String)>, Vec<CompileError>> {
+    match source {
         PolicySource::Embedded(template) => {
             let mut files = template.files();
             files.extend(template.test_files());
-            files
+            Ok(files)
         }
-        PolicySource::Dir(dir) => match read_dir(dir, true) {
-            Ok(files) => files,
-            Err(errors) => {
-                return TestReport {
-                    compile_errors: errors,
-                    ..Default::default()
-                }
+        PolicySource::Dir(dir) => read_dir(dir, true),
+    }
+}
+
+/// Run every `test_*` rule of the policy files and the `*_test.rego` files:
+/// for a directory, the files in it; for a template, every shipped test.
+/// Tests run on the interpreter (`with` is fine). Everything is compiled
+/// first, with the checks of `policy check` (what OPA's compiler rejects):
+/// a policy that does not compile is reported as such and no test runs.
+/// With `coverage`, which lines of the policy files (not the tests) the
+/// tests reached.
+pub fn policy_test(source: &PolicySource, coverage: bool) -> TestReport {
+    let files = match test_files(source) {
+        Ok(files) => files,
+        Err(errors) => {
+            return TestReport {
+                compile_errors: errors,
+                ..Default::default()
             }
-        },
+        }
     };
     let mut engine = match engine_with(&files) {
         Ok(e) => e,
@@ -164,25 +511,64 @@ pub fn policy_test(source: &PolicySource) -> TestReport {
             }
         }
     };
+    let static_errors = crate::decide::lint::check(engine.get_modules());
+    if !static_errors.is_empty() {
+        return TestReport {
+            compile_errors: static_errors,
+            ..Default::default()
+        };
+    }
+    engine.set_enable_coverage(coverage);
     let mut outcomes = Vec::new();
-    for name in discover_tests(&files) {
+    for test in discover_tests(&files) {
         let started = Instant::now();
-        let result = engine.eval_rule(name.clone());
+        let result = engine.eval_rule(test.name.clone());
         let duration = started.elapsed();
         let (passed, error) = match result {
             Ok(v) => (v == regorus::Value::from(true), None),
             Err(e) => (false, Some(format!("{e:#}"))),
         };
+        let failed = if !passed && error.is_none() {
+            let text = files
+                .iter()
+                .find(|(n, _)| *n == test.file)
+                .map(|(_, t)| t.as_str())
+                .unwrap_or("");
+            failed_statement(&engine, &test, text)
+        } else {
+            None
+        };
         outcomes.push(TestOutcome {
-            name,
+            name: test.name,
+            file: test.file,
+            row: test.row,
             passed,
             error,
+            failed,
             duration,
         });
     }
+    let coverage = coverage.then(|| {
+        engine
+            .get_coverage_report()
+            .map(|report| {
+                report
+                    .files
+                    .into_iter()
+                    .filter(|f| !f.path.ends_with("_test.rego"))
+                    .map(|f| FileCoverage {
+                        file: f.path,
+                        covered: f.covered.into_iter().collect(),
+                        not_covered: f.not_covered.into_iter().collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     TestReport {
         outcomes,
         compile_errors: Vec::new(),
+        coverage,
     }
 }
 
@@ -279,31 +665,167 @@ pub(crate) mod tests {
     #[test]
     fn shipped_tests_pass() {
         for template in [Template::Standard, Template::Strict, Template::Permissive] {
-            let report = policy_test(&PolicySource::Embedded(template));
-            assert!(report.passed(), "{template}:\n{}", report.render());
-            assert!(report.outcomes.len() >= 5, "{template}");
-            assert!(report.render().contains("PASS: "), "{}", report.render());
+            let report = policy_test(&PolicySource::Embedded(template), false);
+            assert!(report.passed(), "{template}:\n{}", report.render(true));
+            assert!(report.outcomes.len() >= 70, "{template}");
+            let quiet = report.render(false);
+            assert!(quiet.starts_with("-----"), "only the summary: {quiet}");
+            assert!(quiet.contains("PASS: "), "{quiet}");
+            // Every template's tests, whichever template is served.
+            for file in [
+                "strict_test.rego",
+                "permissive_test.rego",
+                "portcullis_test.rego",
+            ] {
+                assert!(report.outcomes.iter().any(|o| o.file == file), "{file}");
+            }
         }
     }
 
+    const MINE: &str = "package mine_test\nimport rego.v1\n\nimport data.portcullis_testlib as t\n\ntest_ok if data.portcullis.settings.template == \"standard\"\n\ntest_wrong if data.portcullis.settings.template == \"strict\"\n\ntest_error if 1 / 0\n\ntest_third_statement if {\n\tx := 1\n\t# a comment; with a \"quote\n\ty := [\n\t\t1,\n\t\t\"}\",\n\t]\n\tcount(y) == 2; x == 1\n\tt.allowed(t.req(\"container.exec\", [t.rel({})]))\n\t\t== true\n\tx == 1\n}\n";
+
     #[test]
-    fn a_broken_test_fails_the_run() {
+    fn a_failure_names_the_rule_and_the_statement_that_failed() {
+        let tests = Template::Standard.test_files();
+        let testlib = &tests
+            .iter()
+            .find(|(n, _)| n == "testlib_test.rego")
+            .unwrap()
+            .1;
+        let dir = standard_with(&[("mine_test.rego", MINE), ("testlib_test.rego", testlib)]);
+        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()), false);
+        let text = report.render(false);
+        assert!(!report.passed(), "{text}");
+        assert_eq!(report.exit_code(), 2);
+        assert!(!text.contains("test_ok"), "passes only with -v: {text}");
+        assert!(
+            report.render(true).contains("data.mine_test.test_ok: PASS"),
+            "{}",
+            report.render(true)
+        );
+        let file = dir.path().join("mine_test.rego").display().to_string();
+        assert!(text.contains("data.mine_test.test_wrong: FAIL"), "{text}");
+        assert!(
+            text.contains(&format!("{file}:8: rule data.mine_test.test_wrong")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{file}:8: fails: data.portcullis.settings.template == \"strict\""
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{file}:20: fails: t.allowed(t.req(\"container.exec\", [t.rel({{}})])) == true"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("data.mine_test.test_error: ERROR"), "{text}");
+        assert!(text.contains("divide by zero"), "{text}");
+        assert!(text.contains("FAIL: 2/"), "{text}");
+        assert!(text.contains("ERROR: 1/"), "{text}");
+
+        let json: Value = serde_json::from_str(&report.render_json()).unwrap();
+        let wrong = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "test_wrong")
+            .unwrap();
+        assert_eq!(wrong["package"], "data.mine_test");
+        assert_eq!(wrong["location"]["row"], 8);
+        assert_eq!(wrong["location"]["file"], file.as_str());
+        assert_eq!(wrong["fail"], true);
+        assert_eq!(wrong["failed_statement"]["row"], 8);
+        let ok = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "test_ok")
+            .unwrap();
+        assert!(
+            ok.get("fail").is_none() && ok.get("error").is_none(),
+            "{ok}"
+        );
+        assert!(ok["duration"].as_u64().unwrap() > 0);
+        let error = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "test_error")
+            .unwrap();
+        assert!(error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("divide by zero"));
+    }
+
+    #[test]
+    fn body_statements_split_like_rego() {
+        let text = "test_a if {\n\ta := {\"x\": [1,\n\t\t2]}\n\tnot b with input as 1\n\t\twith data.x as 2\n\tc; d\n}\ntest_b if x == 1 # c\n";
+        assert_eq!(
+            body_statements(text, 0, 1).unwrap(),
+            vec![
+                (2, "a := {\"x\": [1, 2]}".to_string()),
+                (4, "not b with input as 1 with data.x as 2".to_string()),
+                (6, "c".to_string()),
+                (6, "d".to_string()),
+            ]
+        );
+        let offset = text.find("test_b").unwrap();
+        assert_eq!(
+            body_statements(text, offset, 8).unwrap(),
+            vec![(8, "x == 1".to_string())]
+        );
+    }
+
+    #[test]
+    fn coverage_lists_the_policy_lines_no_test_reached() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, text) in Template::Standard.files() {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
         std::fs::write(
-            dir.path().join("mine_test.rego"),
-            "package mine_test\nimport rego.v1\n\ntest_ok if data.portcullis.settings.template == \"standard\"\n\ntest_wrong if data.portcullis.settings.template == \"strict\"\n\ntest_error if 1 / 0\n",
+            dir.path().join("p.rego"),
+            "package p\nimport rego.v1\n\nsmall(x) if {\n\tx < 10\n}\n\nlarge(x) if {\n\tx > 100\n}\n",
         )
         .unwrap();
-        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()));
-        let text = report.render();
-        assert!(!report.passed(), "{text}");
-        assert_eq!(report.exit_code(), 1);
-        assert!(text.contains("data.mine_test.test_ok: PASS"), "{text}");
-        assert!(text.contains("data.mine_test.test_wrong: FAIL"), "{text}");
-        assert!(text.contains("FAIL: 2/3"), "{text}");
+        std::fs::write(
+            dir.path().join("p_test.rego"),
+            "package p_test\nimport rego.v1\n\ntest_small if data.p.small(1)\n",
+        )
+        .unwrap();
+        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()), true);
+        assert!(report.passed(), "{}", report.render(true));
+        let coverage = report.coverage.as_ref().unwrap();
+        assert_eq!(coverage.len(), 1, "tests are not covered: {coverage:?}");
+        assert!(coverage[0].covered.contains(&5), "{coverage:?}");
+        assert!(coverage[0].not_covered.contains(&9), "{coverage:?}");
+        let text = report.render(false);
+        assert!(text.contains("p.rego: not covered: "), "{text}");
+        let json: Value = serde_json::from_str(&report.render_json()).unwrap();
+        assert!(
+            json["coverage"]["not_covered_lines"].as_u64().unwrap() >= 1,
+            "{json}"
+        );
+        assert_eq!(json["tests"][0]["name"], "test_small");
+    }
+
+    #[test]
+    fn a_policy_that_does_not_compile_is_one_error_not_a_failure() {
+        let dir = standard_with(&[(
+            "strict.rego",
+            "package portcullis.settings\n\nimport rego.v1\n\ntemplate := \"strict\"\n",
+        )]);
+        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()), false);
+        let text = report.render(false);
+        assert_eq!(report.exit_code(), 2, "{text}");
+        assert!(report.outcomes.is_empty());
+        assert!(
+            text.contains("strict.rego:5:1: conflicting rules"),
+            "{text}"
+        );
+        assert!(!text.contains("FAIL"), "{text}");
+        let json: Value = serde_json::from_str(&report.render_json()).unwrap();
+        assert_eq!(json["errors"][0]["location"]["row"], 5, "{json}");
     }
 
     #[test]
@@ -314,8 +836,10 @@ pub(crate) mod tests {
             "package x_test\ntest_a if {\n",
         )
         .unwrap();
-        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()));
+        let report = policy_test(&PolicySource::Dir(dir.path().to_path_buf()), false);
         assert!(!report.passed());
+        assert_eq!(report.exit_code(), 2);
+        assert!(!report.render(false).contains("FAIL: 0/0"));
         assert_eq!(
             report.compile_errors[0].line,
             Some(3),
@@ -333,7 +857,11 @@ pub(crate) mod tests {
         assert_eq!(errors[0].line, Some(6), "{errors:?}");
         let ok = policy_check(&PolicySource::Embedded(Template::Strict)).unwrap();
         assert_eq!(ok.evaluator, Evaluator::Rvm);
-        assert!(ok.files.iter().any(|f| f.contains("strict")));
+        assert!(
+            ok.files.iter().any(|f| f == "template.rego"),
+            "{:?}",
+            ok.files
+        );
     }
 
     /// The shipped standard policies plus `extra` (file name, text) in a directory.

@@ -66,21 +66,22 @@ const COMMON: &[(&str, &str)] = &[
     ),
 ];
 
-const STRICT: (&str, &str) = (
-    "templates/strict.rego",
-    include_str!("../../../policies/templates/strict.rego"),
+/// Selects the template (`template := "standard"`); every template's settings
+/// are in `settings.rego`, so a template is this file with its name.
+const SELECTOR: (&str, &str) = (
+    "template.rego",
+    include_str!("../../../policies/template.rego"),
 );
-const PERMISSIVE: (&str, &str) = (
-    "templates/permissive.rego",
-    include_str!("../../../policies/templates/permissive.rego"),
-);
+const SELECTED: &str = "template := \"standard\"";
 
-const TESTLIB: (&str, &str) = (
-    "testlib_test.rego",
-    include_str!("../../../policies/testlib_test.rego"),
-);
-
-const STANDARD_TESTS: &[(&str, &str)] = &[
+/// Every shipped test: each template's tests select their template
+/// (`with data.portcullis.settings.template as T`), so all of them run
+/// whichever template is served, as `opa test policies/` runs them.
+const TESTS: &[(&str, &str)] = &[
+    (
+        "testlib_test.rego",
+        include_str!("../../../policies/testlib_test.rego"),
+    ),
     (
         "portcullis_test.rego",
         include_str!("../../../policies/portcullis_test.rego"),
@@ -89,40 +90,35 @@ const STANDARD_TESTS: &[(&str, &str)] = &[
         "hardening_test.rego",
         include_str!("../../../policies/hardening_test.rego"),
     ),
+    (
+        "strict_test.rego",
+        include_str!("../../../policies/strict_test.rego"),
+    ),
+    (
+        "permissive_test.rego",
+        include_str!("../../../policies/permissive_test.rego"),
+    ),
 ];
-const STRICT_TESTS: &[(&str, &str)] = &[(
-    "templates/strict_test.rego",
-    include_str!("../../../policies/templates/strict_test.rego"),
-)];
-const PERMISSIVE_TESTS: &[(&str, &str)] = &[(
-    "templates/permissive_test.rego",
-    include_str!("../../../policies/templates/permissive_test.rego"),
-)];
 
 impl Template {
-    /// The policy files of this template: (file name, source).
+    /// The policy files of this template: (file name, source). The same files
+    /// as `policies/` but for the tests, with this template selected.
     pub fn files(self) -> Vec<(String, String)> {
         let mut files: Vec<(String, String)> = COMMON
             .iter()
             .map(|(n, s)| (n.to_string(), s.to_string()))
             .collect();
-        match self {
-            Template::Strict => files.push((STRICT.0.into(), STRICT.1.into())),
-            Template::Permissive => files.push((PERMISSIVE.0.into(), PERMISSIVE.1.into())),
-            Template::Standard => {}
-        }
+        let selector = SELECTOR
+            .1
+            .replacen(SELECTED, &format!("template := \"{self}\""), 1);
+        files.push((SELECTOR.0.to_string(), selector));
         files
     }
 
-    /// The `*_test.rego` files that test this template.
+    /// The shipped `*_test.rego` files (every template's tests).
     pub fn test_files(self) -> Vec<(String, String)> {
-        let tests = match self {
-            Template::Strict => STRICT_TESTS,
-            Template::Standard => STANDARD_TESTS,
-            Template::Permissive => PERMISSIVE_TESTS,
-        };
-        std::iter::once(&TESTLIB)
-            .chain(tests)
+        TESTS
+            .iter()
             .map(|(n, s)| (n.to_string(), s.to_string()))
             .collect()
     }
@@ -179,5 +175,49 @@ pub fn read_dir(dir: &Path, with_tests: bool) -> Result<Vec<(String, String)>, V
         Ok(files)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `policies/template.rego` holds the line each template rewrites, and
+    /// the embedded files are exactly the served files of `policies/`.
+    #[test]
+    fn each_template_selects_itself() {
+        assert_eq!(SELECTOR.1.matches(SELECTED).count(), 1, "{}", SELECTOR.1);
+        for template in [Template::Strict, Template::Standard, Template::Permissive] {
+            let files = template.files();
+            let selector = &files.iter().find(|(n, _)| n == "template.rego").unwrap().1;
+            assert!(
+                selector.contains(&format!("\ntemplate := \"{template}\"\n")),
+                "{selector}"
+            );
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let mut shipped: Vec<String> = read_dir(&dir, false)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p.rsplit('/').next().unwrap().to_string())
+            .collect();
+        let mut embedded: Vec<String> = Template::Standard
+            .files()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        shipped.sort();
+        embedded.sort();
+        assert_eq!(shipped, embedded);
+        let mut tests: Vec<String> = read_dir(&dir, true)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p.rsplit('/').next().unwrap().to_string())
+            .filter(|n| n.ends_with("_test.rego"))
+            .collect();
+        tests.sort();
+        let mut embedded: Vec<String> = TESTS.iter().map(|(n, _)| n.to_string()).collect();
+        embedded.sort();
+        assert_eq!(tests, embedded);
     }
 }

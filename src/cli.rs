@@ -341,6 +341,15 @@ pub enum PolicyCommand {
         /// Trust relationships (a JSON array) to evaluate against.
         #[arg(long)]
         trust: Option<PathBuf>,
+        /// Also say which rules produced the decision and each reason, with file:line.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: every rule defined for the input and its value.
+        #[arg(long, requires = "explain")]
+        full: bool,
+        /// text (default) or json.
+        #[arg(long, default_value = "text")]
+        format: String,
     },
 }
 

@@ -150,6 +150,9 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             source: args,
             input,
             trust,
+            explain,
+            full,
+            format,
         } => {
             let input = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading {}", input.display()))?;
@@ -160,8 +163,29 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 ),
                 None => None,
             };
-            let decision = tools::policy_eval(&source(&args)?, &input, trust.as_deref())?;
-            print!("{}", tools::render_decision(&decision));
+            let json = match format.as_str() {
+                "text" => false,
+                "json" => true,
+                other => anyhow::bail!("--format {other:?}: expected text or json"),
+            };
+            let source = source(&args)?;
+            let decision = if explain {
+                let e = tools::policy_explain(&source, &input, trust.as_deref(), full)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&e)?);
+                } else {
+                    print!("{}", tools::render_explanation(&e));
+                }
+                e.decision
+            } else {
+                let d = tools::policy_eval(&source, &input, trust.as_deref())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&d)?);
+                } else {
+                    print!("{}", tools::render_decision(&d));
+                }
+                d
+            };
             Ok(if decision.allowed {
                 ExitCode::SUCCESS
             } else {

@@ -65,6 +65,10 @@ struct CheckRequest {
     action: String,
     #[serde(default)]
     resource_path: Option<String>,
+    /// Also say which rules produced the decision (`policy eval --explain`);
+    /// `"full"` lists every rule defined for the input.
+    #[serde(default)]
+    explain: Option<Value>,
 }
 
 impl Admin {
@@ -220,6 +224,16 @@ impl Admin {
             Ok(c) => c,
             Err(e) => return bad_request(format!("invalid check request: {e}")),
         };
+        let full = match &check.explain {
+            None | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(false),
+            Some(Value::String(s)) if s == "full" => Some(true),
+            Some(other) => {
+                return bad_request(format!(
+                    "explain: expected true, false or \"full\", not {other}"
+                ))
+            }
+        };
         let Some(action) = Action::from_name(&check.action) else {
             return bad_request(format!("unknown action {:?}", check.action));
         };
@@ -296,15 +310,24 @@ impl Admin {
             Ok(seq) => seq,
             Err(e) => return log_unavailable(&e),
         };
-        reply::json(
-            StatusCode::OK,
-            &json!({
-                "allowed": decision.allowed,
-                "trustId": decision.trust_id,
-                "reason": decision.reasons.join("; "),
-                "reasons": decision.reasons,
-                "auditId": audit_id.to_string(),
-            }),
-        )
+        let mut answer = json!({
+            "allowed": decision.allowed,
+            "trustId": decision.trust_id,
+            "reason": decision.reasons.join("; "),
+            "reasons": decision.reasons,
+            "auditId": audit_id.to_string(),
+        });
+        if let Some(full) = full {
+            match crate::decide::tools::explain_decision(&self.engine, &input, decision, full) {
+                Ok(e) => answer["explain"] = json!(e),
+                Err(e) => {
+                    return reply::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("portcullis: explaining the decision: {e:#}"),
+                    )
+                }
+            }
+        }
+        reply::json(StatusCode::OK, &answer)
     }
 }

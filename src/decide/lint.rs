@@ -782,3 +782,36 @@ pub(crate) fn memo_unsafe(modules: &[Ref<Module>]) -> Option<String> {
     }
     None
 }
+
+/// A rule that takes no arguments (complete, partial set or partial object),
+/// with where each of its definitions is: what `policy eval --explain` can
+/// evaluate by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RulePlace {
+    /// `data.portcullis.decision`.
+    pub path: String,
+    /// `(file, line)` of each definition, defaults included.
+    pub places: Vec<(String, u32)>,
+}
+
+/// Every rule without arguments, by path, with its definitions' places.
+pub(crate) fn rule_places(modules: &[Ref<Module>]) -> Vec<RulePlace> {
+    Rules::collect(modules)
+        .by_path
+        .into_iter()
+        .filter(|(path, defs)| {
+            !defs.iter().any(|d| d.kind == RuleKind::Function)
+                && !path
+                    .rsplit('.')
+                    .next()
+                    .is_some_and(|n| n.starts_with("test_"))
+        })
+        .map(|(path, defs)| RulePlace {
+            path,
+            places: defs
+                .iter()
+                .map(|d| (d.file.to_string(), d.span.line))
+                .collect(),
+        })
+        .collect()
+}

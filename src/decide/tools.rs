@@ -640,6 +640,181 @@ pub fn policy_eval(
     Ok(engine.decide_json(input))
 }
 
+/// One rule's part in a decision: where it is defined and what it came to
+/// for this input.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTrace {
+    /// `data.portcullis.allowed_by_trust`.
+    pub rule: String,
+    /// `file:line` of each definition.
+    pub at: Vec<String>,
+    /// Its value for this input.
+    pub value: Value,
+    /// The decision's reasons this rule's value holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// `policy eval --explain`: the decision, the rules that produced it and
+/// each reason, and with `--full` every rule defined for the input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub decision: Decision,
+    /// The entry point and the rules whose values hold the decision's
+    /// reasons (what produced it), in the policy's order.
+    pub decided_by: Vec<RuleTrace>,
+    /// With `--full`: every rule without arguments and its value (undefined
+    /// rules left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleTrace>>,
+}
+
+/// Whether `value` is, or holds, the string `reason` (as a string, or an
+/// element or field of an array, set or object, at any depth).
+fn holds_reason(value: &Value, reason: &str) -> bool {
+    match value {
+        Value::String(s) => s == reason,
+        Value::Array(a) => a.iter().any(|v| holds_reason(v, reason)),
+        Value::Object(o) => o.values().any(|v| holds_reason(v, reason)),
+        _ => false,
+    }
+}
+
+/// Decide `input_json` as `policy eval` does, then say which rules produced
+/// the decision: every rule without arguments is evaluated by name on the
+/// same input and data (on the interpreter), and those whose values hold a
+/// reason of the decision are named with their file:line.
+pub fn policy_explain(
+    source: &PolicySource,
+    input_json: &str,
+    trust_json: Option<&str>,
+    full: bool,
+) -> anyhow::Result<Explanation> {
+    let decision = policy_eval(source, input_json, trust_json)?;
+    let files = read_source(source).map_err(|e| anyhow::anyhow!("{}", errors_text(&e)))?;
+    let snapshot = match trust_json {
+        Some(t) => parse_trust_json(t)?,
+        None => TrustSnapshot {
+            revision: 0,
+            relationships: Vec::new(),
+        },
+    };
+    let input: Value =
+        serde_json::from_str(input_json).map_err(|e| anyhow::anyhow!("input is not JSON: {e}"))?;
+    explain_with(&files, snapshot, &input, decision, full)
+}
+
+/// Explain `decision`, made on `input` by the engine's current policy and
+/// trust (`trust/check` with `explain: true`).
+pub fn explain_decision(
+    engine: &PolicyEngine,
+    input: &super::PolicyInput,
+    decision: Decision,
+    full: bool,
+) -> anyhow::Result<Explanation> {
+    let files =
+        read_source(&engine.source()).map_err(|e| anyhow::anyhow!("{}", errors_text(&e)))?;
+    let input = serde_json::to_value(input)?;
+    explain_with(&files, engine.trust_snapshot()?, &input, decision, full)
+}
+
+fn explain_with(
+    files: &[(String, String)],
+    snapshot: TrustSnapshot,
+    input: &Value,
+    decision: Decision,
+    full: bool,
+) -> anyhow::Result<Explanation> {
+    let mut engine = engine_with(files).map_err(|e| anyhow::anyhow!("{}", errors_text(&e)))?;
+    let trust = crate::trust::CompiledTrust::build(snapshot.revision, snapshot.relationships)?;
+    let now_ns = match input.get("now").and_then(Value::as_str) {
+        Some(n) => crate::trust::parse_rfc3339("now", n)?.unix_timestamp_nanos(),
+        None => time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+    };
+    engine.set_input(super::facts::to_policy_value(input, &trust, now_ns)?);
+    engine.add_data(super::facts::json_to_value(&trust.data))?;
+    let places = super::lint::rule_places(engine.get_modules());
+    let mut decided_by = Vec::new();
+    let mut rules = Vec::new();
+    for place in places {
+        let Ok(value) = engine.eval_rule(place.path.clone()) else {
+            continue;
+        };
+        if value == regorus::Value::Undefined {
+            continue;
+        }
+        let value: Value = serde_json::to_value(&value).unwrap_or(Value::Null);
+        let reasons: Vec<String> = decision
+            .reasons
+            .iter()
+            .filter(|r| holds_reason(&value, r))
+            .cloned()
+            .collect();
+        let trace = RuleTrace {
+            at: place
+                .places
+                .iter()
+                .map(|(f, l)| format!("{f}:{l}"))
+                .collect(),
+            rule: place.path,
+            value,
+            reasons,
+        };
+        if trace.rule == super::engine::ENTRY_POINT || !trace.reasons.is_empty() {
+            decided_by.push(trace.clone());
+        }
+        if full {
+            rules.push(trace);
+        }
+    }
+    Ok(Explanation {
+        decision,
+        decided_by,
+        rules: full.then_some(rules),
+    })
+}
+
+fn errors_text(errors: &[CompileError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How `policy eval --explain` prints: the decision, then each rule that
+/// produced it (short values), then with `--full` every rule.
+pub fn render_explanation(e: &Explanation) -> String {
+    let mut out = render_decision(&e.decision);
+    let short = |v: &Value| {
+        let s = v.to_string();
+        if s.chars().count() > 100 {
+            format!("{}…", s.chars().take(100).collect::<String>())
+        } else {
+            s
+        }
+    };
+    out.push_str("decided by:\n");
+    for t in &e.decided_by {
+        out.push_str(&format!("  {} ({})\n", t.rule, t.at.join(", ")));
+        for r in &t.reasons {
+            out.push_str(&format!("    reason: {r}\n"));
+        }
+    }
+    if let Some(rules) = &e.rules {
+        out.push_str("every rule defined for this input:\n");
+        for t in rules {
+            out.push_str(&format!(
+                "  {} = {} ({})\n",
+                t.rule,
+                short(&t.value),
+                t.at.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 /// How `policy eval` prints a decision.
 pub fn render_decision(decision: &Decision) -> String {
     let mut out = format!(
@@ -946,6 +1121,43 @@ pub(crate) mod tests {
         for template in [Template::Standard, Template::Strict, Template::Permissive] {
             assert!(policy_check(&PolicySource::Embedded(template)).is_ok());
         }
+    }
+
+    #[test]
+    fn explain_names_the_rules_that_produced_each_reason_with_file_and_line() {
+        let trust = r#"[{"caller_service": "ci", "target_container": "web-*", "can_restart": true, "id": "t1"}]"#;
+        let input = r#"{"caller": {"name": "ci", "admin": false, "identified": true},
+            "action": "container.restart", "resource": {"kind": "container", "name": "web-2"},
+            "target": {"name": "web-2", "labels": {}}, "body": null, "file": null}"#;
+        let source = PolicySource::Embedded(Template::Standard);
+        let rules = |e: &Explanation| -> Vec<String> {
+            e.decided_by.iter().map(|t| t.rule.clone()).collect()
+        };
+        let allowed = policy_explain(&source, input, Some(trust), false).unwrap();
+        assert!(allowed.decision.allowed);
+        assert!(rules(&allowed).contains(&"data.portcullis.allowed_by_trust".to_string()));
+        let by = &allowed.decided_by[0];
+        assert!(by.at[0].starts_with("portcullis.rego:"), "{by:?}");
+        assert!(allowed.rules.is_none());
+        let denied = policy_explain(
+            &source,
+            &input.replace("restart", "exec"),
+            Some(trust),
+            true,
+        )
+        .unwrap();
+        assert!(!denied.decision.allowed);
+        assert!(rules(&denied).contains(&"data.portcullis.no_grant_reason".to_string()));
+        assert!(rules(&denied).contains(&"data.portcullis.decision".to_string()));
+        assert!(!rules(&denied).contains(&"data.portcullis.allowed_by_trust".to_string()));
+        // --full: every defined rule, the entry point among them.
+        let all = denied.rules.as_ref().unwrap();
+        assert!(all.len() > 20 && all.iter().any(|t| t.rule == "data.portcullis.need"));
+        let text = render_explanation(&denied);
+        assert!(
+            text.contains("decided by:") && text.contains("needs can_exec"),
+            "{text}"
+        );
     }
 
     #[test]

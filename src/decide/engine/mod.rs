@@ -236,6 +236,27 @@ impl PolicyEngine {
             .clone()
     }
 
+    /// The policy source in force.
+    pub fn source(&self) -> PolicySource {
+        self.source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The trust data in force, as a snapshot (from the store when one is
+    /// attached, else none).
+    pub fn trust_snapshot(&self) -> Result<TrustSnapshot, crate::trust::TrustError> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match store {
+            Some(store) => store.snapshot(),
+            None => Ok(TrustSnapshot {
+                revision: 0,
+                relationships: Vec::new(),
+            }),
+        }
+    }
+
     /// Reuse decisions for inputs decided before (the default), or not
     /// (`serve --no-decision-memo`, and the tests that compare the two).
     pub fn set_memo(&self, on: bool) {

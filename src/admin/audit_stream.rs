@@ -182,7 +182,8 @@ async fn send_from(log: &AuditLog, from: u64, tx: &mpsc::Sender<Bytes>) -> Optio
                     }
                 }
                 Err(e) => {
-                    let msg = json!({ "error": format!("portcullis: audit stream at seq {next}: {e}") });
+                    let msg =
+                        json!({ "error": format!("portcullis: audit stream at seq {next}: {e}") });
                     chunk.extend_from_slice(msg.to_string().as_bytes());
                     chunk.push(b'\n');
                     let _ = tx.blocking_send(Bytes::from(chunk));
@@ -236,7 +237,12 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().first_seq(50), 1);
         assert_eq!(parse(&[("follow", "true")]).unwrap().first_seq(50), 51);
         assert_eq!(parse(&[("from", "7")]).unwrap().first_seq(50), 7);
-        assert_eq!(parse(&[("last", "10"), ("follow", "true")]).unwrap().first_seq(50), 41);
+        assert_eq!(
+            parse(&[("last", "10"), ("follow", "true")])
+                .unwrap()
+                .first_seq(50),
+            41
+        );
         assert_eq!(parse(&[("last", "100")]).unwrap().first_seq(50), 1);
         for bad in [
             &[("from", "x")][..],

@@ -400,7 +400,10 @@ mod tests {
     fn a_range_names_its_first_link() {
         let r = verify(&chain(3, 10, [7u8; 32]));
         assert!(r.is_ok(), "{r:?}");
-        assert_eq!(r.start, format!("starts at seq 10 after hash {}", "07".repeat(32)));
+        assert_eq!(
+            r.start,
+            format!("starts at seq 10 after hash {}", "07".repeat(32))
+        );
     }
 
     #[test]
@@ -408,7 +411,10 @@ mod tests {
         let mut lines = chain(4, 1, GENESIS_HASH);
         lines[2] = lines[2].replace("\"caller\":\"ci\"", "\"caller\":\"cj\"");
         let b = verify(&lines).broken.unwrap();
-        assert_eq!((b.seq, b.kind, b.line), (Some(3), ExportBreakKind::HashMismatch, 3));
+        assert_eq!(
+            (b.seq, b.kind, b.line),
+            (Some(3), ExportBreakKind::HashMismatch, 3)
+        );
     }
 
     #[test]
@@ -441,7 +447,15 @@ mod tests {
     fn opa_events_have_opas_fields() {
         let line: ChainedRecord = serde_json::from_str(&chain(1, 1, GENESIS_HASH)[0]).unwrap();
         let e = opa_event(&line);
-        for k in ["decision_id", "path", "input", "result", "timestamp", "labels", "metrics"] {
+        for k in [
+            "decision_id",
+            "path",
+            "input",
+            "result",
+            "timestamp",
+            "labels",
+            "metrics",
+        ] {
             assert!(e.get(k).is_some(), "{k}");
         }
         assert_eq!(e["decision_id"], "1");

@@ -115,7 +115,9 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-pub use export::{opa_event, verify_export, ChainedRecord, ExportBreak, ExportBreakKind, ExportVerifyReport};
+pub use export::{
+    opa_event, verify_export, ChainedRecord, ExportBreak, ExportBreakKind, ExportVerifyReport,
+};
 pub use format::{format_json, format_jsonl, format_table, record_json};
 pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use permit::{record_decision, Permit, Recorded};

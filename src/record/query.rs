@@ -484,14 +484,17 @@ fn request_ids(
 ) -> Box<dyn Iterator<Item = Result<u64, RecordError>>> {
     let prefix = store::request_id_prefix(request_id);
     let skip = prefix.len();
-    let seq_of = move |r: sled::Result<(sled::IVec, sled::IVec)>| -> Option<Result<u64, RecordError>> {
-        match r {
-            Err(e) => Some(Err(RecordError::Store(format!("audit request-id index: {e}")))),
-            Ok((k, _)) => codec::parse_seq(&k[skip..])
-                .filter(|s| *s >= lo && *s <= hi)
-                .map(Ok),
-        }
-    };
+    let seq_of =
+        move |r: sled::Result<(sled::IVec, sled::IVec)>| -> Option<Result<u64, RecordError>> {
+            match r {
+                Err(e) => Some(Err(RecordError::Store(format!(
+                    "audit request-id index: {e}"
+                )))),
+                Ok((k, _)) => codec::parse_seq(&k[skip..])
+                    .filter(|s| *s >= lo && *s <= hi)
+                    .map(Ok),
+            }
+        };
     let scan = stores.log.scan_prefix(prefix);
     if newest {
         Box::new(scan.rev().filter_map(seq_of))

@@ -466,7 +466,12 @@ fn group_commits_land_in_power_of_two_size_buckets() {
 fn by_request(log: &AuditLog, rid: &str) -> Vec<u64> {
     let pairs = vec![("request_id".to_string(), rid.to_string())];
     let f = AuditFilter::from_query_pairs(&pairs).unwrap();
-    log.query(&f).unwrap().records.iter().map(|r| r.seq).collect()
+    log.query(&f)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.seq)
+        .collect()
 }
 
 #[test]

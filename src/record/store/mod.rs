@@ -57,9 +57,9 @@ use super::{AuditRecord, RecordError};
 
 pub use checkpoint::Checkpoint;
 pub(crate) use keys::{
-    blob_key, chunk_key, parse_blob_key, request_id_key, request_id_prefix, INDEX_SEP, KIND_ACTION, KIND_CALLER, KIND_DECISION,
-    KIND_TARGET, KIND_TIME, MAX_BATCH_CAP, META_HEAD, PREFIX_CHUNK, PREFIX_INDEX, PREFIX_RECORDS,
-    TREE_LOG,
+    blob_key, chunk_key, parse_blob_key, request_id_key, request_id_prefix, INDEX_SEP, KIND_ACTION,
+    KIND_CALLER, KIND_DECISION, KIND_TARGET, KIND_TIME, MAX_BATCH_CAP, META_HEAD, PREFIX_CHUNK,
+    PREFIX_INDEX, PREFIX_RECORDS, TREE_LOG,
 };
 use keys::{META_CHECKPOINT, META_INDEXED, META_RID_INDEXED, OLD_LAYOUT_TREE};
 pub(crate) use pack::Packer;

@@ -119,6 +119,7 @@ pub use export::{
     opa_event, verify_export, ChainedRecord, ExportBreak, ExportBreakKind, ExportVerifyReport,
 };
 pub use format::{format_json, format_jsonl, format_table, record_json};
+pub use index::DEFAULT_INDEX_CHUNK;
 pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use permit::{record_decision, Permit, Recorded};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};

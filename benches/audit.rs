@@ -156,6 +156,15 @@ fn main() {
     );
 
     // Query by caller: newest page of 100 from the caller index.
+    let (main, rid) = log.index_marks().expect("index marks");
+    let head = log.head().0;
+    let applied = log.stats().applied_seq;
+    println!(
+        "right after the load: {} records not yet applied to sled, {} not in the secondary index, {} not in the request-id index",
+        head - applied,
+        head - main,
+        head - rid
+    );
     let mut times = Vec::new();
     for c in 0..20 {
         let filter = AuditFilter {
@@ -182,6 +191,25 @@ fn main() {
         times.push(t.elapsed());
     }
     report("query caller+deny (limit 100)", &mut times);
+
+    // How long the indexer needs, after the load, to be within two chunks of the
+    // head (what the request-id queries below rely on).
+    let chunk = portcullis::record::DEFAULT_INDEX_CHUNK;
+    let t = Instant::now();
+    let (mut main_at, mut rid_at) = (None, None);
+    while t.elapsed() < Duration::from_secs(300) && (main_at.is_none() || rid_at.is_none()) {
+        let (main, rid) = log.index_marks().expect("index marks");
+        if main_at.is_none() && main + 2 * chunk >= head {
+            main_at = Some(t.elapsed());
+        }
+        if rid_at.is_none() && rid + 2 * chunk >= head {
+            rid_at = Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "indexer caught up after the load: secondary index {main_at:.2?}, request-id index {rid_at:.2?}"
+    );
 
     // Request id: its own index (one key per record), up to the indexer's mark;
     // the records after it (at most about one index chunk) are scanned. Wait for

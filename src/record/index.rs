@@ -41,18 +41,20 @@ pub(crate) const MAX_CHUNK_SPAN: u64 = MAX_INDEX_CHUNK + MAX_BATCH_CAP as u64;
 pub(crate) fn run(stores: Stores, chunk: u64, lock: Arc<Mutex<()>>, wake: Receiver<()>) {
     while wake.recv().is_ok() {
         while wake.try_recv().is_ok() {}
-        for pass in [index_one_chunk, index_request_ids] {
-            loop {
+        // One chunk of each in turn: a log whose request-id index is being built
+        // from the start must not hold the secondary index back meanwhile.
+        loop {
+            let mut progressed = false;
+            for pass in [index_one_chunk, index_request_ids] {
                 match pass(&stores, chunk, &lock, false) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        // Queries stay complete (they scan the unindexed tail); only
-                        // their speed suffers until a later wake succeeds.
-                        tracing::warn!(error = %e, "audit indexer could not post a chunk");
-                        break;
-                    }
+                    Ok(done) => progressed |= done,
+                    // Queries stay complete (they scan the unindexed tail); only
+                    // their speed suffers until a later wake succeeds.
+                    Err(e) => tracing::warn!(error = %e, "audit indexer could not post a chunk"),
                 }
+            }
+            if !progressed {
+                break;
             }
         }
     }

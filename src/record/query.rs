@@ -6,9 +6,9 @@
 //!
 //! Execution picks one driving index, the most selective available:
 //! request id (its own index, one key per record), target, caller, action, time
-//! range, decision; with none it walks the records, newest first, stopping once the page is full. The index
-//! covers seqs up to its `indexed` mark (see [`super::index`]); records after it are
-//! found by scanning their blobs, checking the raw bytes before decoding. Every
+//! range, decision; with none it walks the records, newest first, stopping once
+//! the page is full. An index covers seqs up to its mark (see [`super::index`]);
+//! records after it are found by scanning their blobs, checking the raw bytes before decoding. Every
 //! returned record is checked against ALL filters, so the choice of index affects
 //! speed only, never the answer. Target matches the full container
 //! id or the name exactly (short ids are resolved by the caller of this API).

@@ -494,6 +494,8 @@ fn request_ids_are_indexed_and_rebuilt_for_a_log_without_the_index() {
         }
         log.testing_index_all().unwrap();
         assert_eq!(log.index_marks().unwrap().1, 50);
+        // The index keys live beside the records; the chain still verifies.
+        assert!(log.verify().unwrap().is_ok());
         assert_eq!(by_request(&log, "r7"), vec![7]);
         assert_eq!(by_request(&log, "r30"), vec![31, 30]);
         // Not yet indexed: found by the tail scan.
@@ -536,6 +538,7 @@ fn request_ids_are_indexed_and_rebuilt_for_a_log_without_the_index() {
     }
     assert_eq!(by_request(&log, "r30"), vec![31, 30]);
     assert_eq!(by_request(&log, "r45"), vec![45]);
+    assert!(log.verify().unwrap().is_ok());
 }
 
 #[test]

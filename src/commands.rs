@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use http::Method;
@@ -345,46 +344,50 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             lines,
             server,
         } => {
-            let client = AdminClient::new(&server);
-            let page = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/trust/audit?limit={}", lines.clamp(1, 1000)),
-                    None,
-                )
-                .await?;
-            let (mut records, _) = records_of(&page)?;
-            records.reverse();
-            print!("{}", record::format_jsonl(&records));
-            let mut last = records.last().map(|r| r.seq).unwrap_or(0);
-            if !follow {
-                return Ok(ExitCode::SUCCESS);
-            }
-            loop {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let path = format!("/api/v1/trust/audit?order=oldest&cursor={last}&limit=1000");
-                let (records, _) = records_of(&client.call(Method::GET, &path, None).await?)?;
-                if let Some(r) = records.last() {
-                    last = r.seq;
-                }
-                print!("{}", record::format_jsonl(&records));
-            }
-        }
-        AuditCommand::Export { from, server } => {
-            let client = AdminClient::new(&server);
-            let mut cursor = from.saturating_sub(1);
-            loop {
-                let path = format!("/api/v1/trust/audit?order=oldest&cursor={cursor}&limit=1000");
-                let (records, next) = records_of(&client.call(Method::GET, &path, None).await?)?;
-                print!("{}", record::format_jsonl(&records));
-                match (next, records.last()) {
-                    (Some(_), Some(r)) => cursor = r.seq,
-                    _ => break,
-                }
-            }
+            // One request, decided and recorded once, however long it follows.
+            let path = format!(
+                "/api/v1/audit/stream?last={}&follow={follow}",
+                lines.clamp(1, 1000)
+            );
+            stream_lines(&AdminClient::new(&server), &path, |line| {
+                println!("{line}");
+                Ok(())
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { data_dir, server } => {
+        AuditCommand::Export {
+            from,
+            format,
+            server,
+        } => {
+            let opa = match format.as_str() {
+                "jsonl" => false,
+                "opa" => true,
+                other => anyhow::bail!("unknown export format {other:?} (jsonl, opa)"),
+            };
+            let path = format!("/api/v1/audit/stream?from={}", from.max(1));
+            stream_lines(&AdminClient::new(&server), &path, |line| {
+                if opa {
+                    let rec: record::ChainedRecord = serde_json::from_str(line)
+                        .context("the server's export line is not a record")?;
+                    println!("{}", record::opa_event(&rec));
+                } else {
+                    println!("{line}");
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            data_dir,
+            file: Some(file),
+            ..
+        } if data_dir.is_none() => verify_export_file(&file),
+        AuditCommand::Verify {
+            data_dir, server, ..
+        } => {
             let report = match data_dir {
                 Some(dir) => serde_json::to_value(record::verify_offline(&dir)?)?,
                 None => {
@@ -420,4 +423,81 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `audit verify --file`: an export checked offline, without the server.
+fn verify_export_file(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let report = if file.as_os_str() == "-" {
+        record::verify_export(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        record::verify_export(std::io::BufReader::new(f))
+    }
+    .with_context(|| format!("reading {}", file.display()))?;
+    print_json(&serde_json::to_value(&report)?);
+    eprintln!("the export {}", report.start);
+    match &report.broken {
+        Some(b) => {
+            eprintln!("the export is BROKEN: {b}");
+            Ok(ExitCode::FAILURE)
+        }
+        None if report.checked == 0 => {
+            eprintln!("the export holds no records: nothing verifies");
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            eprintln!(
+                "the export verifies: {} records, seq {} to {}, ending at hash {} (compare with the server's head)",
+                report.checked,
+                report.from_seq.unwrap_or(0),
+                report.last_good_seq.unwrap_or(0),
+                report.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Read a streamed JSON Lines answer, handing each line to `each` as it
+/// arrives. An `{"error": …}` line (the server failed mid-stream) is an error.
+async fn stream_lines(
+    client: &AdminClient,
+    path: &str,
+    mut each: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    use std::io::Write;
+    let resp = client.open(Method::GET, path, None).await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await?.to_bytes();
+        anyhow::bail!("{} ({status})", crate::admin::cli::server_message(&bytes));
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the server's stream")?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = std::str::from_utf8(&line[..end]).context("the stream is not UTF-8")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if line.starts_with("{\"error\"") {
+                let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+                let msg = v["error"].as_str().unwrap_or(line);
+                anyhow::bail!("{}", msg.strip_prefix("portcullis: ").unwrap_or(msg));
+            }
+            each(line)?;
+        }
+        std::io::stdout().flush().context("writing to stdout")?;
+    }
+    if !pending.is_empty() {
+        anyhow::bail!("the server's stream ended inside a line");
+    }
+    Ok(())
 }

@@ -110,27 +110,37 @@ pub enum CallerCommand {
 pub enum AuditCommand {
     /// Query the decision log.
     Query(AuditQuery),
-    /// Print the newest records; --follow keeps printing new ones.
+    /// Print the newest records; --follow keeps printing new ones, streamed by
+    /// the server (one request, recorded once).
     Tail {
-        #[arg(long)]
+        #[arg(long, short = 'f')]
         follow: bool,
         #[arg(long, default_value_t = 20)]
         lines: usize,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Export records as JSONL, oldest first, resumable from a sequence id.
+    /// Export records as JSONL, oldest first, resumable from a sequence id. Each
+    /// line carries the record's `hash` and `prev_hash`, so `audit verify --file`
+    /// checks it without the server.
     Export {
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// jsonl (records with their chain hashes) or opa (OPA's decision-log events)
+        #[arg(long, default_value = "jsonl")]
+        format: String,
         #[command(flatten)]
         server: ServerArgs,
     },
     /// Walk the hash chain and report the first break.
     Verify {
         /// Verify offline, opening the data directory directly (server stopped).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         data_dir: Option<PathBuf>,
+        /// Verify an export (`audit export` output, `-` for stdin) offline: every
+        /// record's hash and every link, from the chain's start or as a range.
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
     },

@@ -9,6 +9,7 @@
 // A handler's early exit *is* its response, so errors are responses.
 #![allow(clippy::result_large_err)]
 
+pub mod audit_stream;
 pub mod cli;
 
 use std::sync::Arc;
@@ -114,6 +115,12 @@ impl Admin {
                 Ok(body) => self.check(stages, req.caller, body, req.life).await,
                 Err(r) => r,
             },
+            AdminOp::AuditStream => {
+                match audit_stream::StreamParams::from_query_pairs(&request.query) {
+                    Ok(params) => audit_stream::respond(&self.log, params),
+                    Err(e) => audit_stream::bad_request(e),
+                }
+            }
             AdminOp::AuditVerify => match self.log.verify() {
                 Ok(report) => ok(json!(report)),
                 Err(e) => reply::error(

@@ -28,6 +28,8 @@ pub enum AdminOp {
     TrustPatch,
     TrustDelete,
     AuditVerify,
+    /// `GET /api/v1/audit/stream`: records as JSON Lines, optionally followed.
+    AuditStream,
     CallerList,
     CallerCreate,
     CallerGet,

@@ -344,6 +344,7 @@ pub static ROUTES: &[Route] = &[
     admin("PATCH", "/api/v1/trust/{id}", A::TRUST_WRITE, Json, Op::TrustPatch),
     admin("DELETE", "/api/v1/trust/{id}", A::TRUST_WRITE, Ignored, Op::TrustDelete),
     admin("GET", "/api/v1/audit/verify", A::AUDIT_READ, Ignored, Op::AuditVerify),
+    admin("GET", "/api/v1/audit/stream", A::AUDIT_READ, Ignored, Op::AuditStream),
     admin("GET", "/api/v1/callers", A::CALLER_READ, Ignored, Op::CallerList),
     admin("POST", "/api/v1/callers", A::CALLER_WRITE, Json, Op::CallerCreate),
     admin("GET", "/api/v1/callers/{name}", A::CALLER_READ, Ignored, Op::CallerGet),

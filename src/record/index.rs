@@ -11,6 +11,10 @@
 //! of the (bounded) unindexed tail, so they are complete whether or not the
 //! indexer has caught up, crashed, or was never run on an old tail.
 //!
+//! The request-id index (one key per record, see [`super::store`]) is posted by
+//! a second pass with its own mark, so a log written before it existed gets it
+//! built from its first record by the same thread, chunk by chunk, after start.
+//!
 //! Chunks end on blob boundaries, so `indexed` is always the last seq of a
 //! blob, and a chunk spans at most `index_chunk + MAX_BATCH_CAP` seqs.
 
@@ -37,16 +41,20 @@ pub(crate) const MAX_CHUNK_SPAN: u64 = MAX_INDEX_CHUNK + MAX_BATCH_CAP as u64;
 pub(crate) fn run(stores: Stores, chunk: u64, lock: Arc<Mutex<()>>, wake: Receiver<()>) {
     while wake.recv().is_ok() {
         while wake.try_recv().is_ok() {}
+        // One chunk of each in turn: a log whose request-id index is being built
+        // from the start must not hold the secondary index back meanwhile.
         loop {
-            match index_one_chunk(&stores, chunk, &lock, false) {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
+            let mut progressed = false;
+            for pass in [index_one_chunk, index_request_ids] {
+                match pass(&stores, chunk, &lock, false) {
+                    Ok(done) => progressed |= done,
                     // Queries stay complete (they scan the unindexed tail); only
                     // their speed suffers until a later wake succeeds.
-                    tracing::warn!(error = %e, "audit indexer could not post a chunk");
-                    break;
+                    Err(e) => tracing::warn!(error = %e, "audit indexer could not post a chunk"),
                 }
+            }
+            if !progressed {
+                break;
             }
         }
     }
@@ -118,6 +126,57 @@ pub(crate) fn index_one_chunk(
     }
     batch.insert(&chunk_key(from)[..], ChunkDir { last: end, keys }.encode());
     store::set_indexed(&mut batch, end);
+    stores.commit(batch)?;
+    Ok(true)
+}
+
+/// Post the request ids of the next chunk after the request-id mark, if at least
+/// `chunk` records are not covered (or any, with `force`). Returns whether it did.
+pub(crate) fn index_request_ids(
+    stores: &Stores,
+    chunk: u64,
+    lock: &Mutex<()>,
+    force: bool,
+) -> Result<bool, RecordError> {
+    let _exclusive_with_prune = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let cp = stores.read_checkpoint()?;
+    let from = stores.read_rid_indexed()?.max(cp.first_seq - 1) + 1;
+    let Some(last) = stores.last_seq()? else {
+        return Ok(false);
+    };
+    if last < from || (!force && last - from + 1 < chunk) {
+        return Ok(false);
+    }
+    let start_blob = stores.blob_start_for(from)?.unwrap_or(from);
+    let mut batch = Batch::default();
+    let mut count = 0u64;
+    let mut end = None;
+    for item in stores.blobs_from(start_blob) {
+        let (k, blob) = item.map_err(|e| store::store_err("index request ids: read blob", e))?;
+        let Some(blob_first) = parse_blob_key(&k) else {
+            break;
+        };
+        let mut blob_last = blob_first;
+        for (seq, value) in codec::blob_entries(&blob).map_while(Result::ok) {
+            blob_last = seq;
+            if seq < from {
+                continue;
+            }
+            count += 1;
+            // Damaged records cannot be posted; verify names them.
+            if let Some(rid) = codec::peek_request_id(value) {
+                batch.insert(store::request_id_key(rid, seq), &[][..]);
+            }
+        }
+        end = Some(blob_last.max(from));
+        if count >= chunk {
+            break;
+        }
+    }
+    let Some(end) = end else {
+        return Ok(false);
+    };
+    store::set_rid_indexed(&mut batch, end);
     stores.commit(batch)?;
     Ok(true)
 }

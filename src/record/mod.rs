@@ -90,6 +90,7 @@
 
 mod apply;
 pub mod codec;
+pub mod export;
 pub mod format;
 pub(crate) mod index;
 mod offline;
@@ -114,7 +115,11 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+pub use export::{
+    opa_event, verify_export, ChainedRecord, ExportBreak, ExportBreakKind, ExportVerifyReport,
+};
 pub use format::{format_json, format_jsonl, format_table, record_json};
+pub use index::DEFAULT_INDEX_CHUNK;
 pub use offline::{repair_offline, verify_offline, RepairReport};
 pub use permit::{record_decision, Permit, Recorded};
 pub use query::{AuditFilter, AuditPage, FilterError, Order};
@@ -409,6 +414,25 @@ impl AuditLog {
         }
     }
 
+    /// [`AuditLog::export`] with each record's chain hash and its predecessor's,
+    /// so the export verifies on its own ([`export::verify_export`]).
+    pub fn export_chained(
+        &self,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<ChainedRecord, RecordError>> + Send + 'static {
+        match self.caught_up(u64::MAX) {
+            Ok(()) => export::chained_records(&self.inner.stores, from_seq),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    /// The last seqs the secondary index and the request-id index cover
+    /// (benches and tests wait for the indexer with it).
+    pub fn index_marks(&self) -> Result<(u64, u64), RecordError> {
+        let s = &self.inner.stores;
+        Ok((s.read_indexed()?, s.read_rid_indexed()?))
+    }
+
     /// Write records from `from_seq` on as JSON Lines; returns (count, last seq written).
     pub fn export_jsonl<W: Write>(
         &self,
@@ -501,6 +525,14 @@ pub fn export_db(
     from_seq: u64,
 ) -> Result<impl Iterator<Item = Result<AuditRecord, RecordError>>, RecordError> {
     Ok(export_records(&Stores::open(db)?, from_seq))
+}
+
+/// [`export_db`] with chain hashes (offline tools); see [`AuditLog::export_chained`].
+pub fn export_chained_db(
+    db: &sled::Db,
+    from_seq: u64,
+) -> Result<impl Iterator<Item = Result<ChainedRecord, RecordError>>, RecordError> {
+    Ok(export::chained_records(&Stores::open(db)?, from_seq))
 }
 
 /// Query `db` without a writer (offline tools).
@@ -629,6 +661,9 @@ fn prune(stores: &Stores, policy: PrunePolicy) -> Result<PruneReport, RecordErro
                     )));
                 }
                 link = split.hash;
+                if let Some(rid) = codec::peek_request_id(value) {
+                    batch.remove(store::request_id_key(rid, *seq));
+                }
             }
             prev = link;
             batch.remove(k);

@@ -5,10 +5,10 @@
 //! record); pass it back as `cursor` to continue strictly past it, in the same order.
 //!
 //! Execution picks one driving index, the most selective available:
-//! target, caller, action, time range, decision; with none (or only request_id) it
-//! walks the records, newest first, stopping once the page is full. The index
-//! covers seqs up to its `indexed` mark (see [`super::index`]); records after it are
-//! found by scanning their blobs, checking the raw bytes before decoding. Every
+//! request id (its own index, one key per record), target, caller, action, time
+//! range, decision; with none it walks the records, newest first, stopping once
+//! the page is full. An index covers seqs up to its mark (see [`super::index`]);
+//! records after it are found by scanning their blobs, checking the raw bytes before decoding. Every
 //! returned record is checked against ALL filters, so the choice of index affects
 //! speed only, never the answer. Target matches the full container
 //! id or the name exactly (short ids are resolved by the caller of this API).
@@ -319,25 +319,33 @@ pub(crate) fn run(stores: &Stores, f: &AuditFilter) -> Result<AuditPage, RecordE
         f.allowed
             .map(|a| (store::KIND_DECISION, store::decision_value(a)))
     };
+    let by_request = f.request_id.as_deref().map(str::as_bytes);
     let timed = keyed.is_none() && (f.since_nanos.is_some() || f.until_nanos.is_some());
-    if keyed.is_none() && !timed {
+    if by_request.is_none() && keyed.is_none() && !timed {
         scan_blobs(stores, lo, hi, newest, &mut page)?;
         return Ok(page.finish());
     }
 
     // Postings cover seqs up to `indexed`; the blobs after it are scanned. Reading
     // the mark once keeps the two parts disjoint whatever the indexer does meanwhile.
-    let indexed = stores.read_indexed()?;
+    // A request id is the most selective filter there is: its own index drives.
+    let indexed = if by_request.is_some() {
+        stores.read_rid_indexed()?
+    } else {
+        stores.read_indexed()?
+    };
     let index_hi = hi.min(indexed);
     let tail_lo = lo.max(indexed.saturating_add(1));
     if newest && tail_lo <= hi && !scan_blobs(stores, tail_lo, hi, true, &mut page)? {
         return Ok(page.finish());
     }
     if lo <= index_hi {
-        let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> = match keyed {
-            Some((kind, value)) => postings(stores, kind, value, lo, index_hi, newest),
-            None => time_index(stores, f, lo, index_hi, newest)?,
-        };
+        let candidates: Box<dyn Iterator<Item = Result<u64, RecordError>>> =
+            match (by_request, keyed) {
+                (Some(rid), _) => request_ids(stores, rid, lo, index_hi, newest),
+                (None, Some((kind, value))) => postings(stores, kind, value, lo, index_hi, newest),
+                (None, None) => time_index(stores, f, lo, index_hi, newest)?,
+            };
         // Candidates often share a blob: keep the last one instead of looking it up.
         let mut cached: Option<(u64, sled::IVec)> = None;
         for seq in candidates {
@@ -462,6 +470,36 @@ fn postings(
         Box::new(range.rev().flat_map(per_key))
     } else {
         Box::new(range.flat_map(per_key))
+    }
+}
+
+/// Seqs in [lo, hi] of the records of `request_id`, in result order (the index
+/// keys end in the seq, so a prefix scan yields them ascending).
+fn request_ids(
+    stores: &Stores,
+    request_id: &[u8],
+    lo: u64,
+    hi: u64,
+    newest: bool,
+) -> Box<dyn Iterator<Item = Result<u64, RecordError>>> {
+    let prefix = store::request_id_prefix(request_id);
+    let skip = prefix.len();
+    let seq_of =
+        move |r: sled::Result<(sled::IVec, sled::IVec)>| -> Option<Result<u64, RecordError>> {
+            match r {
+                Err(e) => Some(Err(RecordError::Store(format!(
+                    "audit request-id index: {e}"
+                )))),
+                Ok((k, _)) => codec::parse_seq(&k[skip..])
+                    .filter(|s| *s >= lo && *s <= hi)
+                    .map(Ok),
+            }
+        };
+    let scan = stores.log.scan_prefix(prefix);
+    if newest {
+        Box::new(scan.rev().filter_map(seq_of))
+    } else {
+        Box::new(scan.filter_map(seq_of))
     }
 }
 

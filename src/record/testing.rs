@@ -143,6 +143,7 @@ impl AuditLog {
     pub fn testing_index_all(&self) -> Result<(), RecordError> {
         self.caught_up(u64::MAX)?;
         while index::index_one_chunk(&self.inner.stores, 1, &self.inner.index_lock, true)? {}
+        while index::index_request_ids(&self.inner.stores, 1, &self.inner.index_lock, true)? {}
         Ok(())
     }
 

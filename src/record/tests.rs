@@ -462,3 +462,103 @@ fn group_commits_land_in_power_of_two_size_buckets() {
     }
     assert_eq!(group_size_bucket(u64::MAX), GROUP_SIZE_BUCKETS - 1);
 }
+
+fn by_request(log: &AuditLog, rid: &str) -> Vec<u64> {
+    let pairs = vec![("request_id".to_string(), rid.to_string())];
+    let f = AuditFilter::from_query_pairs(&pairs).unwrap();
+    log.query(&f)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.seq)
+        .collect()
+}
+
+#[test]
+fn request_ids_are_indexed_and_rebuilt_for_a_log_without_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || AuditOptions {
+        index_chunk: 10,
+        ..Default::default()
+    };
+    {
+        let db = open_db(dir.path());
+        let log = AuditLog::open(&db, opts()).unwrap();
+        for i in 1..=50 {
+            let mut r = rec(i);
+            // Two records of one request (a download and its withheld entries).
+            if i == 31 {
+                r.request_id = "r30".into();
+            }
+            log.append_blocking(r).unwrap();
+        }
+        log.testing_index_all().unwrap();
+        assert_eq!(log.index_marks().unwrap().1, 50);
+        // The index keys live beside the records; the chain still verifies.
+        assert!(log.verify().unwrap().is_ok());
+        assert_eq!(by_request(&log, "r7"), vec![7]);
+        assert_eq!(by_request(&log, "r30"), vec![31, 30]);
+        // Not yet indexed: found by the tail scan.
+        log.append_blocking(rec(51)).unwrap();
+        assert_eq!(by_request(&log, "r51"), vec![51]);
+        assert!(by_request(&log, "nope").is_empty());
+        // Pruning removes the index keys with the records.
+        log.prune(PrunePolicy::BeforeSeq(20)).unwrap();
+        let stores = Stores::open(&db).unwrap();
+        let left: Vec<u64> = stores
+            .log
+            .scan_prefix([b'q'])
+            .map(|kv| {
+                let k = kv.unwrap().0;
+                codec::parse_seq(&k[k.len() - 8..]).unwrap()
+            })
+            .collect();
+        assert_eq!(left, (20..=50).collect::<Vec<_>>());
+        assert!(left.iter().all(|s| *s >= 20), "{left:?}");
+        // An older log: no request-id index at all.
+        let mut b = sled::Batch::default();
+        for kv in stores.log.scan_prefix([b'q']) {
+            b.remove(kv.unwrap().0);
+        }
+        b.remove(&b"mrequest_ids"[..]);
+        stores.log.apply_batch(b).unwrap();
+        log.testing_close_and_wait();
+    }
+    let db = once_released(|| {
+        sled::Config::new()
+            .path(dir.path())
+            .open()
+            .map_err(|e| RecordError::Open(format!("another process holds it: {e}")))
+    });
+    let log = AuditLog::open(&db, opts()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.index_marks().unwrap().1 < 40 {
+        assert!(std::time::Instant::now() < deadline, "not rebuilt");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(by_request(&log, "r30"), vec![31, 30]);
+    assert_eq!(by_request(&log, "r45"), vec![45]);
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[test]
+fn chained_exports_verify_whole_and_as_a_range() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let log = AuditLog::open(&db, AuditOptions::default()).unwrap();
+    for i in 1..=30 {
+        log.append_blocking(rec(i)).unwrap();
+    }
+    let text = |from| {
+        log.export_chained(from)
+            .map(|r| serde_json::to_string(&r.unwrap()).unwrap() + "\n")
+            .collect::<String>()
+    };
+    let whole = export::verify_export(text(1).as_bytes()).unwrap();
+    assert!(whole.is_ok(), "{whole:?}");
+    assert_eq!((whole.checked, whole.head_hash.clone()), (30, log.head().1));
+    let range = export::verify_export(text(12).as_bytes()).unwrap();
+    assert!(range.is_ok(), "{range:?}");
+    let h11 = log.export_chained(11).next().unwrap().unwrap().hash;
+    assert_eq!(range.start, format!("starts at seq 12 after hash {h11}"));
+    assert_eq!(log.export_chained(31).count(), 0);
+}

@@ -14,10 +14,14 @@ pub(crate) const PREFIX_RECORDS: u8 = b'r';
 const PREFIX_META: u8 = b'm';
 pub(crate) const PREFIX_INDEX: u8 = b'i';
 pub(crate) const PREFIX_CHUNK: u8 = b'x';
+/// `q` + request id + 0xFF + seq (u64 BE) -> empty: the request-id index.
+pub(crate) const PREFIX_REQUEST_ID: u8 = b'q';
 
 pub(crate) const META_HEAD: &[u8] = b"mhead";
 pub(super) const META_CHECKPOINT: &[u8] = b"mcheckpoint";
 pub(super) const META_INDEXED: &[u8] = b"mindexed";
+/// Last seq the request-id index covers (u64 BE); absent = none (an older log).
+pub(super) const META_RID_INDEXED: &[u8] = b"mrequest_ids";
 
 /// Most records in one group commit.
 pub(crate) const MAX_BATCH_CAP: usize = 10_000;
@@ -46,6 +50,22 @@ pub(crate) fn parse_blob_key(key: &[u8]) -> Option<u64> {
         Some((&PREFIX_RECORDS, rest)) => codec::parse_seq(rest),
         _ => None,
     }
+}
+
+/// Prefix of every request-id index key of `request_id`.
+pub(crate) fn request_id_prefix(request_id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(request_id.len() + 10);
+    k.push(PREFIX_REQUEST_ID);
+    k.extend_from_slice(request_id);
+    k.push(INDEX_SEP);
+    k
+}
+
+/// The request-id index key of record `seq`.
+pub(crate) fn request_id_key(request_id: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = request_id_prefix(request_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 pub(crate) fn chunk_key(first: u64) -> [u8; 9] {

@@ -13,6 +13,12 @@
 //!   0xFF never occurs in UTF-8, so a prefix scan on `kind + value + 0xFF` finds
 //!   exactly that value, in seq order. Kind `t`: sortable i64 Unix nanoseconds,
 //!   floored to the second, + chunk first seq -> seqs.
+//! - `q` + request id + 0xFF + seq (u64 BE) -> empty: the request-id index, one
+//!   key per record (request ids are nearly unique, so per-chunk postings would
+//!   be one seq each anyway); a prefix scan finds a request's records in seq
+//!   order. `m` + `request_ids` is the last seq it covers. Written by the indexer
+//!   in its own chunked pass, so a log from before it existed is indexed from the
+//!   start in the background, while queries scan what is not yet covered.
 //! - `x` + chunk first seq -> chunk directory: last seq (u64 BE), then each posting
 //!   key of the chunk as u32 BE length + bytes (pruning finds postings through it).
 //!
@@ -51,11 +57,11 @@ use super::{AuditRecord, RecordError};
 
 pub use checkpoint::Checkpoint;
 pub(crate) use keys::{
-    blob_key, chunk_key, parse_blob_key, INDEX_SEP, KIND_ACTION, KIND_CALLER, KIND_DECISION,
-    KIND_TARGET, KIND_TIME, MAX_BATCH_CAP, META_HEAD, PREFIX_CHUNK, PREFIX_INDEX, PREFIX_RECORDS,
-    TREE_LOG,
+    blob_key, chunk_key, parse_blob_key, request_id_key, request_id_prefix, INDEX_SEP, KIND_ACTION,
+    KIND_CALLER, KIND_DECISION, KIND_TARGET, KIND_TIME, MAX_BATCH_CAP, META_HEAD, PREFIX_CHUNK,
+    PREFIX_INDEX, PREFIX_RECORDS, TREE_LOG,
 };
-use keys::{META_CHECKPOINT, META_INDEXED, OLD_LAYOUT_TREE};
+use keys::{META_CHECKPOINT, META_INDEXED, META_RID_INDEXED, OLD_LAYOUT_TREE};
 pub(crate) use pack::Packer;
 pub(crate) use postings::{
     decision_value, parse_time_nanos, posting_seqs, posting_value, string_index_prefix,
@@ -222,6 +228,23 @@ impl Stores {
         }
     }
 
+    /// Last seq the request-id index covers (0 = none).
+    pub fn read_rid_indexed(&self) -> Result<u64, RecordError> {
+        match self
+            .log
+            .get(META_RID_INDEXED)
+            .map_err(|e| store_err("read request-id index progress", e))?
+        {
+            None => Ok(0),
+            Some(v) => codec::parse_seq(&v).ok_or_else(|| {
+                RecordError::Corrupt(format!(
+                    "audit request-id index progress is {} bytes",
+                    v.len()
+                ))
+            }),
+        }
+    }
+
     pub fn read_head_meta(&self) -> Result<Option<(u64, [u8; 32])>, RecordError> {
         match self
             .log
@@ -336,4 +359,8 @@ pub(crate) fn set_checkpoint(b: &mut Batch, cp: &Checkpoint) {
 
 pub(crate) fn set_indexed(b: &mut Batch, seq: u64) {
     b.insert(META_INDEXED, &seq.to_be_bytes()[..]);
+}
+
+pub(crate) fn set_rid_indexed(b: &mut Batch, seq: u64) {
+    b.insert(META_RID_INDEXED, &seq.to_be_bytes()[..]);
 }

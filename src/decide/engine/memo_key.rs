@@ -11,26 +11,12 @@
 
 use serde::ser::{self, Serialize};
 
+// The decide stage's serde error type, shared with `value`.
+use crate::decide::value::Error;
+
 /// The encoding of `value`.
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), Error> {
     value.serialize(&mut Writer { out })
-}
-
-#[derive(Debug)]
-pub(super) struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl ser::Error for Error {
-    fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        Error(msg.to_string())
-    }
 }
 
 struct Writer<'a> {

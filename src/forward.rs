@@ -88,24 +88,31 @@ pub static UPSTREAM_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::At
 
 /// Remove hop-by-hop headers (RFC 9110 §7.6.1); keep `Upgrade` only for hijacks.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !(keep_upgrade && t == "upgrade"))
-        .collect();
-    for name in listed {
-        headers.remove(name.as_str());
+    // Names as constants, not strings: a string is parsed into a name on
+    // every removal, for every request.
+    const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: header::HeaderName =
+        header::HeaderName::from_static("proxy-connection");
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<String> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !(keep_upgrade && t == "upgrade"))
+            .collect();
+        for name in listed {
+            headers.remove(name.as_str());
+        }
     }
     for name in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "host",
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::HOST,
     ] {
         headers.remove(name);
     }

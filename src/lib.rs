@@ -45,6 +45,7 @@ mod layers;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
+pub mod dlogs;
 pub mod pipeline;
 #[cfg(any(test, fuzzing))]
 pub mod properties;

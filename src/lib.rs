@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod decide;
+pub mod dlogs;
 pub mod doctor;
 pub mod execs;
 pub mod files;
@@ -45,7 +46,6 @@ mod layers;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
-pub mod dlogs;
 pub mod pipeline;
 #[cfg(any(test, fuzzing))]
 pub mod properties;

@@ -144,11 +144,23 @@ fn a_collector_down_at_first_gets_the_log_in_opa_shape() {
     let collector = Collector::start(false);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
-    let extra: Vec<String> = ["--decision-logs", &collector.url, "--decision-logs-batch", "3"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let _server = serve_on(&admin, &data, &upstream, &extra, &dir.path().join("serve.log")).start();
+    let extra: Vec<String> = [
+        "--decision-logs",
+        &collector.url,
+        "--decision-logs-batch",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _server = serve_on(
+        &admin,
+        &data,
+        &upstream,
+        &extra,
+        &dir.path().join("serve.log"),
+    )
+    .start();
     for _ in 0..7 {
         assert_eq!(http(&admin, "GET", "/info").0, 200);
     }
@@ -173,7 +185,10 @@ fn a_collector_down_at_first_gets_the_log_in_opa_shape() {
     let seqs = collector.seqs();
     // From seq 1, no gap, nothing twice.
     let max = *seqs.keys().last().unwrap();
-    assert_eq!(seqs.keys().copied().collect::<Vec<_>>(), (1..=max).collect::<Vec<_>>());
+    assert_eq!(
+        seqs.keys().copied().collect::<Vec<_>>(),
+        (1..=max).collect::<Vec<_>>()
+    );
     assert!(seqs.values().all(|&n| n == 1), "duplicates: {seqs:?}");
     // Each event is the record, in the shape `audit export --format opa` writes.
     let chained: Vec<Value> = common::ok(&common::cli_at(&admin, &["audit", "export"]))
@@ -210,7 +225,15 @@ fn a_restart_resumes_after_the_last_acknowledged_seq() {
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
     let extra: Vec<String> = vec!["--decision-logs".into(), collector.url.clone()];
-    let serve = || serve_on(&admin, &data, &upstream, &extra, &dir.path().join("serve.log"));
+    let serve = || {
+        serve_on(
+            &admin,
+            &data,
+            &upstream,
+            &extra,
+            &dir.path().join("serve.log"),
+        )
+    };
 
     let mut first = serve().start();
     for _ in 0..3 {

@@ -305,6 +305,50 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// A fake record stage that numbers appends.
+    struct Numbering(AtomicU64);
+
+    impl Record for Numbering {
+        fn append(&self, _: AuditRecord) -> BoxFuture<'_, Result<u64, String>> {
+            let seq = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+            async move { Ok(seq) }.boxed()
+        }
+    }
+
+    /// A collector that never answers does not slow appends: past the
+    /// queue's bound, wake-ups are dropped and counted.
+    #[tokio::test]
+    async fn a_dead_collector_never_slows_a_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let log = AuditLog::open(&db, Default::default()).unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/logs", dead.local_addr().unwrap());
+        let settings = Settings {
+            url: parse_url(&url).unwrap(),
+            queue: 2,
+            batch: 500,
+        };
+        let s = Shipping::start(
+            Arc::new(Numbering(AtomicU64::new(0))),
+            log,
+            settings,
+            dir.path(),
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        for i in 1..=200u64 {
+            assert_eq!(s.append(AuditRecord::default()).await, Ok(i));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let dropped = s.counters.dropped_queue_full.load(Ordering::Relaxed);
+        assert!(dropped >= 190, "dropped {dropped}");
+    }
+
     #[test]
     fn urls_and_state() {
         assert!(parse_url("http://127.0.0.1:9/logs").is_ok());

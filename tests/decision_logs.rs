@@ -144,11 +144,14 @@ fn a_collector_down_at_first_gets_the_log_in_opa_shape() {
     let collector = Collector::start(false);
     let admin = dir.path().join("admin.sock");
     let data = dir.path().join("data");
+    let metrics = format!("127.0.0.1:{}", common::free_port());
     let extra: Vec<String> = [
         "--decision-logs",
         &collector.url,
         "--decision-logs-batch",
         "3",
+        "--metrics",
+        &format!("tcp://{metrics}"),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -213,6 +216,18 @@ fn a_collector_down_at_first_gets_the_log_in_opa_shape() {
         within(Duration::from_secs(5), || state(&data) >= max),
         "the last shipped seq is saved"
     );
+    // The counters are exposed.
+    let scrape = common::request("GET", "/metrics").send_tcp(&metrics).text();
+    let counter = |name: &str| -> u64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("portcullis_decision_logs_{name}_total ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {scrape}"))
+    };
+    assert!(counter("shipped") >= max, "{scrape}");
+    assert!(counter("failed_posts") >= 2, "{scrape}");
+    assert_eq!(counter("lost"), 0, "{scrape}");
 }
 
 #[test]

@@ -158,8 +158,7 @@ fn write_state(path: &Path, seq: u64) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Up to `max` OPA events for the records after `last`, with the first and
-/// last seqs read.
+/// Up to `max` records after `last`, oldest first: (seq, OPA event).
 fn read_batch(
     log: &AuditLog,
     last: u64,

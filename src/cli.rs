@@ -198,6 +198,18 @@ pub struct ServeArgs {
     /// Records queued per webhook at most; beyond it they are dropped and counted.
     #[arg(long, env = "PORTCULLIS_NOTIFY_QUEUE", default_value_t = 10_000)]
     pub notify_queue: usize,
+    /// Ship every recorded decision to this collector, in OPA's decision-log
+    /// format (gzipped JSON arrays, as OPA's decision log plugin POSTs them);
+    /// resumes after a restart from the last acknowledged seq.
+    #[arg(long, env = "PORTCULLIS_DECISION_LOGS")]
+    pub decision_logs: Option<String>,
+    /// Decision-log wake-ups queued at most; beyond it they are dropped and
+    /// counted (the records are still shipped, read from the log).
+    #[arg(long, env = "PORTCULLIS_DECISION_LOGS_QUEUE", default_value_t = 10_000)]
+    pub decision_logs_queue: usize,
+    /// Decision-log events per POST at most (a batch also leaves after 1 s).
+    #[arg(long, env = "PORTCULLIS_DECISION_LOGS_BATCH", default_value_t = 500)]
+    pub decision_logs_batch: usize,
     /// Serve Prometheus metrics at /metrics on its own listener: tcp://HOST:PORT
     /// (never on a Docker listener). Off by default.
     #[arg(long, env = "PORTCULLIS_METRICS")]
@@ -293,6 +305,14 @@ impl ServeArgs {
                         .map(str::to_string)
                         .ok_or_else(|| anyhow::anyhow!("--metrics {m:?}: expected tcp://HOST:PORT"))?,
                 ),
+            },
+            decision_logs: match &self.decision_logs {
+                None => None,
+                Some(url) => Some(crate::dlogs::Settings {
+                    url: crate::dlogs::parse_url(url).map_err(anyhow::Error::msg)?,
+                    queue: self.decision_logs_queue,
+                    batch: self.decision_logs_batch,
+                }),
             },
             notify: match (self.notify_webhook.is_empty(), self.notify_secret) {
                 (true, _) => None,

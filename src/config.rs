@@ -219,6 +219,8 @@ pub struct ServeConfig {
     pub workers: Workers,
     /// Webhooks told of recorded decisions (see [`crate::notify`]).
     pub notify: Option<Notify>,
+    /// Where recorded decisions are shipped in OPA's decision-log format (see [`crate::dlogs`]).
+    pub decision_logs: Option<crate::dlogs::Settings>,
     /// HOST:PORT of the `/metrics` listener (see [`crate::metrics`]).
     pub metrics: Option<String>,
     /// Callers and trust relationships declared in a file, applied at start.

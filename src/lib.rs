@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod decide;
+pub mod dlogs;
 pub mod doctor;
 pub mod execs;
 pub mod files;

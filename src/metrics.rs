@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 
 use crate::decide::engine::PolicyEngine;
 use crate::decide::{Decide, Decision, PolicyInput};
+use crate::dlogs::DecisionLogCounters;
 use crate::notify::NotifyCounters;
 use crate::record::{AuditLog, AuditRecord, Record};
 
@@ -41,6 +42,7 @@ struct RequestLabels {
 pub struct Metrics {
     registry: Registry,
     listeners: Arc<std::sync::OnceLock<Arc<crate::listen::Control>>>,
+    decision_logs: Arc<std::sync::OnceLock<Arc<DecisionLogCounters>>>,
     requests: Family<RequestLabels, Counter>,
     record_failures: Counter,
     decision_seconds: Histogram,
@@ -91,20 +93,28 @@ impl Metrics {
             append_seconds.clone(),
         );
         let listeners = Arc::new(std::sync::OnceLock::new());
+        let decision_logs = Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(Collected {
             engine,
             notify,
             audit,
             listeners: listeners.clone(),
+            decision_logs: decision_logs.clone(),
         }));
         Arc::new(Metrics {
             registry,
             listeners,
+            decision_logs,
             requests,
             record_failures,
             decision_seconds,
             append_seconds,
         })
+    }
+
+    /// Expose the decision-log shipper's counters (`serve --decision-logs`).
+    pub fn attach_decision_logs(&self, counters: Arc<DecisionLogCounters>) {
+        let _ = self.decision_logs.set(counters);
     }
 
     /// Count the listeners' connections and refusals from now on.
@@ -128,6 +138,7 @@ struct Collected {
     audit: Option<AuditWatch>,
     /// The listeners' control, known once they are built (after the gateway).
     listeners: Arc<std::sync::OnceLock<Arc<crate::listen::Control>>>,
+    decision_logs: Arc<std::sync::OnceLock<Arc<DecisionLogCounters>>>,
 }
 
 impl std::fmt::Debug for Collected {
@@ -210,6 +221,34 @@ impl Collector for Collected {
         }
         if let Some(audit) = &self.audit {
             encode_audit(audit, &mut encoder)?;
+        }
+        if let Some(d) = self.decision_logs.get() {
+            for (name, help, value) in [
+                (
+                    "decision_logs_shipped",
+                    "Decision-log events acknowledged by the collector",
+                    &d.shipped,
+                ),
+                (
+                    "decision_logs_failed_posts",
+                    "Decision-log POSTs that failed and were retried",
+                    &d.failed_posts,
+                ),
+                (
+                    "decision_logs_dropped_queue_full",
+                    "Decision-log wake-ups dropped on a full queue (records are still shipped from the log)",
+                    &d.dropped_queue_full,
+                ),
+                (
+                    "decision_logs_lost",
+                    "Records that left the audit log before they were shipped",
+                    &d.lost,
+                ),
+            ] {
+                let c = ConstCounter::new(value.load(Ordering::Relaxed));
+                let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+                c.encode(m)?;
+            }
         }
         if let Some(n) = &self.notify {
             for (name, help, value) in [

@@ -149,6 +149,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         notify_counters = Some(notifying.counters.clone());
         recorder = Arc::new(notifying);
     }
+    let mut dlog_counters = None;
+    if let Some(settings) = &config.decision_logs {
+        let shipping = crate::dlogs::Shipping::start(
+            recorder,
+            audit_log.clone(),
+            settings.clone(),
+            &config.data_dir,
+        )
+        .map_err(anyhow::Error::msg)
+        .context("starting --decision-logs")?;
+        dlog_counters = Some(shipping.counters.clone());
+        recorder = Arc::new(shipping);
+    }
     let mut metrics_handle = None;
     if let Some(addr) = &config.metrics {
         let audit = crate::metrics::AuditWatch {
@@ -158,6 +171,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         let metrics =
             crate::metrics::Metrics::new(parts.decider.clone(), notify_counters, Some(audit));
+        if let Some(c) = dlog_counters.take() {
+            metrics.attach_decision_logs(c);
+        }
         metrics_handle = Some(metrics.clone());
         decider = Arc::new(crate::metrics::Timed {
             inner: decider,

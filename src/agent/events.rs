@@ -13,8 +13,10 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum AgentEvent {
-    /// An update-image step: `status` is `started`, `running` (done),
-    /// `rolled-back` or `failed`.
+    /// An update-image step: `status` is `started`, then `running` (done),
+    /// `created` (done, for a container that was not running: the new one is
+    /// left stopped too), `rolled-back` or `failed`. An env patch's events
+    /// (`EnvUpdate`) take the same statuses.
     #[serde(rename_all = "camelCase")]
     VersionUpdate {
         container_id: String,

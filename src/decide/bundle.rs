@@ -1,0 +1,491 @@
+//! OPA bundles: policies and trust data in one signed `.tar.gz`.
+//!
+//! Why OPA's format and not one of our own: a fleet already distributes
+//! bundles (a bundle server, `opa build`, `opa sign`, CI that signs); one
+//! artifact with a revision and a signature is what every proxy of the fleet
+//! loads, and the same tools can inspect it.
+//!
+//! What a bundle holds, for portcullis:
+//! - `.manifest` (optional): `{"revision": "...", "roots": [...]}`; the roots,
+//!   when given, must cover `portcullis` (the package and the data path used).
+//! - `*.rego` anywhere in the archive, but `*_test.rego`: the policies.
+//! - `data.json` at the root (optional): `{"portcullis": {"trust": T}}`, where
+//!   `T` is what `--trust-file` takes (a list of relationships, or
+//!   `{callers, relationships}`). Any other data is refused: the policies
+//!   read trust only, and data that would be silently dropped is a surprise.
+//! - `.signatures.json` (OPA's format): `{"signatures": [JWT]}`, the JWT's
+//!   payload `{"files": [{"name", "hash", "algorithm": "SHA-256"}]}` naming
+//!   every other file with its SHA-256 (hex; a JSON file, `.manifest`
+//!   included, is hashed in canonical form: keys sorted, no spaces).
+//!
+//! Verification fails closed: with a key, a bundle without a signature, with
+//! a signature that does not verify, with a file not signed, or a signed
+//! file missing or changed, is refused whole. Only HS256 is implemented.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Where the trust data sits in `data.json`: `data.portcullis.trust`.
+pub const TRUST_PATH: [&str; 2] = ["portcullis", "trust"];
+
+const MANIFEST: &str = ".manifest";
+const SIGNATURES: &str = ".signatures.json";
+const DATA: &str = "data.json";
+/// A bundle larger than this (uncompressed) is refused.
+const MAX_BYTES: u64 = 64 << 20;
+
+/// A bundle as read, verified when a key was given.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub revision: String,
+    pub roots: Vec<String>,
+    /// The served policies: (name in the archive, source), sorted by name.
+    pub policies: Vec<(String, String)>,
+    /// `data.portcullis.trust`, if the bundle has it.
+    pub trust: Option<Value>,
+    /// Whether a signature was verified.
+    pub verified: bool,
+}
+
+/// Read and check the bundle at `path`; with `hs256_key`, verify its
+/// signature and every file's hash.
+pub fn read(path: &Path, hs256_key: Option<&[u8]>) -> anyhow::Result<Bundle> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let files = unpack(&bytes)?;
+    parse(files, hs256_key)
+}
+
+fn unpack(bytes: &[u8]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let gz = flate2::read::GzDecoder::new(bytes);
+    let mut archive = tar::Archive::new(gz.take(MAX_BYTES + 1));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().context("not a tar.gz archive")? {
+        let mut entry = entry.context("not a tar.gz archive")?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        let raw = entry.path().context("an entry without a path")?;
+        let name = normalize(&raw.to_string_lossy())?;
+        if !kind.is_file() {
+            bail!("{name}: only regular files may be in a bundle");
+        }
+        let mut content = Vec::new();
+        entry
+            .read_to_end(&mut content)
+            .with_context(|| format!("reading {name}"))?;
+        if files.insert(name.clone(), content).is_some() {
+            bail!("{name} is in the archive twice");
+        }
+    }
+    let total: usize = files.values().map(Vec::len).sum();
+    if total as u64 > MAX_BYTES {
+        bail!("larger than {MAX_BYTES} bytes uncompressed");
+    }
+    Ok(files)
+}
+
+/// `./a/b`, `/a/b` → `a/b`; `..` is refused.
+fn normalize(name: &str) -> anyhow::Result<String> {
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        bail!("{name}: `..` in a bundle path");
+    }
+    if parts.is_empty() {
+        bail!("an entry with an empty path");
+    }
+    Ok(parts.join("/"))
+}
+
+fn parse(mut files: BTreeMap<String, Vec<u8>>, key: Option<&[u8]>) -> anyhow::Result<Bundle> {
+    let signatures = files.remove(SIGNATURES);
+    let verified = match (key, signatures) {
+        (Some(key), Some(sig)) => {
+            verify(&files, &sig, key)?;
+            true
+        }
+        (Some(_), None) => {
+            bail!("unsigned ({SIGNATURES} is missing) and a verification key was given")
+        }
+        (None, Some(_)) => {
+            tracing::warn!("the bundle is signed but no --bundle-verification-key was given: the signature is not checked");
+            false
+        }
+        (None, None) => false,
+    };
+    let (revision, roots) = match files.get(MANIFEST) {
+        Some(m) => {
+            let m: Value = serde_json::from_slice(m).context(".manifest: not JSON")?;
+            let revision = match m.get("revision") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => bail!(".manifest: revision is not a string"),
+            };
+            let roots = match m.get("roots") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
+                    .context(".manifest: roots is not a list of strings")?,
+            };
+            (revision, roots)
+        }
+        None => (String::new(), Vec::new()),
+    };
+    if !roots.is_empty() && !roots.iter().any(|r| r.is_empty() || r == "portcullis") {
+        bail!(
+            ".manifest: roots {roots:?} do not cover `portcullis` (the policies' package and data)"
+        );
+    }
+    let mut policies = Vec::new();
+    let mut trust = None;
+    for (name, content) in &files {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if name.ends_with(".rego") {
+            if name.ends_with("_test.rego") {
+                continue;
+            }
+            let text =
+                String::from_utf8(content.clone()).map_err(|_| anyhow!("{name}: not UTF-8"))?;
+            policies.push((name.clone(), text));
+        } else if name == DATA {
+            trust = trust_of(content)?;
+        } else if matches!(base, "data.json" | "data.yaml" | "data.yml" | "patch.json")
+            || name.ends_with(".wasm")
+        {
+            bail!("{name}: portcullis takes data only from the root data.json (data.portcullis.trust), and no wasm");
+        }
+    }
+    if policies.is_empty() {
+        bail!("no .rego policy in the bundle");
+    }
+    Ok(Bundle {
+        revision,
+        roots,
+        policies,
+        trust,
+        verified,
+    })
+}
+
+fn trust_of(content: &[u8]) -> anyhow::Result<Option<Value>> {
+    let data: Value = serde_json::from_slice(content).context("data.json: not JSON")?;
+    let Value::Object(mut top) = data else {
+        bail!("data.json: not an object");
+    };
+    let Some(portcullis) = top.remove(TRUST_PATH[0]) else {
+        if let Some(k) = top.keys().next() {
+            bail!("data.json: unexpected key {k:?} (only portcullis.trust)");
+        }
+        return Ok(None);
+    };
+    if let Some(k) = top.keys().next() {
+        bail!("data.json: unexpected key {k:?} (only portcullis.trust)");
+    }
+    let Value::Object(mut portcullis) = portcullis else {
+        bail!("data.json: portcullis is not an object");
+    };
+    let trust = portcullis.remove(TRUST_PATH[1]);
+    if let Some(k) = portcullis.keys().next() {
+        bail!("data.json: unexpected key portcullis.{k} (only portcullis.trust)");
+    }
+    Ok(trust)
+}
+
+/// The hash OPA signs: SHA-256 (hex) of the bytes, or of the canonical JSON
+/// for `.json` files and `.manifest`.
+fn file_hash(name: &str, content: &[u8]) -> anyhow::Result<String> {
+    let digest = if name.ends_with(".json") || name == MANIFEST {
+        let value: Value =
+            serde_json::from_slice(content).with_context(|| format!("{name}: not JSON"))?;
+        let mut out = Vec::new();
+        canonical(&value, &mut out);
+        Sha256::digest(&out)
+    } else {
+        Sha256::digest(content)
+    };
+    Ok(hex::encode(digest))
+}
+
+/// Compact JSON with object keys sorted (serde_json keeps insertion order here).
+fn canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).unwrap_or_default());
+                out.push(b':');
+                canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(v, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
+    }
+}
+
+fn verify(files: &BTreeMap<String, Vec<u8>>, signatures: &[u8], key: &[u8]) -> anyhow::Result<()> {
+    let sig: Value = serde_json::from_slice(signatures).context(".signatures.json: not JSON")?;
+    let tokens = sig
+        .get("signatures")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!(".signatures.json: no `signatures` list"))?;
+    let [token] = tokens.as_slice() else {
+        bail!(
+            ".signatures.json: exactly one signature expected, found {}",
+            tokens.len()
+        );
+    };
+    let token = token
+        .as_str()
+        .ok_or_else(|| anyhow!(".signatures.json: the signature is not a string"))?;
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        bail!(".signatures.json: not a JWT (header.payload.signature)");
+    };
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(h)
+            .context(".signatures.json: JWT header is not base64url")?,
+    )
+    .context(".signatures.json: JWT header is not JSON")?;
+    match header.get("alg").and_then(Value::as_str) {
+        Some("HS256") => {}
+        other => {
+            bail!(".signatures.json: signing algorithm {other:?} is not supported (HS256 only)")
+        }
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(s)
+        .context(".signatures.json: JWT signature is not base64url")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|e| anyhow!("HMAC key: {e}"))?;
+    mac.update(format!("{h}.{p}").as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| anyhow!("the signature does not verify with the given key"))?;
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(p)
+            .context(".signatures.json: JWT payload is not base64url")?,
+    )
+    .context(".signatures.json: JWT payload is not JSON")?;
+    let listed = payload
+        .get("files")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!(".signatures.json: the signed payload lists no files"))?;
+    let mut signed = BTreeMap::new();
+    for f in listed {
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+        let hash = f.get("hash").and_then(Value::as_str).unwrap_or("");
+        let algorithm = f.get("algorithm").and_then(Value::as_str).unwrap_or("");
+        if algorithm != "SHA-256" {
+            bail!("{name}: hash algorithm {algorithm:?} is not supported (SHA-256 only)");
+        }
+        signed.insert(normalize(name)?, hash.to_ascii_lowercase());
+    }
+    for (name, content) in files {
+        let Some(expected) = signed.remove(name) else {
+            bail!("{name} is in the bundle but not signed");
+        };
+        if file_hash(name, content)? != expected {
+            bail!("{name}: its hash does not match the signed one (the file was changed)");
+        }
+    }
+    if let Some(name) = signed.keys().next() {
+        bail!("{name} is signed but missing from the bundle");
+    }
+    Ok(())
+}
+
+/// Build a bundle: `.manifest` (revision, roots `["portcullis"]`), the
+/// policies under `policies/`, `data.json` with `trust` when given, and,
+/// with an HS256 key, `.signatures.json`.
+pub fn build(
+    policies: &[(String, String)],
+    trust: Option<&Value>,
+    revision: Option<&str>,
+    hs256_key: Option<&[u8]>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (name, text) in policies {
+        let base = Path::new(name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow!("{name}: no file name"))?;
+        files.insert(format!("policies/{base}"), text.clone().into_bytes());
+    }
+    if let Some(trust) = trust {
+        let data = json!({ TRUST_PATH[0]: { TRUST_PATH[1]: trust } });
+        files.insert(DATA.into(), serde_json::to_vec_pretty(&data)?);
+    }
+    let revision = match revision {
+        Some(r) => r.to_string(),
+        None => {
+            let mut h = Sha256::new();
+            for (name, content) in &files {
+                h.update(name.as_bytes());
+                h.update([0]);
+                h.update(content);
+            }
+            hex::encode(h.finalize())[..16].to_string()
+        }
+    };
+    let manifest = json!({"revision": revision, "roots": ["portcullis"]});
+    files.insert(MANIFEST.into(), serde_json::to_vec_pretty(&manifest)?);
+    if let Some(key) = hs256_key {
+        let mut listed = Vec::new();
+        for (name, content) in &files {
+            listed.push(
+                json!({"name": name, "hash": file_hash(name, content)?, "algorithm": "SHA-256"}),
+            );
+        }
+        let token = sign_hs256(&json!({ "files": listed }), key)?;
+        files.insert(
+            SIGNATURES.into(),
+            serde_json::to_vec(&json!({ "signatures": [token] }))?,
+        );
+    }
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (name, content) in &files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, name, content.as_slice())?;
+    }
+    Ok(tar.into_inner()?.finish()?)
+}
+
+/// A compact JWS (HS256) over `claims`.
+pub fn sign_hs256(claims: &Value, key: &[u8]) -> anyhow::Result<String> {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?);
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|e| anyhow!("HMAC key: {e}"))?;
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    Ok(format!("{header}.{payload}.{sig}"))
+}
+
+/// A key file's contents: the HMAC secret, one trailing newline dropped.
+pub fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut key =
+        std::fs::read(path).with_context(|| format!("reading the key {}", path.display()))?;
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    if key.is_empty() {
+        bail!("the key {} is empty", path.display());
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies() -> Vec<(String, String)> {
+        vec![("/x/p.rego".into(), "package portcullis\nx := 1\n".into())]
+    }
+
+    fn repack(
+        bytes: &[u8],
+        change: impl Fn(&mut BTreeMap<String, Vec<u8>>),
+    ) -> BTreeMap<String, Vec<u8>> {
+        let mut files = unpack(bytes).unwrap();
+        change(&mut files);
+        files
+    }
+
+    #[test]
+    fn a_signed_bundle_round_trips_and_refuses_changes() {
+        let trust = json!([{"caller_service": "ci", "target_container": "ci-*"}]);
+        let bytes = build(&policies(), Some(&trust), Some("r1"), Some(b"k")).unwrap();
+        let b = parse(unpack(&bytes).unwrap(), Some(b"k")).unwrap();
+        assert!(b.verified);
+        assert_eq!(b.revision, "r1");
+        assert_eq!(b.policies[0].0, "policies/p.rego");
+        assert_eq!(b.trust, Some(trust));
+        let err = parse(unpack(&bytes).unwrap(), Some(b"other")).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        let tampered = repack(&bytes, |f| {
+            f.insert(
+                "policies/p.rego".into(),
+                b"package portcullis\nx := 2\n".to_vec(),
+            );
+        });
+        let err = parse(tampered, Some(b"k")).unwrap_err();
+        assert!(err.to_string().contains("hash does not match"), "{err}");
+        let added = repack(&bytes, |f| {
+            f.insert("more.rego".into(), b"package portcullis\ny := 2\n".to_vec());
+        });
+        assert!(parse(added, Some(b"k"))
+            .unwrap_err()
+            .to_string()
+            .contains("not signed"));
+        let unsigned = build(&policies(), None, None, None).unwrap();
+        assert!(parse(unpack(&unsigned).unwrap(), Some(b"k")).is_err());
+        assert!(!parse(unpack(&unsigned).unwrap(), None).unwrap().verified);
+    }
+
+    #[test]
+    fn json_is_hashed_canonically() {
+        let a = file_hash("data.json", br#"{"b": 1, "a": [1, {"d": 2, "c": 3}]}"#).unwrap();
+        let b = file_hash("data.json", br#"{"a":[1,{"c":3,"d":2}],"b":1}"#).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            file_hash("x.rego", br#"{"a":[1,{"c":3,"d":2}],"b":1}"#).unwrap()
+        );
+    }
+
+    #[test]
+    fn other_data_and_bad_roots_are_refused() {
+        let mut files = BTreeMap::new();
+        files.insert("p.rego".to_string(), b"package portcullis\n".to_vec());
+        files.insert("data.json".to_string(), br#"{"other": 1}"#.to_vec());
+        assert!(parse(files.clone(), None).is_err());
+        files.insert(
+            "data.json".to_string(),
+            br#"{"portcullis": {"trust": []}}"#.to_vec(),
+        );
+        files.insert(".manifest".to_string(), br#"{"roots": ["acme"]}"#.to_vec());
+        assert!(parse(files.clone(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("roots"));
+        files.insert(
+            ".manifest".to_string(),
+            br#"{"roots": ["portcullis"], "revision": "7"}"#.to_vec(),
+        );
+        assert_eq!(parse(files, None).unwrap().revision, "7");
+        assert!(normalize("../etc/passwd").is_err());
+    }
+}

@@ -461,8 +461,9 @@ mod tests {
         let b = file_hash("data.json", br#"{"a":[1,{"c":3,"d":2}],"b":1}"#).unwrap();
         assert_eq!(a, b);
         assert_ne!(
+            // Not JSON: the bytes as they are.
             a,
-            file_hash("x.rego", br#"{"a":[1,{"c":3,"d":2}],"b":1}"#).unwrap()
+            file_hash("x.rego", br#"{"b": 1, "a": [1, {"d": 2, "c": 3}]}"#).unwrap()
         );
     }
 

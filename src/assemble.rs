@@ -217,7 +217,7 @@ fn read_bundle(
     key: Option<&std::path::Path>,
 ) -> anyhow::Result<crate::decide::bundle::Bundle> {
     let key = key.map(crate::decide::bundle::read_key).transpose()?;
-    let bundle = crate::decide::bundle::read(path, key.as_deref())
+    let bundle = crate::decide::bundle::read(path, key.as_ref())
         .map_err(|e| anyhow::anyhow!("portcullis: bundle {} refused: {e:#}", path.display()))?;
     tracing::info!(
         bundle = %path.display(),

@@ -135,8 +135,9 @@ pub struct ServeArgs {
     /// its data.json's portcullis.trust is applied as --trust-file is.
     #[arg(long, env = "PORTCULLIS_BUNDLE", conflicts_with = "policies")]
     pub bundle: Option<PathBuf>,
-    /// The HS256 secret (a file) the bundle must be signed with
-    /// (.signatures.json); without it a signature is not checked.
+    /// The key (a file) the bundle must be signed with (.signatures.json):
+    /// an RSA public key in PEM (RS256), else an HMAC secret (HS256).
+    /// Without it a signature is not checked.
     #[arg(long, env = "PORTCULLIS_BUNDLE_VERIFICATION_KEY", requires = "bundle")]
     pub bundle_verification_key: Option<PathBuf>,
     /// Server certificate (PEM) for tls:// listeners.
@@ -377,7 +378,8 @@ pub enum PolicyCommand {
         /// The bundle's revision (default: a hash of its contents).
         #[arg(long)]
         revision: Option<String>,
-        /// Sign with this HS256 secret (a file): adds .signatures.json.
+        /// Sign with this key (a file): an RSA private key in PEM (RS256),
+        /// else an HMAC secret (HS256). Adds .signatures.json.
         #[arg(long)]
         signing_key: Option<PathBuf>,
         /// Where to write the bundle.

@@ -174,11 +174,15 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 &files,
                 trust.as_ref(),
                 revision.as_deref(),
-                key.as_deref(),
+                key.as_ref(),
             )?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
-            let bundle = crate::decide::bundle::read(&output, key.as_deref())?;
+            // Read back: an HMAC signature verifies with the same key.
+            let check = key
+                .as_ref()
+                .filter(|k| matches!(k, crate::decide::bundle::Key::Hmac(_)));
+            let bundle = crate::decide::bundle::read(&output, check)?;
             println!(
                 "wrote {}: revision {}, {} policies{}{}",
                 output.display(),

@@ -220,3 +220,78 @@ fn a_tampered_file_is_refused() {
     ]);
     assert!(check(&p, "ci", "ci-1", "container.stop").0);
 }
+
+/// An RSA key pair made by `openssl` in `dir`: (private PEM, public PEM).
+fn rsa_pair(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&private)
+        .output()
+        .ok()?;
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some((private, public))
+}
+
+#[test]
+#[cfg_attr(
+    no_docker,
+    ignore = "no Docker daemon answers on DOCKER_HOST or /var/run/docker.sock"
+)]
+fn rs256_bundles_verify_with_the_public_key_only() {
+    engine();
+    let dir = tempfile::tempdir().unwrap();
+    let Some((private, public)) = rsa_pair(dir.path(), "fleet") else {
+        eprintln!("skipped: no openssl to make an RSA key");
+        return;
+    };
+    let (_, other_public) = rsa_pair(dir.path(), "other").unwrap();
+    let bundle = build_bundle(dir.path(), Some(&private));
+    let p = Proxy::start(&[
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--bundle-verification-key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(check(&p, "ci", "ci-1", "container.stop").0);
+    let (status, log) = ServeCmd::named(dir.path(), "other-key")
+        .listen(&dir.path().join("o.sock"))
+        .args(&[
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--bundle-verification-key",
+        ])
+        .arg(&other_public)
+        .run_to_exit();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("does not verify"), "{log}");
+    // An HS256 secret does not verify an RS256 bundle.
+    let secret = key(dir.path(), "secret", "fleet-secret");
+    let (status, log) = ServeCmd::named(dir.path(), "hmac-key")
+        .listen(&dir.path().join("h.sock"))
+        .args(&[
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--bundle-verification-key",
+        ])
+        .arg(&secret)
+        .run_to_exit();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("signed with RS256"), "{log}");
+}

@@ -20,7 +20,8 @@
 //!
 //! Verification fails closed: with a key, a bundle without a signature, with
 //! a signature that does not verify, with a file not signed, or a signed
-//! file missing or changed, is refused whole. Only HS256 is implemented.
+//! file missing or changed, is refused whole. HS256 (an HMAC
+//! secret) and RS256 (RSA PEM keys, through ring) are implemented.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -42,6 +43,24 @@ const DATA: &str = "data.json";
 /// A bundle larger than this (uncompressed) is refused.
 const MAX_BYTES: u64 = 64 << 20;
 
+/// A signing or verification key: an HMAC secret (HS256), or an RSA key in
+/// PEM (RS256: a public key to verify, a private key to sign).
+pub enum Key {
+    Hmac(Vec<u8>),
+    /// PKCS#1 `RSAPublicKey` DER (from a `PUBLIC KEY` or `RSA PUBLIC KEY` PEM).
+    RsaPublic(Vec<u8>),
+    RsaPrivate(Box<ring::signature::RsaKeyPair>),
+}
+
+impl Key {
+    fn alg(&self) -> &'static str {
+        match self {
+            Key::Hmac(_) => "HS256",
+            Key::RsaPublic(_) | Key::RsaPrivate(_) => "RS256",
+        }
+    }
+}
+
 /// A bundle as read, verified when a key was given.
 #[derive(Debug, Clone)]
 pub struct Bundle {
@@ -57,10 +76,10 @@ pub struct Bundle {
 
 /// Read and check the bundle at `path`; with `hs256_key`, verify its
 /// signature and every file's hash.
-pub fn read(path: &Path, hs256_key: Option<&[u8]>) -> anyhow::Result<Bundle> {
+pub fn read(path: &Path, key: Option<&Key>) -> anyhow::Result<Bundle> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let files = unpack(&bytes)?;
-    parse(files, hs256_key)
+    parse(files, key)
 }
 
 fn unpack(bytes: &[u8]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
@@ -108,7 +127,7 @@ fn normalize(name: &str) -> anyhow::Result<String> {
     Ok(parts.join("/"))
 }
 
-fn parse(mut files: BTreeMap<String, Vec<u8>>, key: Option<&[u8]>) -> anyhow::Result<Bundle> {
+fn parse(mut files: BTreeMap<String, Vec<u8>>, key: Option<&Key>) -> anyhow::Result<Bundle> {
     let signatures = files.remove(SIGNATURES);
     let verified = match (key, signatures) {
         (Some(key), Some(sig)) => {
@@ -247,7 +266,7 @@ fn canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn verify(files: &BTreeMap<String, Vec<u8>>, signatures: &[u8], key: &[u8]) -> anyhow::Result<()> {
+fn verify(files: &BTreeMap<String, Vec<u8>>, signatures: &[u8], key: &Key) -> anyhow::Result<()> {
     let sig: Value = serde_json::from_slice(signatures).context(".signatures.json: not JSON")?;
     let tokens = sig
         .get("signatures")
@@ -274,19 +293,38 @@ fn verify(files: &BTreeMap<String, Vec<u8>>, signatures: &[u8], key: &[u8]) -> a
             .context(".signatures.json: JWT header is not base64url")?,
     )
     .context(".signatures.json: JWT header is not JSON")?;
-    match header.get("alg").and_then(Value::as_str) {
-        Some("HS256") => {}
-        other => {
-            bail!(".signatures.json: signing algorithm {other:?} is not supported (HS256 only)")
-        }
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    if !matches!(alg, "HS256" | "RS256") {
+        bail!(".signatures.json: signing algorithm {alg:?} is not supported (HS256, RS256)");
+    }
+    if alg != key.alg() {
+        bail!(
+            ".signatures.json: signed with {alg} but the verification key is for {}",
+            key.alg()
+        );
     }
     let signature = URL_SAFE_NO_PAD
         .decode(s)
         .context(".signatures.json: JWT signature is not base64url")?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|e| anyhow!("HMAC key: {e}"))?;
-    mac.update(format!("{h}.{p}").as_bytes());
-    mac.verify_slice(&signature)
-        .map_err(|_| anyhow!("the signature does not verify with the given key"))?;
+    let message = format!("{h}.{p}");
+    let good = match key {
+        Key::Hmac(secret) => {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret).map_err(|e| anyhow!("HMAC key: {e}"))?;
+            mac.update(message.as_bytes());
+            mac.verify_slice(&signature).is_ok()
+        }
+        Key::RsaPublic(der) => ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            der,
+        )
+        .verify(message.as_bytes(), &signature)
+        .is_ok(),
+        Key::RsaPrivate(_) => bail!("verifying needs the RSA public key, not the private key"),
+    };
+    if !good {
+        bail!("the signature does not verify with the given key");
+    }
     let payload: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(p)
@@ -328,7 +366,7 @@ pub fn build(
     policies: &[(String, String)],
     trust: Option<&Value>,
     revision: Option<&str>,
-    hs256_key: Option<&[u8]>,
+    key: Option<&Key>,
 ) -> anyhow::Result<Vec<u8>> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (name, text) in policies {
@@ -356,14 +394,14 @@ pub fn build(
     };
     let manifest = json!({"revision": revision, "roots": ["portcullis"]});
     files.insert(MANIFEST.into(), serde_json::to_vec_pretty(&manifest)?);
-    if let Some(key) = hs256_key {
+    if let Some(key) = key {
         let mut listed = Vec::new();
         for (name, content) in &files {
             listed.push(
                 json!({"name": name, "hash": file_hash(name, content)?, "algorithm": "SHA-256"}),
             );
         }
-        let token = sign_hs256(&json!({ "files": listed }), key)?;
+        let token = sign(&json!({ "files": listed }), key)?;
         files.insert(
             SIGNATURES.into(),
             serde_json::to_vec(&json!({ "signatures": [token] }))?,
@@ -384,18 +422,38 @@ pub fn build(
     Ok(tar.into_inner()?.finish()?)
 }
 
-/// A compact JWS (HS256) over `claims`.
-pub fn sign_hs256(claims: &Value, key: &[u8]) -> anyhow::Result<String> {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+/// A compact JWS (HS256 or RS256, by the key) over `claims`.
+pub fn sign(claims: &Value, key: &Key) -> anyhow::Result<String> {
+    let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, key.alg()));
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?);
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|e| anyhow!("HMAC key: {e}"))?;
-    mac.update(format!("{header}.{payload}").as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    Ok(format!("{header}.{payload}.{sig}"))
+    let message = format!("{header}.{payload}");
+    let sig = match key {
+        Key::Hmac(secret) => {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret).map_err(|e| anyhow!("HMAC key: {e}"))?;
+            mac.update(message.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Key::RsaPrivate(pair) => {
+            let mut sig = vec![0; pair.public().modulus_len()];
+            pair.sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| anyhow!("RSA signing failed"))?;
+            sig
+        }
+        Key::RsaPublic(_) => bail!("signing needs the RSA private key, not the public key"),
+    };
+    Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
 
-/// A key file's contents: the HMAC secret, one trailing newline dropped.
-pub fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// A key file: an RSA key in PEM (`PUBLIC KEY`, `RSA PUBLIC KEY`, `PRIVATE
+/// KEY`, `RSA PRIVATE KEY`), else an HMAC secret (its bytes, one trailing
+/// newline dropped).
+pub fn read_key(path: &Path) -> anyhow::Result<Key> {
     let mut key =
         std::fs::read(path).with_context(|| format!("reading the key {}", path.display()))?;
     while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -404,7 +462,81 @@ pub fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     if key.is_empty() {
         bail!("the key {} is empty", path.display());
     }
-    Ok(key)
+    if !key.starts_with(b"-----BEGIN ") {
+        return Ok(Key::Hmac(key));
+    }
+    let text = String::from_utf8(key).map_err(|_| anyhow!("{}: not PEM", path.display()))?;
+    pem_key(&text).with_context(|| format!("the key {}", path.display()))
+}
+
+fn pem_key(text: &str) -> anyhow::Result<Key> {
+    let first = text.lines().next().unwrap_or("");
+    let label = first
+        .strip_prefix("-----BEGIN ")
+        .and_then(|l| l.strip_suffix("-----"))
+        .ok_or_else(|| anyhow!("not PEM"))?;
+    let body: String = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END "))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .context("PEM body is not base64")?;
+    let bad = |e: ring::error::KeyRejected| anyhow!("not an RSA key ring accepts: {e}");
+    match label {
+        "PUBLIC KEY" => Ok(Key::RsaPublic(spki_rsa(&der)?)),
+        "RSA PUBLIC KEY" => Ok(Key::RsaPublic(der)),
+        "PRIVATE KEY" => Ok(Key::RsaPrivate(Box::new(
+            ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(bad)?,
+        ))),
+        "RSA PRIVATE KEY" => Ok(Key::RsaPrivate(Box::new(
+            ring::signature::RsaKeyPair::from_der(&der).map_err(bad)?,
+        ))),
+        other => bail!("PEM {other:?}: an RSA key (PUBLIC KEY, PRIVATE KEY) expected"),
+    }
+}
+
+/// The `RSAPublicKey` inside a `SubjectPublicKeyInfo` (DER): SEQUENCE {
+/// SEQUENCE {algorithm}, BIT STRING {0, RSAPublicKey} }.
+fn spki_rsa(der: &[u8]) -> anyhow::Result<Vec<u8>> {
+    /// One DER element at `at`: (tag, content range, end).
+    fn element(der: &[u8], at: usize) -> anyhow::Result<(u8, usize, usize)> {
+        let short = || anyhow!("truncated SubjectPublicKeyInfo");
+        let tag = *der.get(at).ok_or_else(short)?;
+        let first = *der.get(at + 1).ok_or_else(short)? as usize;
+        let (len, start) = if first < 0x80 {
+            (first, at + 2)
+        } else {
+            let n = first & 0x7f;
+            if n == 0 || n > 4 {
+                bail!("bad DER length");
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | *der.get(at + 2 + i).ok_or_else(short)? as usize;
+            }
+            (len, at + 2 + n)
+        };
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= der.len())
+            .ok_or_else(short)?;
+        Ok((tag, start, end))
+    }
+    let (tag, outer, _) = element(der, 0)?;
+    if tag != 0x30 {
+        bail!("not a SubjectPublicKeyInfo");
+    }
+    let (tag, _, after_alg) = element(der, outer)?;
+    if tag != 0x30 {
+        bail!("not a SubjectPublicKeyInfo");
+    }
+    let (tag, bits, end) = element(der, after_alg)?;
+    if tag != 0x03 || der.get(bits) != Some(&0) {
+        bail!("not a SubjectPublicKeyInfo");
+    }
+    Ok(der[bits + 1..end].to_vec())
 }
 
 #[cfg(test)]
@@ -427,13 +559,19 @@ mod tests {
     #[test]
     fn a_signed_bundle_round_trips_and_refuses_changes() {
         let trust = json!([{"caller_service": "ci", "target_container": "ci-*"}]);
-        let bytes = build(&policies(), Some(&trust), Some("r1"), Some(b"k")).unwrap();
-        let b = parse(unpack(&bytes).unwrap(), Some(b"k")).unwrap();
+        let bytes = build(
+            &policies(),
+            Some(&trust),
+            Some("r1"),
+            Some(&Key::Hmac(b"k".to_vec())),
+        )
+        .unwrap();
+        let b = parse(unpack(&bytes).unwrap(), Some(&Key::Hmac(b"k".to_vec()))).unwrap();
         assert!(b.verified);
         assert_eq!(b.revision, "r1");
         assert_eq!(b.policies[0].0, "policies/p.rego");
         assert_eq!(b.trust, Some(trust));
-        let err = parse(unpack(&bytes).unwrap(), Some(b"other")).unwrap_err();
+        let err = parse(unpack(&bytes).unwrap(), Some(&Key::Hmac(b"other".to_vec()))).unwrap_err();
         assert!(err.to_string().contains("does not verify"), "{err}");
         let tampered = repack(&bytes, |f| {
             f.insert(
@@ -441,17 +579,17 @@ mod tests {
                 b"package portcullis\nx := 2\n".to_vec(),
             );
         });
-        let err = parse(tampered, Some(b"k")).unwrap_err();
+        let err = parse(tampered, Some(&Key::Hmac(b"k".to_vec()))).unwrap_err();
         assert!(err.to_string().contains("hash does not match"), "{err}");
         let added = repack(&bytes, |f| {
             f.insert("more.rego".into(), b"package portcullis\ny := 2\n".to_vec());
         });
-        assert!(parse(added, Some(b"k"))
+        assert!(parse(added, Some(&Key::Hmac(b"k".to_vec())))
             .unwrap_err()
             .to_string()
             .contains("not signed"));
         let unsigned = build(&policies(), None, None, None).unwrap();
-        assert!(parse(unpack(&unsigned).unwrap(), Some(b"k")).is_err());
+        assert!(parse(unpack(&unsigned).unwrap(), Some(&Key::Hmac(b"k".to_vec()))).is_err());
         assert!(!parse(unpack(&unsigned).unwrap(), None).unwrap().verified);
     }
 

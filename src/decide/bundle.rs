@@ -15,8 +15,8 @@
 //!   read trust only, and data that would be silently dropped is a surprise.
 //! - `.signatures.json` (OPA's format): `{"signatures": [JWT]}`, the JWT's
 //!   payload `{"files": [{"name", "hash", "algorithm": "SHA-256"}]}` naming
-//!   every other file with its SHA-256 (hex; a JSON file, `.manifest`
-//!   included, is hashed in canonical form: keys sorted, no spaces).
+//!   every other file with its SHA-256 (hex; `data.json` and `.manifest`
+//!   are hashed in canonical form: keys sorted, no spaces, as OPA does).
 //!
 //! Verification fails closed: with a key, a bundle without a signature, with
 //! a signature that does not verify, with a file not signed, or a signed
@@ -221,9 +221,11 @@ fn trust_of(content: &[u8]) -> anyhow::Result<Option<Value>> {
 }
 
 /// The hash OPA signs: SHA-256 (hex) of the bytes, or of the canonical JSON
-/// for `.json` files and `.manifest`.
+/// for its structured documents (`data.json`, `.manifest`; as OPA's
+/// `IsStructuredDoc`).
 fn file_hash(name: &str, content: &[u8]) -> anyhow::Result<String> {
-    let digest = if name.ends_with(".json") || name == MANIFEST {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let digest = if base == DATA || base == MANIFEST {
         let value: Value =
             serde_json::from_slice(content).with_context(|| format!("{name}: not JSON"))?;
         let mut out = Vec::new();

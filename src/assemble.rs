@@ -61,6 +61,8 @@ pub struct Parts {
     pub watcher: Option<PolicyWatcher>,
     /// What `--trust-file` changed, one line each, to be recorded.
     pub trust_file_changes: Vec<String>,
+    /// What the trust of `--bundle` changed, one line each, to be recorded.
+    pub bundle_changes: Vec<String>,
     /// The database under the trust store and the log: flushed at shutdown.
     pub db: sled::Db,
 }
@@ -70,9 +72,35 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
     let store = crate::record::without_panic(&config.data_dir, || TrustStore::open(&db))?
         .context("opening the trust store")?;
 
-    let source = policy_source(config.policies.as_deref(), &config.template)?;
+    let bundle = match &config.bundle {
+        Some(path) => Some(read_bundle(
+            path,
+            config.bundle_verification_key.as_deref(),
+        )?),
+        None => None,
+    };
+    let source = match (&bundle, &config.bundle) {
+        (Some(b), Some(path)) => PolicySource::Bundle {
+            path: path.clone(),
+            revision: b.revision.clone(),
+            files: b.policies.clone(),
+        },
+        _ => policy_source(config.policies.as_deref(), &config.template)?,
+    };
     let engine = Arc::new(PolicyEngine::load(source));
     engine.set_memo(config.decision_memo);
+    if let (Some(errors), Some(path)) = (engine.last_error(), &config.bundle) {
+        // A bad bundle never starts: the fleet keeps its previous servers.
+        let why = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        anyhow::bail!(
+            "portcullis: bundle {} refused: its policies do not compile: {why}",
+            path.display()
+        );
+    }
     if let Some(errors) = engine.last_error() {
         for e in errors {
             tracing::error!(%e, "policy did not compile; every request is refused until it does");
@@ -83,6 +111,23 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         Some(path) => crate::config_file::TrustFile::load(path)?
             .apply(&store)
             .with_context(|| format!("applying the trust file {}", path.display()))?,
+        None => Vec::new(),
+    };
+    // The bundle's trust, applied after the trust file, the same way.
+    let bundle_changes = match &bundle {
+        Some(b) => match &b.trust {
+            Some(trust) => {
+                let file = crate::config_file::TrustFile::from_value(trust.clone())
+                    .context("portcullis: bundle data.json portcullis.trust")?;
+                validate_all(&file).context("portcullis: bundle data.json portcullis.trust")?;
+                file.apply(&store)
+                    .context("portcullis: applying the bundle's trust")?
+                    .into_iter()
+                    .map(|c| format!("bundle revision {:?}: {c}", b.revision))
+                    .collect()
+            }
+            None => Vec::new(),
+        },
         None => Vec::new(),
     };
 
@@ -161,6 +206,66 @@ pub fn assemble(config: &ServeConfig, resolver: Arc<Resolver>) -> anyhow::Result
         selector_is_immutable,
         watcher,
         trust_file_changes,
+        bundle_changes,
         db,
     })
+}
+
+/// Read and verify `--bundle`; any fault refuses the start, with why.
+fn read_bundle(
+    path: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<crate::decide::bundle::Bundle> {
+    let key = key.map(crate::decide::bundle::read_key).transpose()?;
+    let bundle = crate::decide::bundle::read(path, key.as_ref())
+        .map_err(|e| anyhow::anyhow!("portcullis: bundle {} refused: {e:#}", path.display()))?;
+    tracing::info!(
+        bundle = %path.display(),
+        revision = %bundle.revision,
+        verified = bundle.verified,
+        policies = bundle.policies.len(),
+        "bundle loaded"
+    );
+    Ok(bundle)
+}
+
+/// Every declared relationship parses and validates, before any is applied.
+fn validate_all(file: &crate::config_file::TrustFile) -> anyhow::Result<()> {
+    for (n, declared) in file.relationships.iter().enumerate() {
+        let spec = crate::trust::TrustSpec::from_json(declared)
+            .with_context(|| format!("relationship #{}", n + 1))?;
+        spec.validate()
+            .with_context(|| format!("relationship #{}", n + 1))?;
+    }
+    Ok(())
+}
+
+/// Record what the bundle's trust changed, like the admin calls it replaces
+/// (caller `config`), as the trust file's changes are.
+pub async fn record_bundle_changes(
+    config: &ServeConfig,
+    changes: &[String],
+    log: &AuditLog,
+) -> anyhow::Result<()> {
+    let Some(path) = &config.bundle else {
+        return Ok(());
+    };
+    for change in changes {
+        let record = AuditRecord {
+            caller: "config".into(),
+            identified_by: format!("bundle {}", path.display()),
+            action: crate::classify::Action::TRUST_WRITE.to_string(),
+            method: "-".into(),
+            path: path.display().to_string(),
+            allowed: true,
+            enforced: true,
+            reasons: vec![change.clone()],
+            ..Default::default()
+        };
+        Record::append(log, record)
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("recording a change made by the bundle")?;
+    }
+    Ok(())
 }

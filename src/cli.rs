@@ -131,6 +131,15 @@ pub struct ServeArgs {
     /// The embedded policy template: strict, standard or permissive.
     #[arg(long, env = "PORTCULLIS_TEMPLATE", default_value = "standard")]
     pub template: String,
+    /// An OPA bundle (.tar.gz): its policies replace the embedded ones and
+    /// its data.json's portcullis.trust is applied as --trust-file is.
+    #[arg(long, env = "PORTCULLIS_BUNDLE", conflicts_with = "policies")]
+    pub bundle: Option<PathBuf>,
+    /// The key (a file) the bundle must be signed with (.signatures.json):
+    /// an RSA public key in PEM (RS256), else an HMAC secret (HS256).
+    /// Without it a signature is not checked.
+    #[arg(long, env = "PORTCULLIS_BUNDLE_VERIFICATION_KEY", requires = "bundle")]
+    pub bundle_verification_key: Option<PathBuf>,
     /// Server certificate (PEM) for tls:// listeners.
     #[arg(long, env = "PORTCULLIS_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -269,6 +278,8 @@ impl ServeArgs {
             mode: self.mode,
             policies: self.policies,
             template: self.template,
+            bundle: self.bundle,
+            bundle_verification_key: self.bundle_verification_key,
             tls,
             limits: Limits {
                 max_body_inspect: self.max_body,
@@ -370,6 +381,30 @@ pub enum PolicyCommand {
         /// text (default) or json.
         #[arg(long, default_value = "text")]
         format: String,
+    },
+    /// Build an OPA bundle (.tar.gz) for `serve --bundle`: the served
+    /// *.rego of a directory, and trust data as data.portcullis.trust.
+    Bundle {
+        /// The policy directory (its *.rego but *_test.rego).
+        #[arg(long)]
+        policies: PathBuf,
+        /// Take the callers and relationships from this data directory's
+        /// trust store (the server must not be running on it).
+        #[arg(long, conflicts_with = "trust")]
+        trust_from_store: Option<PathBuf>,
+        /// Take trust from a file, as --trust-file takes it (JSON or YAML).
+        #[arg(long)]
+        trust: Option<PathBuf>,
+        /// The bundle's revision (default: a hash of its contents).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Sign with this key (a file): an RSA private key in PEM (RS256),
+        /// else an HMAC secret (HS256). Adds .signatures.json.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+        /// Where to write the bundle.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 

@@ -203,6 +203,10 @@ pub struct ServeConfig {
     pub policies: Option<PathBuf>,
     /// The embedded policy template: strict, standard or permissive.
     pub template: String,
+    /// An OPA bundle: policies and trust (see [`crate::decide::bundle`]).
+    pub bundle: Option<PathBuf>,
+    /// The HS256 secret file a bundle must be signed with.
+    pub bundle_verification_key: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
     /// Start even if the audit chain does not verify.

@@ -154,7 +154,7 @@ impl TrustFile {
         Self::from_value(value).with_context(|| format!("trust file {}", path.display()))
     }
 
-    fn from_value(value: Value) -> anyhow::Result<TrustFile> {
+    pub fn from_value(value: Value) -> anyhow::Result<TrustFile> {
         match value {
             Value::Array(relationships) => Ok(TrustFile {
                 callers: Vec::new(),

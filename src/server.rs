@@ -113,6 +113,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let parts = crate::assemble::assemble(&config, resolver.clone())?;
     let _policy_watch = parts.watcher;
     let (log, db) = (parts.recorder.clone(), parts.db.clone());
+    crate::assemble::record_bundle_changes(&config, &parts.bundle_changes, &parts.recorder).await?;
     // Trust changes from `--trust-file` are recorded like the admin calls they replace.
     if let Some(path) = &config.trust_file {
         for change in &parts.trust_file_changes {

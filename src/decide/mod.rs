@@ -10,6 +10,7 @@
 //! straight into regorus's value type ([`value`]); [`tools`] holds the policy
 //! author's `check`, `test` and `eval`.
 
+pub mod bundle;
 pub mod engine;
 pub mod facts;
 mod failclosed;

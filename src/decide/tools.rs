@@ -482,6 +482,7 @@ fn test_files(source: &PolicySource) -> Result<Vec<(String, String)>, Vec<Compil
             Ok(files)
         }
         PolicySource::Dir(dir) => read_dir(dir, true),
+        bundle @ PolicySource::Bundle { .. } => read_source(bundle),
     }
 }
 

@@ -130,6 +130,13 @@ pub enum PolicySource {
     Embedded(Template),
     /// Every `*.rego` directly in the directory, except `*_test.rego`.
     Dir(PathBuf),
+    /// The policies of an OPA bundle, read (and verified) once at start:
+    /// the archive on disk is not read again.
+    Bundle {
+        path: PathBuf,
+        revision: String,
+        files: Vec<(String, String)>,
+    },
 }
 
 /// Read the policy files of a source.
@@ -137,6 +144,10 @@ pub fn read_source(source: &PolicySource) -> Result<Vec<(String, String)>, Vec<C
     match source {
         PolicySource::Embedded(template) => Ok(template.files()),
         PolicySource::Dir(dir) => read_dir(dir, false),
+        PolicySource::Bundle { path, files, .. } => Ok(files
+            .iter()
+            .map(|(name, text)| (format!("{}/{name}", path.display()), text.clone()))
+            .collect()),
     }
 }
 

@@ -281,6 +281,9 @@ impl PolicyEngine {
         let source = match &*self.source.read().unwrap_or_else(|e| e.into_inner()) {
             PolicySource::Embedded(t) => format!("embedded:{t}"),
             PolicySource::Dir(d) => d.display().to_string(),
+            PolicySource::Bundle { path, revision, .. } => {
+                format!("bundle:{}@{revision}", path.display())
+            }
         };
         PolicyStatus {
             source,

@@ -145,19 +145,28 @@ async fn run(
     if !params.follow {
         return;
     }
+    // The highest seq announced. A record is announced when it is appended
+    // and readable a moment later, once applied: until the store has caught
+    // up with the announcement, look again every 20 ms (else the last records
+    // of a burst would wait for the next append to be shown).
+    let mut announced = 0u64;
     loop {
+        let behind = next <= announced;
         tokio::select! {
             _ = tx.closed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)), if behind => {}
             event = events.recv() => match event {
                 Ok(rec) if rec.seq < next => continue,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match send_from(&log, next, &tx).await {
-                        Some(n) => next = n,
-                        None => return,
-                    }
+                Ok(rec) => announced = announced.max(rec.seq),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    announced = announced.max(log.head().0);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+        }
+        match send_from(&log, next, &tx).await {
+            Some(n) => next = n,
+            None => return,
         }
     }
 }

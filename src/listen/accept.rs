@@ -63,12 +63,10 @@ pub(super) async fn accept_loop(
             control.clone(),
             open_here.clone(),
         );
-        tokio::spawn(async move {
+        let fut = async move {
             let Ok(permit) = permit else {
                 control.refusals.busy.fetch_add(1, Ordering::Relaxed);
-                accepted
-                    .refuse_busy("portcullis: too many connections; try again later")
-                    .await;
+                Box::pin(accepted.refuse_busy("portcullis: too many connections; try again later")).await;
                 return;
             };
             let owner = connection_owner(pinned.as_deref(), &accepted);
@@ -76,17 +74,20 @@ pub(super) async fn accept_loop(
                 drop(permit);
                 control.refusals.caller_busy.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%owner, "refused a connection over the per-caller limit");
-                accepted
-                    .refuse_busy(&format!(
-                        "portcullis: too many connections from {owner} (at most {} at once); try again later",
-                        control.callers.max
-                    ))
-                    .await;
+                let why = format!(
+                    "portcullis: too many connections from {owner} (at most {} at once); try again later",
+                    control.callers.max
+                );
+                Box::pin(accepted.refuse_busy(&why)).await;
                 return;
             };
             let _open = super::control::OpenOnListener::new(&open_here);
             serve_accepted(accepted, label, pinned, &limits, handler, &control, permit).await
-        });
+        };
+        if std::env::var_os("PC_FUTSIZE").is_some() {
+            eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
+        }
+        tokio::spawn(fut);
     }
 }
 
@@ -120,7 +121,7 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer,
             };
-            serve_connection(s, conn, limits, handler, stopping, control).await
+            { let f = serve_connection(s, conn, limits, handler, stopping, control); if std::env::var_os("PC_FUTSIZE").is_some() { eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&f)); } Box::pin(f).await }
         }
         Accepted::Tcp(s, addr) => {
             let conn = Connection {
@@ -129,11 +130,11 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer: Peer::Tcp { addr },
             };
-            serve_connection(s, conn, limits, handler, stopping, control).await
+            Box::pin(serve_connection(s, conn, limits, handler, stopping, control)).await
         }
         Accepted::Tls(s, addr, acceptor) => {
             let handshake =
-                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s)).await;
+                Box::pin(tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s))).await;
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -154,7 +155,7 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer: Peer::Tls { addr, common_name },
             };
-            serve_connection(tls, conn, limits, handler, stopping, control).await
+            Box::pin(serve_connection(tls, conn, limits, handler, stopping, control)).await
         }
     }
 }

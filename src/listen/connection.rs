@@ -67,9 +67,7 @@ pub(super) async fn serve_connection<IO>(
             "Bad Request",
             "portcullis: HTTP/2 prior knowledge (h2c) is refused: it is an opaque tunnel to BuildKit",
         );
-        control
-            .record_refused(Arc::new(conn), Refused::H2Preface)
-            .await;
+        Box::pin(control.record_refused(Arc::new(conn), Refused::H2Preface)).await;
         let _ = io.write_all(msg.as_bytes()).await;
         let _ = io.shutdown().await;
         return;
@@ -108,7 +106,7 @@ pub(super) async fn serve_connection<IO>(
     if let Err(e) = ended {
         if let Some(refused) = count_refused_head(&e, refusals) {
             // hyper has answered (431 or 400); the record follows.
-            control.record_refused(for_refusal, refused).await;
+            Box::pin(control.record_refused(for_refusal, refused)).await;
         }
         tracing::debug!(error = %e, "connection ended with an error");
     }

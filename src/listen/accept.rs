@@ -63,10 +63,11 @@ pub(super) async fn accept_loop(
             control.clone(),
             open_here.clone(),
         );
-        let fut = async move {
+        tokio::spawn(async move {
             let Ok(permit) = permit else {
                 control.refusals.busy.fetch_add(1, Ordering::Relaxed);
-                Box::pin(accepted.refuse_busy("portcullis: too many connections; try again later")).await;
+                Box::pin(accepted.refuse_busy("portcullis: too many connections; try again later"))
+                    .await;
                 return;
             };
             let owner = connection_owner(pinned.as_deref(), &accepted);
@@ -83,11 +84,7 @@ pub(super) async fn accept_loop(
             };
             let _open = super::control::OpenOnListener::new(&open_here);
             serve_accepted(accepted, label, pinned, &limits, handler, &control, permit).await
-        };
-        if std::env::var_os("PC_FUTSIZE").is_some() {
-            eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
-        }
-        tokio::spawn(fut);
+        });
     }
 }
 
@@ -121,7 +118,13 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer,
             };
-            { let f = serve_connection(s, conn, limits, handler, stopping, control); if std::env::var_os("PC_FUTSIZE").is_some() { eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&f)); } Box::pin(f).await }
+            // Boxed: a connection's task holds its future for the connection's
+            // whole life, so the largest variant (TLS) and the rare paths
+            // (refusals) must not set every connection's size.
+            Box::pin(serve_connection(
+                s, conn, limits, handler, stopping, control,
+            ))
+            .await
         }
         Accepted::Tcp(s, addr) => {
             let conn = Connection {
@@ -130,11 +133,17 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer: Peer::Tcp { addr },
             };
-            Box::pin(serve_connection(s, conn, limits, handler, stopping, control)).await
+            Box::pin(serve_connection(
+                s, conn, limits, handler, stopping, control,
+            ))
+            .await
         }
         Accepted::Tls(s, addr, acceptor) => {
-            let handshake =
-                Box::pin(tokio::time::timeout(limits.header_read_timeout, acceptor.accept(s))).await;
+            let handshake = Box::pin(tokio::time::timeout(
+                limits.header_read_timeout,
+                acceptor.accept(s),
+            ))
+            .await;
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -155,7 +164,10 @@ async fn serve_accepted(
                 pinned_caller: pinned,
                 peer: Peer::Tls { addr, common_name },
             };
-            Box::pin(serve_connection(tls, conn, limits, handler, stopping, control)).await
+            Box::pin(serve_connection(
+                tls, conn, limits, handler, stopping, control,
+            ))
+            .await
         }
     }
 }

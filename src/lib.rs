@@ -13,7 +13,7 @@
 //! | resolve target | [`resolve`] | [`resolve::Target`] (and the file a file action touches) |
 //! | decide | [`decide`] | [`decide::Decision`] |
 //! | record | [`record`] | a [`record::Permit`], only for a durably recorded, servable decision |
-//! | forward / serve | [`forward`], [`admin`], [`services`] (or [`refuse`]) | the daemon's response (or an upgraded stream) |
+//! | forward / serve | [`forward`], [`admin`], [`services`], [`agent`] (or [`refuse`]) | the daemon's response (or an upgraded stream) |
 //! | filter | [`filter`] | what the caller may see of the response |
 //!
 //! [`pipeline`] tells a request's life from top to bottom; it alone sees the

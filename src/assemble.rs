@@ -240,32 +240,33 @@ fn validate_all(file: &crate::config_file::TrustFile) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Record what the bundle's trust changed, like the admin calls it replaces
-/// (caller `config`), as the trust file's changes are.
-pub async fn record_bundle_changes(
-    config: &ServeConfig,
-    changes: &[String],
-    log: &AuditLog,
-) -> anyhow::Result<()> {
-    let Some(path) = &config.bundle else {
-        return Ok(());
-    };
-    for change in changes {
-        let record = AuditRecord {
-            caller: "config".into(),
-            identified_by: format!("bundle {}", path.display()),
-            action: crate::classify::Action::TRUST_WRITE.to_string(),
-            method: "-".into(),
-            path: path.display().to_string(),
-            allowed: true,
-            enforced: true,
-            reasons: vec![change.clone()],
-            ..Default::default()
-        };
-        Record::append(log, record)
-            .await
-            .map_err(anyhow::Error::msg)
-            .context("recording a change made by the bundle")?;
+/// Record the trust changes that `--trust-file` and then `--bundle` made at
+/// start (in the order they were applied), like the admin calls they replace:
+/// caller `config`, identified by the file.
+pub async fn record_config_changes(config: &ServeConfig, parts: &Parts) -> anyhow::Result<()> {
+    let sources = [
+        ("trust file", &config.trust_file, &parts.trust_file_changes),
+        ("bundle", &config.bundle, &parts.bundle_changes),
+    ];
+    for (what, path, changes) in sources {
+        let Some(path) = path else { continue };
+        for change in changes {
+            let record = AuditRecord {
+                caller: "config".into(),
+                identified_by: format!("{what} {}", path.display()),
+                action: crate::classify::Action::TRUST_WRITE.to_string(),
+                method: "-".into(),
+                path: path.display().to_string(),
+                allowed: true,
+                enforced: true,
+                reasons: vec![change.clone()],
+                ..Default::default()
+            };
+            Record::append(&*parts.recorder, record)
+                .await
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("recording a change made by the {what}"))?;
+        }
     }
     Ok(())
 }

@@ -181,19 +181,8 @@ pub fn gzip_events(events: &[serde_json::Value]) -> std::io::Result<Vec<u8>> {
     gz.finish()
 }
 
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<bytes::Bytes>,
->;
-
-fn client() -> Client {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
-}
+// The same HTTP(S) client as the webhooks'.
+use crate::notify::{client, Client};
 
 async fn post(client: &Client, url: &http::Uri, body: bytes::Bytes) -> Result<(), String> {
     let request = http::Request::post(url.clone())

@@ -260,12 +260,13 @@ pub fn verify(
     Ok(())
 }
 
-type Client = hyper_util::client::legacy::Client<
+/// The HTTP(S) client that POSTs to webhooks and decision-log collectors.
+pub(crate) type Client = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<bytes::Bytes>,
 >;
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()

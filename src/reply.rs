@@ -32,6 +32,23 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody
         .expect("static response parts are valid")
 }
 
+/// A streamed answer (`content_type`: NDJSON, Server-Sent Events) that no
+/// cache or buffering proxy (nginx and friends) holds back.
+pub fn stream(content_type: &'static str, body: ProxyBody) -> Response<ProxyBody> {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    resp
+}
+
 /// `{"message": …}` with the given status, as the daemon writes errors.
 pub fn error(status: StatusCode, message: impl AsRef<str>) -> Response<ProxyBody> {
     json(status, &serde_json::json!({ "message": message.as_ref() }))

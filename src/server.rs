@@ -111,30 +111,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     resolver.spawn_event_feed();
 
     let parts = crate::assemble::assemble(&config, resolver.clone())?;
+    // Trust changes from `--trust-file` and `--bundle` are recorded like the
+    // admin calls they replace.
+    crate::assemble::record_config_changes(&config, &parts).await?;
     let _policy_watch = parts.watcher;
     let (log, db) = (parts.recorder.clone(), parts.db.clone());
-    crate::assemble::record_bundle_changes(&config, &parts.bundle_changes, &parts.recorder).await?;
-    // Trust changes from `--trust-file` are recorded like the admin calls they replace.
-    if let Some(path) = &config.trust_file {
-        for change in &parts.trust_file_changes {
-            let record = crate::record::AuditRecord {
-                caller: "config".into(),
-                identified_by: format!("trust file {}", path.display()),
-                action: crate::classify::Action::TRUST_WRITE.to_string(),
-                method: "-".into(),
-                path: path.display().to_string(),
-                allowed: true,
-                enforced: true,
-                reasons: vec![change.clone()],
-                ..Default::default()
-            };
-            parts
-                .recorder
-                .append(record)
-                .await
-                .context("recording a change made by the trust file")?;
-        }
-    }
     // Optional layers over the decide and record stages (see `notify`, `metrics`).
     let audit_log = (*parts.recorder).clone();
     let mut decider: Arc<dyn crate::decide::Decide> = parts.decider.clone();

@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
@@ -112,18 +112,8 @@ pub fn respond(log: &AuditLog, params: StreamParams) -> Response<ProxyBody> {
     let events = log.subscribe();
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(run(log.clone(), params, events, tx));
-    let mut resp = Response::new(http_body_util::BodyExt::boxed(ChannelBody(rx)));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/x-ndjson"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
-    resp
+    let body = http_body_util::BodyExt::boxed(ChannelBody(rx));
+    reply::stream("application/x-ndjson", body)
 }
 
 /// A bad parameter, in Docker's error format.

@@ -31,7 +31,7 @@ use bollard::container::LogOutput;
 use bollard::query_parameters::{EventsOptions, LogsOptions};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use http::{header, HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::json;
@@ -140,19 +140,7 @@ where
     );
     let frames = SyncStream(Mutex::new(Box::pin(frames)));
     let body = StreamBody::new(frames.map(|b| Ok::<_, BoxError>(Frame::data(b))));
-    let mut resp = Response::new(BodyExt::boxed(body));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    // nginx and friends: do not buffer a stream.
-    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
-    resp
+    reply::stream("text/event-stream", BodyExt::boxed(body))
 }
 
 fn error_frame(message: &str) -> Bytes {
